@@ -1,0 +1,73 @@
+"""API shapes for accounts and auth."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from openmvno.accounts.models import Channel, Role
+from openmvno.channels.api.schemas import Strict
+
+
+class RegisterIn(Strict):
+    name: str = Field(min_length=1, max_length=100)
+    phone: str | None = Field(default=None, max_length=32)
+    email: str | None = Field(default=None, max_length=254)
+    password: str = Field(max_length=128)
+    language: Literal["zh-CN", "en"] | None = None
+    code_channel: Channel | None = None
+
+
+class VerifyIn(Strict):
+    login: str = Field(max_length=254, description="Phone number or email")
+    code: str = Field(min_length=4, max_length=12)
+
+
+class ResendIn(Strict):
+    login: str = Field(max_length=254)
+    channel: Channel | None = Field(default=None, description="sms or email; default sms")
+    purpose: Literal["verify", "reset_password"] = "verify"
+
+
+class TokenIn(Strict):
+    login: str = Field(max_length=254)
+    password: str = Field(max_length=128)
+
+
+class RefreshIn(Strict):
+    refresh_token: str = Field(max_length=200)
+
+
+class ResetIn(Strict):
+    login: str = Field(max_length=254)
+    code: str = Field(min_length=4, max_length=12)
+    new_password: str = Field(max_length=128)
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+class CodeSentOut(BaseModel):
+    channel: Channel
+    resend_after_seconds: int
+    expires_in_seconds: int
+
+
+class AccountOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    role: Role
+    name: str
+    phone: str | None
+    email: str | None
+    language: str
+    verified: bool
+    created_at: datetime

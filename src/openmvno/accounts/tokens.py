@@ -1,0 +1,140 @@
+"""Opaque bearer tokens (hashed at rest): short access tokens, rotating refresh
+tokens with reuse detection, and portal sessions carrying a CSRF secret."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openmvno import clock
+from openmvno.accounts.models import Account, AuthToken, TokenKind
+from openmvno.errors import Unauthorized
+from openmvno.runtime import Runtime
+from openmvno.security import new_token, sha256
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+async def _issue(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    kind: TokenKind,
+    ttl: timedelta,
+    family_id: uuid.UUID | None = None,
+    csrf_secret: str | None = None,
+) -> str:
+    raw = new_token()
+    session.add(
+        AuthToken(
+            account_id=account_id,
+            kind=kind,
+            token_hash=sha256(raw),
+            family_id=family_id or uuid.uuid4(),
+            csrf_secret=csrf_secret,
+            expires_at=clock.now() + ttl,
+        )
+    )
+    return raw
+
+
+async def issue_pair(
+    session: AsyncSession, rt: Runtime, account: Account, family_id: uuid.UUID | None = None
+) -> TokenPair:
+    family = family_id or uuid.uuid4()
+    minutes = rt.settings.access_token_minutes
+    access = await _issue(
+        session, account_id=account.id, kind=TokenKind.access, ttl=timedelta(minutes=minutes),
+        family_id=family,
+    )
+    refresh = await _issue(
+        session, account_id=account.id, kind=TokenKind.refresh,
+        ttl=timedelta(days=rt.settings.refresh_token_days), family_id=family,
+    )
+    await session.flush()
+    return TokenPair(access, refresh, minutes * 60)
+
+
+async def issue_session(session: AsyncSession, rt: Runtime, account: Account) -> str:
+    raw = await _issue(
+        session, account_id=account.id, kind=TokenKind.session,
+        ttl=timedelta(days=rt.settings.session_days), csrf_secret=new_token(),
+    )
+    await session.flush()
+    return raw
+
+
+async def lookup(session: AsyncSession, raw: str, kind: TokenKind) -> AuthToken | None:
+    """The live token row for ``raw`` or None (expired, revoked, unknown)."""
+    token = await session.scalar(
+        select(AuthToken).where(AuthToken.token_hash == sha256(raw), AuthToken.kind == kind)
+    )
+    if token is None or token.revoked_at is not None or token.expires_at <= clock.now():
+        return None
+    return token
+
+
+async def authenticate(session: AsyncSession, raw: str, kind: TokenKind) -> Account | None:
+    token = await lookup(session, raw, kind)
+    if token is None:
+        return None
+    account = await session.get(Account, token.account_id)
+    return account if account is not None and account.active else None
+
+
+async def rotate(session: AsyncSession, rt: Runtime, raw_refresh: str) -> TokenPair:
+    """Swap a refresh token for a new pair; reuse of a spent one revokes its whole family."""
+    token = await session.scalar(
+        select(AuthToken)
+        .where(AuthToken.token_hash == sha256(raw_refresh), AuthToken.kind == TokenKind.refresh)
+        .with_for_update()
+    )
+    now = clock.now()
+    if token is None or token.expires_at <= now:
+        raise Unauthorized("token_invalid", "Your session has ended; please log in again.")
+    if token.revoked_at is not None:
+        await revoke_family(session, token.family_id)
+        raise Unauthorized(
+            "token_reused", "Your session has ended; please log in again.", keep_changes=True
+        )
+    account = await session.get(Account, token.account_id)
+    if account is None or not account.active:
+        raise Unauthorized("token_invalid", "Your session has ended; please log in again.")
+    await session.execute(
+        update(AuthToken)
+        .where(AuthToken.family_id == token.family_id, AuthToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return await issue_pair(session, rt, account, family_id=token.family_id)
+
+
+async def revoke_family(session: AsyncSession, family_id: uuid.UUID) -> None:
+    await session.execute(
+        update(AuthToken)
+        .where(AuthToken.family_id == family_id, AuthToken.revoked_at.is_(None))
+        .values(revoked_at=clock.now())
+    )
+
+
+async def revoke(session: AsyncSession, raw: str) -> None:
+    """Log out: revoke the token and everything issued with it."""
+    token = await session.scalar(select(AuthToken).where(AuthToken.token_hash == sha256(raw)))
+    if token is not None:
+        await revoke_family(session, token.family_id)
+
+
+async def revoke_all(session: AsyncSession, account_id: uuid.UUID) -> None:
+    await session.execute(
+        update(AuthToken)
+        .where(AuthToken.account_id == account_id, AuthToken.revoked_at.is_(None))
+        .values(revoked_at=clock.now())
+    )

@@ -1,0 +1,19 @@
+"""Choose adapters from settings (never at import time)."""
+
+from __future__ import annotations
+
+from openmvno.adapters.email import EmailSender, OutboxOnlyEmail, SmtpEmail
+from openmvno.adapters.sms import OutboxOnlySms, SmsSender
+from openmvno.config import Settings
+
+
+def sms_sender(settings: Settings) -> SmsSender:
+    if settings.sms_adapter == "outbox":
+        return OutboxOnlySms()
+    raise NotImplementedError(f"SMS adapter {settings.sms_adapter!r} is not available yet")
+
+
+def email_sender(settings: Settings) -> EmailSender:
+    if settings.email_adapter == "smtp":
+        return SmtpEmail(settings.smtp_host, settings.smtp_port, settings.smtp_sender)
+    return OutboxOnlyEmail()

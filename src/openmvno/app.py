@@ -1,0 +1,71 @@
+"""The ASGI application: every channel mounted over one runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from openmvno import __version__
+from openmvno.channels import middleware
+from openmvno.channels.api import auth, health, problems
+from openmvno.config import Settings
+from openmvno.runtime import Runtime, build_runtime
+
+STATIC = Path(__file__).parent / "channels" / "portal" / "static"
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+    """Build the app; pass ``runtime`` to share one (tests), else one is built from settings."""
+    rt = runtime or build_runtime(settings or Settings())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker_task: asyncio.Task[None] | None = None
+        if rt.extras.get("embedded_worker"):
+            from openmvno.worker.runner import run_forever
+
+            worker_task = asyncio.create_task(run_forever(rt))
+        try:
+            yield
+        finally:
+            if worker_task is not None:
+                worker_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker_task
+            if runtime is None:
+                await rt.close()
+
+    app = FastAPI(
+        title="OpenMVNO",
+        version=__version__,
+        description="Back office of a prepaid mobile operator: plans, lines, balances, "
+        "renewals, top-ups and payments. Errors are RFC 9457 problem details.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.runtime = rt
+    problems.install(app)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.include_router(health.router)
+    app.include_router(auth.router)
+    _mount_extras(app, rt)
+    app.add_middleware(
+        middleware.RequestContextMiddleware,
+        max_body=rt.settings.max_body_bytes,
+        default_language=rt.settings.default_language,
+    )
+    return app
+
+
+def _mount_extras(app: FastAPI, rt: Runtime) -> None:
+    """Routers added by the other domains (kept in one list as they arrive)."""
+    from openmvno.channels import routers
+
+    for router in routers.all_routers(rt):
+        app.include_router(router)

@@ -1,0 +1,67 @@
+"""Reusable, typed dependencies for API routes: runtime, session, caller, language."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openmvno.accounts import tokens
+from openmvno.accounts.models import Account, Role, TokenKind
+from openmvno.db import unit_of_work
+from openmvno.errors import Forbidden, Unauthorized
+from openmvno.runtime import Runtime
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One transaction per request, committed before the response is sent."""
+    async with unit_of_work(get_runtime(request).sessions) as session:
+        yield session
+
+
+def get_language(request: Request) -> str:
+    language: str = request.state.language
+    return language
+
+
+RT = Annotated[Runtime, Depends(get_runtime)]
+Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
+Language = Annotated[str, Depends(get_language)]
+
+_bearer = HTTPBearer(auto_error=False, description="Access token from /api/v1/auth/token")
+
+
+async def current_account(
+    session: Session,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Account:
+    if credentials is None:
+        raise Unauthorized("not_authenticated", "Please log in.")
+    account = await tokens.authenticate(session, credentials.credentials, TokenKind.access)
+    if account is None:
+        raise Unauthorized("token_invalid", "Your session has ended; please log in again.")
+    return account
+
+
+Me = Annotated[Account, Depends(current_account)]
+
+
+def require_role(*roles: Role) -> Callable[..., Coroutine[Any, Any, Account]]:
+    async def check(account: Me) -> Account:
+        if account.role not in roles:
+            raise Forbidden("forbidden", "You are not allowed to do this.")
+        return account
+
+    return check
+
+
+Staff = Annotated[Account, Depends(require_role(Role.agent, Role.admin))]
+Admin = Annotated[Account, Depends(require_role(Role.admin))]

@@ -1,0 +1,130 @@
+"""ASGI middleware: request id, one structured log line per request, body size cap,
+and the request language (``?lang=``, ``lang`` cookie, ``Accept-Language``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from openmvno.i18n import N_, from_accept_language, normalize_language, translate
+
+log = logging.getLogger("openmvno.http")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _language(scope: Scope, headers: dict[bytes, bytes], default: str) -> str:
+    q = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("lang")
+    if q:
+        return normalize_language(q[0], default)
+    cookie = headers.get(b"cookie")
+    if cookie:
+        jar: SimpleCookie = SimpleCookie()
+        try:
+            jar.load(cookie.decode("latin-1"))
+        except Exception:  # noqa: BLE001 - a malformed cookie header must not break the request
+            jar = SimpleCookie()
+        if "lang" in jar:
+            return normalize_language(jar["lang"].value, default)
+    accept = headers.get(b"accept-language")
+    return from_accept_language(accept.decode("latin-1") if accept else None, default)
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body: int, default_language: str) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.default_language = default_language
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
+        language = _language(scope, headers, self.default_language)
+        scope.setdefault("state", {})
+        scope["state"]["request_id"] = request_id
+        scope["state"]["language"] = language
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            await self._too_large(send, request_id, language)
+            self._log(scope, 413, started, request_id)
+            return
+
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise _BodyTooLarge
+            return message
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_wrapper)
+        except _BodyTooLarge:
+            if not response_started:
+                await self._too_large(send, request_id, language)
+            status = 413
+        finally:
+            self._log(scope, status, started, request_id)
+
+    async def _too_large(self, send: Send, request_id: str, language: str) -> None:
+        message = N_("The request body is too large.")
+        body = json.dumps(
+            {
+                "type": "https://openmvno.org/problems/body_too_large",
+                "title": message,
+                "status": 413,
+                "detail": translate(language, message),
+                "code": "body_too_large",
+            },
+            ensure_ascii=False,
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/problem+json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"x-request-id", request_id.encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    def _log(scope: Scope, status: int, started: float, request_id: str) -> None:
+        extra: dict[str, Any] = {
+            "request_id": request_id,
+            "method": scope.get("method"),
+            "path": scope.get("path"),  # never the query string: it may carry tokens
+            "status": status,
+            "ms": round((time.perf_counter() - started) * 1000, 1),
+        }
+        log.info("request", extra=extra)

@@ -1,0 +1,16 @@
+"""Every router beyond health and auth, in mount order. Add new channels here."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from openmvno.runtime import Runtime
+
+
+def all_routers(rt: Runtime) -> list[APIRouter]:
+    from openmvno.channels.portal import dev_outbox
+
+    routers: list[APIRouter] = []
+    if rt.settings.dev_outbox_enabled:
+        routers.append(dev_outbox.router)
+    return routers

@@ -1,0 +1,105 @@
+"""The ``openmvno`` command: serve, worker, db, demo, import, staff."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from openmvno.config import Settings
+
+app = typer.Typer(help="OpenMVNO back office.", no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console()
+
+
+def settings_for(data_dir: Path | None = None) -> Settings:
+    return Settings(data_dir=data_dir) if data_dir else Settings()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    data_dir: Annotated[Path | None, typer.Option(help="Where the SQLite file lives")] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="Load the demo operator first")] = False,
+    workers: Annotated[int, typer.Option(help="HTTP worker processes (PostgreSQL)")] = 1,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Do not run the outbox worker in-process")
+    ] = False,
+) -> None:
+    """Apply migrations and serve the API, portal and consoles."""
+    import uvicorn
+
+    from openmvno.app import create_app
+    from openmvno.logs import setup_logging
+    from openmvno.migrate import upgrade
+    from openmvno.runtime import build_runtime
+
+    settings = settings_for(data_dir)
+    setup_logging(json_lines=settings.log_json)
+    asyncio.run(upgrade(settings.database_url))
+    if demo:
+        from openmvno.demo import load_demo, print_demo
+
+        result = asyncio.run(load_demo(settings))
+        print_demo(console, settings, result, host=host, port=port)
+    rt = build_runtime(settings)
+    rt.extras["embedded_worker"] = settings.embedded_worker and not no_worker
+    uvicorn.run(create_app(runtime=rt), host=host, port=port, log_config=None, access_log=False)
+
+
+@app.command()
+def worker(
+    data_dir: Annotated[Path | None, typer.Option()] = None,
+    once: Annotated[bool, typer.Option("--once", help="Deliver what is due, then exit")] = False,
+) -> None:
+    """Deliver the outbox (SMS, email, provisioning). Run as many as you like."""
+    from openmvno.logs import setup_logging
+    from openmvno.runtime import build_runtime
+    from openmvno.worker.runner import drain, run_forever
+
+    settings = settings_for(data_dir)
+    setup_logging(json_lines=settings.log_json)
+    rt = build_runtime(settings)
+
+    async def main() -> None:
+        try:
+            if once:
+                n = await drain(rt)
+                console.print(f"delivered {n} message(s)")
+            else:
+                await run_forever(rt)
+        finally:
+            await rt.close()
+
+    asyncio.run(main())
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument()] = "head",
+    data_dir: Annotated[Path | None, typer.Option()] = None,
+) -> None:
+    """Apply migrations up to ``revision`` (default: the newest)."""
+    from openmvno.migrate import upgrade
+
+    settings = settings_for(data_dir)
+    asyncio.run(upgrade(settings.database_url, revision))
+    console.print("[green]database is up to date[/green]")
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="e.g. -1")],
+    data_dir: Annotated[Path | None, typer.Option()] = None,
+) -> None:
+    """Step the schema back (development only)."""
+    from openmvno.migrate import downgrade
+
+    asyncio.run(downgrade(settings_for(data_dir).database_url, revision))
+    console.print(f"[yellow]downgraded to {revision}[/yellow]")

@@ -1,0 +1,79 @@
+"""Lines (eSIM, SIM, data card): inventory, ownership, entitlement state."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Enum, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from openmvno import clock
+from openmvno.db import Base, IdMixin, TimestampMixin
+
+
+class LineKind(enum.StrEnum):
+    esim = "esim"
+    sim = "sim"
+    datacard = "datacard"
+
+
+class LineState(enum.StrEnum):
+    inventory = "inventory"
+    active = "active"
+    grace = "grace"
+    suspended = "suspended"
+    terminated = "terminated"
+
+
+def _enum(e: type[enum.Enum]) -> Enum:
+    return Enum(e, native_enum=False, length=16, validate_strings=True)
+
+
+class Line(IdMixin, TimestampMixin, Base):
+    __tablename__ = "lines"
+    __table_args__ = (
+        Index("ix_lines_state_expires", "state", "expires_at"),
+        Index("ix_lines_inventory_pick", "kind", "state", "account_id"),
+    )
+
+    kind: Mapped[LineKind] = mapped_column(_enum(LineKind))
+    iccid: Mapped[str] = mapped_column(String(22), unique=True)
+    msisdn: Mapped[str] = mapped_column(String(20), unique=True)
+    device_serial: Mapped[str | None] = mapped_column(String(40), unique=True)
+    bind_secret_hash: Mapped[str | None] = mapped_column(String(64))
+    esim_matching_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    account_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    state: Mapped[LineState] = mapped_column(_enum(LineState), default=LineState.inventory)
+    plan_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("plans.id"))
+    expires_at: Mapped[datetime | None]
+    auto_renew: Mapped[bool] = mapped_column(default=False)
+    activated_at: Mapped[datetime | None]
+    state_changed_at: Mapped[datetime] = mapped_column(default=clock.now)
+    bound_at: Mapped[datetime | None]
+
+
+class LineEvent(IdMixin, Base):
+    """One entry per state change or binding, for support and audit."""
+
+    __tablename__ = "line_events"
+
+    line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lines.id"), index=True)
+    account_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    event: Mapped[str] = mapped_column(String(32))
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    at: Mapped[datetime] = mapped_column(default=clock.now)
+
+
+class BindAttempt(IdMixin, Base):
+    """A failed device-binding attempt; counted to stop serial/secret guessing."""
+
+    __tablename__ = "bind_attempts"
+    __table_args__ = (Index("ix_bind_attempts_account_at", "account_id", "at"),)
+
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    serial: Mapped[str] = mapped_column(String(40))
+    at: Mapped[datetime] = mapped_column(default=clock.now)

@@ -1,0 +1,80 @@
+"""Queue messages in the outbox (same transaction as the change); list them for dev."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openmvno.notifications.models import OutboxKind, OutboxMessage
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    kind: OutboxKind,
+    dedupe_key: str,
+    recipient: str,
+    body: str = "",
+    subject: str = "",
+    account_id: uuid.UUID | None = None,
+    payload: dict[str, Any] | None = None,
+) -> OutboxMessage:
+    """Add one outbox row; an existing row with the same dedupe key is returned as is."""
+    existing = await session.scalar(
+        select(OutboxMessage).where(OutboxMessage.dedupe_key == dedupe_key)
+    )
+    if existing is not None:
+        return existing
+    message = OutboxMessage(
+        kind=kind,
+        dedupe_key=dedupe_key,
+        recipient=recipient,
+        body=body,
+        subject=subject,
+        account_id=account_id,
+        payload=payload or {},
+    )
+    session.add(message)
+    await session.flush()
+    return message
+
+
+async def send_sms(
+    session: AsyncSession, *, to: str, body: str, dedupe_key: str, account_id: uuid.UUID | None
+) -> OutboxMessage:
+    return await enqueue(
+        session, kind=OutboxKind.sms, dedupe_key=dedupe_key, recipient=to, body=body,
+        account_id=account_id,
+    )
+
+
+async def send_email(
+    session: AsyncSession,
+    *,
+    to: str,
+    subject: str,
+    body: str,
+    dedupe_key: str,
+    account_id: uuid.UUID | None,
+) -> OutboxMessage:
+    return await enqueue(
+        session, kind=OutboxKind.email, dedupe_key=dedupe_key, recipient=to, subject=subject,
+        body=body, account_id=account_id,
+    )
+
+
+async def list_messages(
+    session: AsyncSession, *, kinds: Sequence[OutboxKind], limit: int = 100
+) -> Sequence[OutboxMessage]:
+    """Newest first: what the dev outbox page shows."""
+    rows = await session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.kind.in_(list(kinds)))
+        .order_by(OutboxMessage.created_at.desc(), OutboxMessage.id.desc())
+        .limit(limit)
+    )
+    return rows.all()

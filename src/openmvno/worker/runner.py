@@ -1,0 +1,138 @@
+"""The outbox worker. Any number of processes may run it: due rows are claimed
+with one conditional UPDATE (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), delivered
+outside the transaction, then marked sent or rescheduled with backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from sqlalchemy import or_, select, update
+
+from openmvno import clock
+from openmvno.adapters.registry import email_sender, sms_sender
+from openmvno.db import unit_of_work
+from openmvno.notifications.models import OutboxKind, OutboxMessage, OutboxState
+from openmvno.runtime import Runtime
+
+log = logging.getLogger("openmvno.worker")
+
+Handler = Callable[[Runtime, OutboxMessage], Awaitable[str]]
+MAX_ATTEMPTS = 8
+CLAIM_SECONDS = 120
+
+
+def handlers(rt: Runtime) -> dict[OutboxKind, Handler]:
+    """Delivery function per outbox kind; other domains register theirs in ``rt.extras``."""
+    sms = sms_sender(rt.settings)
+    email = email_sender(rt.settings)
+
+    async def send_sms(_: Runtime, m: OutboxMessage) -> str:
+        return await sms.send(to=m.recipient, body=m.body, dedupe_key=m.dedupe_key)
+
+    async def send_email(_: Runtime, m: OutboxMessage) -> str:
+        return await email.send(
+            to=m.recipient, subject=m.subject, body=m.body, dedupe_key=m.dedupe_key
+        )
+
+    table: dict[OutboxKind, Handler] = {OutboxKind.sms: send_sms, OutboxKind.email: send_email}
+    table.update(rt.extras.get("outbox_handlers", {}))
+    return table
+
+
+def backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(5 * 2 ** (attempts - 1), 3600))
+
+
+async def claim(rt: Runtime, limit: int) -> list[OutboxMessage]:
+    """Claim up to ``limit`` due rows for this process."""
+    now = clock.now()
+    due = (
+        select(OutboxMessage.id)
+        .where(
+            OutboxMessage.state == OutboxState.pending,
+            OutboxMessage.next_attempt_at <= now,
+            or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+        )
+        .order_by(OutboxMessage.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    async with unit_of_work(rt.sessions) as session:
+        ids = list((await session.scalars(due)).all())
+        if not ids:
+            return []
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids))
+            .values(
+                claimed_until=now + timedelta(seconds=CLAIM_SECONDS),
+                attempts=OutboxMessage.attempts + 1,
+            )
+        )
+        rows = await session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(ids)))
+        return list(rows.all())
+
+
+async def _finish(rt: Runtime, message_id: uuid.UUID, error: str | None) -> None:
+    async with unit_of_work(rt.sessions) as session:
+        m = await session.get(OutboxMessage, message_id)
+        if m is None:
+            return
+        m.claimed_until = None
+        if error is None:
+            m.state = OutboxState.sent
+            m.sent_at = clock.now()
+            m.last_error = ""
+        else:
+            m.last_error = error[:500]
+            if m.attempts >= MAX_ATTEMPTS:
+                m.state = OutboxState.dead
+            else:
+                m.next_attempt_at = clock.now() + backoff(m.attempts)
+
+
+async def run_once(rt: Runtime, limit: int | None = None) -> int:
+    """Deliver one batch of due messages; returns how many were attempted."""
+    table = handlers(rt)
+    batch = await claim(rt, limit or rt.settings.worker_batch)
+    for m in batch:
+        handler = table.get(m.kind)
+        try:
+            if handler is None:
+                raise RuntimeError(f"no handler for {m.kind}")
+            await handler(rt, m)
+        except Exception as exc:  # noqa: BLE001 - any failure is retried with backoff
+            log.warning("delivery failed", extra={"outbox_id": str(m.id), "kind": m.kind})
+            await _finish(rt, m.id, f"{type(exc).__name__}: {exc}")
+        else:
+            await _finish(rt, m.id, None)
+    return len(batch)
+
+
+async def drain(rt: Runtime, max_rounds: int = 100) -> int:
+    """Run batches until nothing is due (tests, CLI ``worker --once``)."""
+    total = 0
+    for _ in range(max_rounds):
+        n = await run_once(rt)
+        total += n
+        if n == 0:
+            break
+    return total
+
+
+async def run_forever(rt: Runtime) -> None:
+    log.info("worker started")
+    while True:
+        try:
+            n = await run_once(rt)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - keep the loop alive; the row is retried
+            log.exception("worker batch failed")
+            n = 0
+        if n == 0:
+            await asyncio.sleep(rt.settings.worker_poll_seconds)

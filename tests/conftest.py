@@ -1,0 +1,179 @@
+"""Test harness: a real database (SQLite file, or PostgreSQL when
+``OPENMVNO_TEST_DATABASE_URL`` is set), schema built by Alembic once per
+worker, rows wiped after each test; cheap argon2; a fresh runtime per test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from openmvno import clock
+from openmvno.app import create_app
+from openmvno.config import Settings
+from openmvno.migrate import upgrade
+from openmvno.models import Base
+from openmvno.runtime import Runtime, build_runtime
+from openmvno.worker.runner import drain
+
+PG_URL = os.environ.get("OPENMVNO_TEST_DATABASE_URL", "")
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+
+
+def pytest_report_header() -> str:
+    return f"openmvno database: {'postgresql' if PG_URL else 'sqlite'}"
+
+
+async def _create_pg_database(url: str, name: str) -> str:
+    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    await admin.dispose()
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One migrated database per xdist worker."""
+    if PG_URL:
+        url = asyncio.run(_create_pg_database(PG_URL, f"openmvno_test_{WORKER}"))
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    asyncio.run(upgrade(url))
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        data_dir=tmp_path,
+        secret_key="test-secret-key-0123456789",  # type: ignore[arg-type]
+        argon2_time_cost=1,
+        argon2_memory_cost=1024,
+        argon2_parallelism=1,
+        default_language="en",
+        public_url="http://testserver",
+        db_pool_size=5,
+    )
+
+
+TABLES = [t.name for t in reversed(Base.metadata.sorted_tables)]
+
+
+async def wipe(rt: Runtime) -> None:
+    async with rt.engine.begin() as conn:
+        tables = [
+            r[0]
+            for r in (
+                await conn.execute(
+                    text("SELECT tablename FROM pg_tables WHERE schemaname='public'")
+                    if conn.dialect.name == "postgresql"
+                    else text("SELECT name FROM sqlite_master WHERE type='table'")
+                )
+            ).all()
+            if r[0] != "alembic_version" and not r[0].startswith("sqlite_")
+        ]
+        if conn.dialect.name == "postgresql":
+            if tables:
+                await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            ordered = [t for t in TABLES if t in tables] + [t for t in tables if t not in TABLES]
+            for t in ordered:
+                await conn.execute(text(f'DELETE FROM "{t}"'))
+
+
+@pytest.fixture
+async def rt(settings: Settings) -> AsyncIterator[Runtime]:
+    runtime = build_runtime(settings)
+    try:
+        yield runtime
+    finally:
+        clock.set_clock(None)
+        await wipe(runtime)
+        await runtime.close()
+
+
+@pytest.fixture
+async def client(rt: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(runtime=rt)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+class FrozenClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        from datetime import UTC, datetime
+
+        self.now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+        clock.set_clock(lambda: self.now)
+
+    def advance(self, **kwargs: Any) -> None:
+        from datetime import timedelta
+
+        self.now += timedelta(**kwargs)
+
+
+@pytest.fixture
+def frozen() -> Iterator[FrozenClock]:
+    c = FrozenClock()
+    yield c
+    clock.set_clock(None)
+
+
+CODE = re.compile(r"\b(\d{6})\b")
+
+
+async def last_code(client: httpx.AsyncClient, recipient: str) -> str:
+    """Read the newest one-time code sent to ``recipient`` from the dev outbox."""
+    r = await client.get("/dev/outbox", headers={"Accept": "application/json"})
+    for m in r.json()["messages"]:
+        if m["recipient"] == recipient:
+            match = CODE.search(m["body"])
+            if match:
+                return match.group(1)
+    raise AssertionError(f"no code sent to {recipient}")
+
+
+async def register_and_login(
+    client: httpx.AsyncClient,
+    *,
+    phone: str | None = None,
+    email: str | None = None,
+    password: str = "s3cret-Pass",
+    name: str = "Li Lei",
+) -> dict[str, str]:
+    """A verified subscriber; returns auth headers."""
+    phone = phone or f"+86138{uuid.uuid4().int % 10**8:08d}"
+    body: dict[str, Any] = {"name": name, "phone": phone, "password": password}
+    if email:
+        body["email"] = email
+    r = await client.post("/api/v1/auth/register", json=body)
+    assert r.status_code == 201, r.text
+    code = await last_code(client, phone)
+    r = await client.post("/api/v1/auth/verify", json={"login": phone, "code": code})
+    assert r.status_code == 200, r.text
+    r = await client.post("/api/v1/auth/token", json={"login": phone, "password": password})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['access_token']}", "X-Phone": phone}
+
+
+@pytest.fixture
+def deliver(rt: Runtime) -> Any:
+    async def _deliver() -> int:
+        return await drain(rt)
+
+    return _deliver
