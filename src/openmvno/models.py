@@ -4,10 +4,21 @@ from openmvno.accounts.models import Account, AuthToken, OneTimeCode
 from openmvno.audit.models import AuditEvent
 from openmvno.catalog.models import Plan
 from openmvno.db import Base
+from openmvno.ledger.models import BalanceEntry, Bucket
 from openmvno.lines.models import BindAttempt, Line, LineEvent
 from openmvno.notifications.models import OutboxMessage
+from openmvno.orders.models import Order
+from openmvno.payments.models import ExternalEvent, PaymentAttempt
+from openmvno.receipts.models import Receipt, Sequence
 
 __all__ = [
+    "BalanceEntry",
+    "Bucket",
+    "ExternalEvent",
+    "Order",
+    "PaymentAttempt",
+    "Receipt",
+    "Sequence",
     "Account",
     "AuditEvent",
     "AuthToken",

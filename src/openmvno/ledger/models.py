@@ -1,0 +1,89 @@
+"""Balances as buckets and an append-only journal of entries.
+
+A **bucket** holds one kind of balance for a line (data bytes, voice seconds,
+SMS count) or for an account (the money wallet, in minor units), valid for a
+period. Every change is a **BalanceEntry** with a signed ``delta`` and a UNIQUE
+``idempotency_key``: replaying a change inserts nothing. Invariant, always:
+``bucket.remaining == sum(entry.delta for its entries)`` and ``remaining >= 0``.
+``reserved`` is quota held for in-flight sessions (Diameter Gy), not yet settled.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+
+from sqlalchemy import BigInteger, CheckConstraint, Enum, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from openmvno import clock
+from openmvno.db import BigInt, Base, IdMixin, TimestampMixin
+
+
+class BucketKind(enum.StrEnum):
+    data = "data"
+    voice = "voice"
+    sms = "sms"
+    money = "money"
+
+
+class EntryReason(enum.StrEnum):
+    grant = "grant"
+    usage = "usage"
+    expire = "expire"
+    adjust = "adjust"
+    transfer = "transfer"
+    refund = "refund"
+    topup = "topup"
+    payment = "payment"
+
+
+class Bucket(IdMixin, TimestampMixin, Base):
+    __tablename__ = "buckets"
+    __table_args__ = (
+        CheckConstraint("remaining >= 0", name="remaining_non_negative"),
+        CheckConstraint("reserved >= 0 AND reserved <= remaining", name="reserved_within"),
+        Index("ix_buckets_line_kind", "line_id", "kind", "valid_until"),
+        Index(
+            "uq_buckets_wallet",
+            "account_id",
+            "currency",
+            unique=True,
+            sqlite_where="kind = 'money'",
+            postgresql_where="kind = 'money'",
+        ),
+    )
+
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), index=True)
+    line_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("lines.id"))
+    kind: Mapped[BucketKind] = mapped_column(
+        Enum(BucketKind, native_enum=False, length=8, validate_strings=True)
+    )
+    currency: Mapped[str | None] = mapped_column(String(3))
+    """Set for money buckets only."""
+    plan_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("plans.id"))
+    order_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("orders.id"))
+    valid_from: Mapped[datetime] = mapped_column(default=clock.now)
+    valid_until: Mapped[datetime | None]
+    priority: Mapped[int] = mapped_column(default=100)
+    """Lower is used first (add-ons before the main plan, say)."""
+    initial: Mapped[int] = mapped_column(BigInteger, default=0)
+    remaining: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class BalanceEntry(Base):
+    __tablename__ = "balance_entries"
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    bucket_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("buckets.id"), index=True)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), index=True)
+    delta: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[EntryReason] = mapped_column(
+        Enum(EntryReason, native_enum=False, length=16, validate_strings=True)
+    )
+    idempotency_key: Mapped[str] = mapped_column(String(160), unique=True)
+    order_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("orders.id"), index=True)
+    memo: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)

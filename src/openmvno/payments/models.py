@@ -1,0 +1,72 @@
+"""Payment attempts and the provider webhook inbox.
+
+Attempt states: ``created → requires_action → succeeded | failed``.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Enum, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from openmvno import clock
+from openmvno.db import Base, IdMixin, TimestampMixin
+
+
+class PaymentMethodKind(enum.StrEnum):
+    card = "card"
+    alipay = "alipay"
+    wechat_pay = "wechat_pay"
+    bank_transfer = "bank_transfer"
+    wallet = "wallet"
+
+
+class AttemptState(enum.StrEnum):
+    created = "created"
+    requires_action = "requires_action"
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+def _enum(e: type[enum.Enum]) -> Enum:
+    return Enum(e, native_enum=False, length=20, validate_strings=True)
+
+
+class PaymentAttempt(IdMixin, TimestampMixin, Base):
+    __tablename__ = "payment_attempts"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_ref"),
+        Index("ix_payment_attempts_state_created", "state", "created_at"),
+    )
+
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id"), index=True)
+    account_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    provider: Mapped[str] = mapped_column(String(20))
+    method: Mapped[PaymentMethodKind] = mapped_column(_enum(PaymentMethodKind))
+    provider_ref: Mapped[str | None] = mapped_column(String(120))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    state: Mapped[AttemptState] = mapped_column(_enum(AttemptState), default=AttemptState.created)
+    failure_code: Mapped[str | None] = mapped_column(String(40))
+    next_action: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    """What the payer must do: ``{"type": "redirect", "url": ...}``, a QR payload, a bank reference."""
+    settled_at: Mapped[datetime | None]
+
+
+class ExternalEvent(IdMixin, Base):
+    """A webhook as received. UNIQUE(source, external_id): a replay is a no-op."""
+
+    __tablename__ = "external_events"
+    __table_args__ = (UniqueConstraint("source", "external_id"),)
+
+    source: Mapped[str] = mapped_column(String(20))
+    external_id: Mapped[str] = mapped_column(String(120))
+    event_type: Mapped[str] = mapped_column(String(80))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(default=clock.now)
+    handled_at: Mapped[datetime | None]
+    outcome: Mapped[str] = mapped_column(String(200), default="")

@@ -1,0 +1,1 @@
+"""Receipts: sequential numbers, issued on fulfilment, HTML and PDF."""
