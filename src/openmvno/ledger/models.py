@@ -14,7 +14,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Enum, ForeignKey, Index, String
+from sqlalchemy import BigInteger, CheckConstraint, Enum, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from openmvno import clock
@@ -50,8 +50,8 @@ class Bucket(IdMixin, TimestampMixin, Base):
             "account_id",
             "currency",
             unique=True,
-            sqlite_where="kind = 'money'",
-            postgresql_where="kind = 'money'",
+            sqlite_where=text("kind = 'money'"),
+            postgresql_where=text("kind = 'money'"),
         ),
     )
 

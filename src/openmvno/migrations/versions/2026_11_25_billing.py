@@ -99,7 +99,7 @@ def upgrade() -> None:
     with op.batch_alter_table('buckets', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_buckets_account_id'), ['account_id'], unique=False)
         batch_op.create_index('ix_buckets_line_kind', ['line_id', 'kind', 'valid_until'], unique=False)
-        batch_op.create_index('uq_buckets_wallet', ['account_id', 'currency'], unique=True, sqlite_where="kind = 'money'", postgresql_where="kind = 'money'")
+        batch_op.create_index('uq_buckets_wallet', ['account_id', 'currency'], unique=True, sqlite_where=sa.text("kind = 'money'"), postgresql_where=sa.text("kind = 'money'"))
 
     op.create_table('payment_attempts',
     sa.Column('order_id', sa.Uuid(), nullable=False),
@@ -190,7 +190,7 @@ def downgrade() -> None:
 
     op.drop_table('payment_attempts')
     with op.batch_alter_table('buckets', schema=None) as batch_op:
-        batch_op.drop_index('uq_buckets_wallet', sqlite_where="kind = 'money'", postgresql_where="kind = 'money'")
+        batch_op.drop_index('uq_buckets_wallet', sqlite_where=sa.text("kind = 'money'"), postgresql_where=sa.text("kind = 'money'"))
         batch_op.drop_index('ix_buckets_line_kind')
         batch_op.drop_index(batch_op.f('ix_buckets_account_id'))
 
