@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PaymentMethod = Literal["card", "alipay", "wechat_pay", "bank_transfer", "wallet"]
+ALL_METHODS: tuple[PaymentMethod, ...] = ("card", "alipay", "wechat_pay", "bank_transfer", "wallet")
 
 
 class Settings(BaseSettings):
@@ -59,9 +60,8 @@ class Settings(BaseSettings):
     smtp_port: int = 25
     smtp_sender: str = "no-reply@openmvno.example"
     payment_provider: Literal["sandbox", "stripe"] = "sandbox"
-    payment_methods: list[PaymentMethod] = Field(
-        default_factory=lambda: ["card", "alipay", "wechat_pay", "bank_transfer", "wallet"]
-    )
+    payment_methods: list[PaymentMethod] = Field(default_factory=lambda: list(ALL_METHODS))
+    """Which payment methods are on (some operators take cards only)."""
     stripe_api_key: SecretStr = SecretStr("")
     stripe_webhook_secret: SecretStr = SecretStr("")
     stripe_api_base: str = ""
@@ -76,6 +76,19 @@ class Settings(BaseSettings):
     worker_batch: int = 50
 
     log_json: bool = True
+
+    # orders, payments, provisioning, receipts
+    provisioning_adapter: Literal["sandbox"] = "sandbox"
+    provisioning_sandbox_fail: bool = False
+    """Make the sandbox provisioning adapter fail (tests, demos of a failed activation)."""
+    payment_stale_minutes: int = 30
+    """The janitor asks the provider about attempts older than this with no answer."""
+    payment_hard_limit_hours: int = 24
+    """An attempt still unanswered after this long is failed with code ``expired``."""
+    addon_priority: int = 50
+    """Add-on buckets are used before the plan's (lower is used first)."""
+    receipt_font_path: str = ""
+    """A CJK TrueType/OpenType font (or collection) for PDF receipts; empty: find Noto CJK."""
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

@@ -31,7 +31,7 @@ def downgrade_sync(connection: Connection, revision: str) -> None:
 
 
 async def upgrade(url: str, revision: str = "head") -> None:
-    """Apply migrations; on PostgreSQL under an advisory lock so many processes may start at once."""
+    """Apply migrations; on PostgreSQL under an advisory lock, so many processes may start."""
     from sqlalchemy import text
 
     from openmvno.db import make_engine

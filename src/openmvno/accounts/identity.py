@@ -11,9 +11,23 @@ from openmvno.errors import InvalidInput
 
 COMMON_PASSWORDS = frozenset(
     {
-        "password", "password1", "12345678", "123456789", "1234567890", "qwerty123",
-        "11111111", "88888888", "iloveyou", "abc12345", "a1234567", "qwertyuiop",
-        "00000000", "66666666", "password123", "admin123", "welcome1",
+        "password",
+        "password1",
+        "12345678",
+        "123456789",
+        "1234567890",
+        "qwerty123",
+        "11111111",
+        "88888888",
+        "iloveyou",
+        "abc12345",
+        "a1234567",
+        "qwertyuiop",
+        "00000000",
+        "66666666",
+        "password123",
+        "admin123",
+        "welcome1",
     }
 )
 
@@ -32,7 +46,9 @@ def normalize_phone(raw: str, region: str) -> str:
 
 def normalize_email(raw: str) -> str:
     try:
-        info = validate_email(unicodedata.normalize("NFKC", raw).strip(), check_deliverability=False)
+        info = validate_email(
+            unicodedata.normalize("NFKC", raw).strip(), check_deliverability=False
+        )
     except EmailNotValidError as exc:
         raise InvalidInput("invalid_email", "This is not a valid email address.") from exc
     return str(info.normalized).lower()

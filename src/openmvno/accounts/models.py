@@ -21,7 +21,7 @@ class Role(enum.StrEnum):
 
 class CodePurpose(enum.StrEnum):
     verify = "verify"
-    reset_password = "reset_password"
+    reset_password = "reset_password"  # noqa: S105 - a purpose, not a secret
     caller_check = "caller_check"
 
 

@@ -19,9 +19,24 @@ from openmvno.accounts.identity import (
     normalize_phone,
 )
 from openmvno.accounts.models import Account, Channel, CodePurpose, Role
-from openmvno.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyAttempts, Unauthorized
+from openmvno.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TooManyAttempts,
+    Unauthorized,
+)
 from openmvno.i18n import normalize_language
 from openmvno.runtime import Runtime
+
+
+def _already_registered() -> Conflict:
+    return Conflict(
+        "already_registered",
+        "An account with this phone number or email already exists; "
+        "log in or reset the password.",
+    )
 
 
 async def get(session: AsyncSession, account_id: uuid.UUID) -> Account:
@@ -61,19 +76,10 @@ async def register(
     e164 = normalize_phone(phone, rt.settings.default_region) if phone else None
     mail = normalize_email(email) if email else None
     check_password(password, personal=(e164, mail, mail.split("@")[0] if mail else None, name))
-    clash = await session.scalar(
-        select(Account).where(
-            or_(
-                Account.phone == e164 if e164 else False,
-                Account.email == mail if mail else False,
-            )
-        )
-    )
+    taken = [c == v for c, v in ((Account.phone, e164), (Account.email, mail)) if v]
+    clash = await session.scalar(select(Account).where(or_(*taken)).limit(1))
     if clash is not None:
-        raise Conflict(
-            "already_registered",
-            "An account with this phone number or email already exists; log in or reset the password.",
-        )
+        raise _already_registered()
     account = Account(
         id=uuid.uuid4(),
         role=Role.subscriber,
@@ -177,7 +183,9 @@ async def request_password_reset(
     if account is None:
         return
     chosen = channel or (Channel.sms if account.phone else Channel.email)
-    await codes.issue(session, rt, account=account, purpose=CodePurpose.reset_password, channel=chosen)
+    await codes.issue(
+        session, rt, account=account, purpose=CodePurpose.reset_password, channel=chosen
+    )
 
 
 async def reset_password(
@@ -214,7 +222,7 @@ async def create_staff(
     mail = normalize_email(email)
     check_password(password, personal=(mail, name))
     if await session.scalar(select(Account).where(Account.email == mail)):
-        raise Conflict("already_registered", "An account with this phone number or email already exists; log in or reset the password.")  # noqa: E501
+        raise _already_registered()
     account = Account(
         id=uuid.uuid4(),
         role=role,

@@ -18,10 +18,6 @@ from openmvno.i18n import N_, from_accept_language, normalize_language, translat
 log = logging.getLogger("openmvno.http")
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 def _language(scope: Scope, headers: dict[bytes, bytes], default: str) -> str:
     q = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("lang")
     if q:
@@ -66,18 +62,25 @@ class RequestContextMiddleware:
             return
 
         seen = 0
+        refused = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, refused, status
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_body:
-                    raise _BodyTooLarge
+                if seen > self.max_body and not refused:
+                    # Answer 413 now; whatever the app sends afterwards is dropped.
+                    refused, status = True, 413
+                    if not response_started:
+                        await self._too_large(send, request_id, language)
+                    return {"type": "http.disconnect"}
             return message
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status, response_started
+            if refused:
+                return
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
@@ -86,10 +89,9 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, limited_receive, send_wrapper)
-        except _BodyTooLarge:
-            if not response_started:
-                await self._too_large(send, request_id, language)
-            status = 413
+        except Exception:
+            if not refused:
+                raise
         finally:
             self._log(scope, status, started, request_id)
 

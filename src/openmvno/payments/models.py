@@ -53,7 +53,7 @@ class PaymentAttempt(IdMixin, TimestampMixin, Base):
     state: Mapped[AttemptState] = mapped_column(_enum(AttemptState), default=AttemptState.created)
     failure_code: Mapped[str | None] = mapped_column(String(40))
     next_action: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    """What the payer must do: ``{"type": "redirect", "url": ...}``, a QR payload, a bank reference."""
+    """What the payer does next: ``{"type": "redirect", "url": ...}``, a QR, a bank reference."""
     settled_at: Mapped[datetime | None]
 
 

@@ -1,7 +1,7 @@
 """foundation
 
 Revision ID: e17e1c04119f
-Revises: 
+Revises:
 Create Date: 2026-11-25 18:42:55.599058
 """
 
