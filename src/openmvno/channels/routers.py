@@ -8,9 +8,10 @@ from openmvno.runtime import Runtime
 
 
 def all_routers(rt: Runtime) -> list[APIRouter]:
-    from openmvno.channels.portal import dev_outbox
+    from openmvno.channels.portal import auth_pages, dev_outbox
 
     routers: list[APIRouter] = []
+    routers += [auth_pages.router]
     if rt.settings.dev_outbox_enabled:
         routers.append(dev_outbox.router)
     return routers

@@ -1,0 +1,278 @@
+"""Portal plumbing: who is visiting (session cookie), CSRF tokens, cookies,
+safe redirects, form parsing and rendering a service error on its form."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+from urllib.parse import urlencode, urlsplit
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openmvno.accounts import service as accounts
+from openmvno.accounts import tokens
+from openmvno.accounts.models import Account, AuthToken, TokenKind
+from openmvno.channels.api.deps import RT, Session
+from openmvno.channels.portal.templating import render
+from openmvno.errors import DomainError, NotFound
+from openmvno.i18n import LANGUAGES, N_, normalize_language, translate
+from openmvno.runtime import Runtime
+from openmvno.security import keyed_digest, same
+
+SESSION_COOKIE = "omv_session"
+CSRF_COOKIE = "omv_csrf"
+LANG_COOKIE = "lang"
+CSRF_FIELD = "csrf"
+
+T = TypeVar("T")
+
+
+@dataclass
+class Visitor:
+    """The person behind this request: an account with its session, or anonymous."""
+
+    account: Account | None
+    session_token: AuthToken | None
+    anon_csrf: str
+    """Signed double-submit value (cookie == form field) for anonymous forms."""
+    set_anon_cookie: bool
+    secret_key: str
+
+    @property
+    def csrf(self) -> str:
+        """Token for forms that need a login: derived from the session's csrf_secret."""
+        if self.session_token is None or not self.session_token.csrf_secret:
+            return ""
+        return keyed_digest(self.session_token.csrf_secret, "portal-csrf")
+
+
+def _sign_anon(secret_key: str, nonce: str) -> str:
+    return f"{nonce}.{keyed_digest(secret_key, 'portal-anon-csrf:' + nonce)}"
+
+
+def _valid_anon(secret_key: str, value: str | None) -> bool:
+    if not value or "." not in value:
+        return False
+    nonce, _, _sig = value.partition(".")
+    return same(value, _sign_anon(secret_key, nonce))
+
+
+async def get_visitor(request: Request, session: Session, rt: RT) -> Visitor:
+    """Resolve the session cookie (if any) and the anonymous CSRF cookie."""
+    account: Account | None = None
+    token: AuthToken | None = None
+    raw = request.cookies.get(SESSION_COOKIE)
+    if raw:
+        token = await tokens.lookup(session, raw, TokenKind.session)
+        if token is not None:
+            try:
+                found = await accounts.get(session, token.account_id)
+            except NotFound:
+                found = None
+            if found is not None and found.active:
+                account = found
+            else:
+                token = None
+    anon = request.cookies.get(CSRF_COOKIE)
+    fresh = not _valid_anon(rt.secret_key, anon)
+    if fresh:
+        anon = _sign_anon(rt.secret_key, secrets.token_urlsafe(16))
+    assert anon is not None
+    return Visitor(account, token, anon, fresh, rt.secret_key)
+
+
+Viewer = Annotated[Visitor, Depends(get_visitor)]
+
+
+# ---------------------------------------------------------------- cookies
+
+
+def _cookie_kwargs(rt: Runtime) -> dict[str, Any]:
+    return {"httponly": True, "samesite": "lax", "secure": rt.settings.secure_cookies, "path": "/"}
+
+
+def set_session_cookie(response: Response, rt: Runtime, raw_token: str) -> None:
+    response.set_cookie(
+        SESSION_COOKIE, raw_token, max_age=rt.settings.session_days * 86400, **_cookie_kwargs(rt)
+    )
+
+
+def clear_session_cookie(response: Response, rt: Runtime) -> None:
+    response.delete_cookie(SESSION_COOKIE, **_cookie_kwargs(rt))
+
+
+def set_lang_cookie(response: Response, rt: Runtime, language: str) -> None:
+    response.set_cookie(LANG_COOKIE, language, max_age=365 * 86400, **_cookie_kwargs(rt))
+
+
+def _finish(request: Request, visitor: Visitor, response: Response) -> Response:
+    rt: Runtime = request.app.state.runtime
+    if visitor.set_anon_cookie:
+        response.set_cookie(CSRF_COOKIE, visitor.anon_csrf, **_cookie_kwargs(rt))
+        visitor.set_anon_cookie = False
+    asked = request.query_params.get("lang")
+    if asked:
+        set_lang_cookie(response, rt, normalize_language(asked, rt.settings.default_language))
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response
+
+
+# ---------------------------------------------------------------- rendering
+
+FLASHES: dict[str, str] = {
+    "verified": N_("Your account is verified. Log in to continue."),
+    "password_reset": N_("Your password was changed. Log in with the new password."),
+    "logged_out": N_("You are logged out."),
+    "bound": N_("The device is now bound to your account."),
+    "unbound": N_("The device was unbound from your account."),
+    "reset_sent": N_("If an account uses this phone number or email, we sent it a code."),
+    "login_required": N_("Please log in to see this page."),
+}
+
+
+def _lang_links(request: Request) -> list[dict[str, str]]:
+    links = []
+    for code, label in (("zh-CN", "中文"), ("en", "English")):
+        params = dict(request.query_params)
+        params["lang"] = code
+        links.append({"code": code, "label": label, "href": "?" + urlencode(params)})
+    return links
+
+
+def page(
+    request: Request,
+    visitor: Visitor,
+    template: str,
+    context: dict[str, Any] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    """Render a portal page with the visitor, CSRF tokens and language links."""
+    language: str = request.state.language
+    flash_key = request.query_params.get("done", "")
+    ctx: dict[str, Any] = {
+        "account": visitor.account,
+        "csrf": visitor.csrf,
+        "anon_csrf": visitor.anon_csrf,
+        "lang_links": _lang_links(request),
+        "languages": LANGUAGES,
+        "flash": translate(language, FLASHES[flash_key]) if flash_key in FLASHES else None,
+    }
+    ctx.update(context or {})
+    response = render(request, template, ctx, status_code=status_code)
+    _finish(request, visitor, response)
+    return response
+
+
+def redirect(request: Request, visitor: Visitor, url: str) -> Response:
+    """A 303 See Other (the answer to a form POST, or a guard)."""
+    return _finish(request, visitor, RedirectResponse(url, status_code=303))
+
+
+def safe_next(value: str | None, default: str = "/account") -> str:
+    """Only a same-site relative path may be a redirect target."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return default
+    if any(ord(ch) < 32 for ch in value):
+        return default
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return default
+    return value
+
+
+def login_redirect(request: Request, visitor: Visitor) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    query = urlencode({"next": target, "done": "login_required"})
+    return redirect(request, visitor, "/login?" + query)
+
+
+def error_page(
+    request: Request, visitor: Visitor, status_code: int, title: str, message: str
+) -> HTMLResponse:
+    """A readable error page (403 CSRF, 404 not yours, ...) in the user's language."""
+    return page(
+        request, visitor, "error.html", {"title": title, "message": message},
+        status_code=status_code,
+    )
+
+
+def not_found(request: Request, visitor: Visitor) -> HTMLResponse:
+    lang = request.state.language
+    return error_page(
+        request, visitor, 404, translate(lang, "Not found"),
+        translate(lang, "This page does not exist, or it belongs to another account."),
+    )
+
+
+# ---------------------------------------------------------------- forms
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """Text fields of a urlencoded/multipart form, stripped of surrounding spaces
+    (except passwords)."""
+    form = await request.form()
+    out: dict[str, str] = {}
+    for key, value in form.multi_items():
+        if isinstance(value, str):
+            out[key] = value if "password" in key else value.strip()
+    return out
+
+
+class CsrfRejected(Exception):
+    """A POST arrived without a valid CSRF token."""
+
+
+def check_csrf(request: Request, visitor: Visitor, form: dict[str, str], *, login: bool) -> None:
+    """Forms behind a login carry the session token; anonymous ones the double-submit one."""
+    sent = form.get(CSRF_FIELD, "")
+    if login:
+        ok = bool(visitor.csrf) and same(sent, visitor.csrf)
+    else:
+        cookie = request.cookies.get(CSRF_COOKIE, "")
+        ok = bool(sent) and same(sent, cookie) and _valid_anon(visitor.secret_key, cookie)
+        if not ok and visitor.csrf:
+            ok = same(sent, visitor.csrf)
+    if not ok:
+        raise CsrfRejected
+
+
+def csrf_rejected(request: Request, visitor: Visitor) -> HTMLResponse:
+    lang = request.state.language
+    return error_page(
+        request, visitor, 403, translate(lang, "This form has expired"),
+        translate(
+            lang,
+            "The form was not accepted because its security token is missing or out of date. "
+            "Go back, reload the page and try again.",
+        ),
+    )
+
+
+def describe(request: Request, exc: DomainError) -> str:
+    """A service error in the reader's language."""
+    return translate(request.state.language, exc.message, **exc.params)
+
+
+async def attempt(session: AsyncSession, work: Awaitable[T]) -> T:
+    """Run one service call in a savepoint: a DomainError undoes its changes unless it
+    asks to keep them (a counted wrong code), so the page can still render and commit."""
+    nested = await session.begin_nested()
+    try:
+        result = await work
+    except DomainError as exc:
+        if exc.keep_changes:
+            await nested.commit()
+        else:
+            await nested.rollback()
+        raise
+    except BaseException:
+        await nested.rollback()
+        raise
+    await nested.commit()
+    return result
