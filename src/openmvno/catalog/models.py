@@ -50,7 +50,7 @@ class Plan(IdMixin, TimestampMixin, Base):
         default=OverageRule.block,
     )
     overage_rates: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    """Minor units per unit when charging the wallet: ``{"data_mb": 5, "voice_min": 10, "sms": 10}``."""
+    """Minor units per unit when charging the wallet: ``{"data_mb": 5, "voice_min": 10}``."""
     terms_zh: Mapped[str] = mapped_column(Text, default="")
     terms_en: Mapped[str] = mapped_column(Text, default="")
     active: Mapped[bool] = mapped_column(default=True)

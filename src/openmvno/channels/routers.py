@@ -14,4 +14,7 @@ def all_routers(rt: Runtime) -> list[APIRouter]:
     routers += [auth_pages.router]
     if rt.settings.dev_outbox_enabled:
         routers.append(dev_outbox.router)
+    from openmvno.channels.api import lines, plans
+
+    routers += [plans.router, lines.router]
     return routers
