@@ -31,7 +31,9 @@ class Formatter:
         return f"{format_decimal(round(value, 2), locale=self.locale)} {unit}"
 
     def minutes(self, seconds: int) -> str:
-        return translate(self.language, "{n} min", n=format_decimal(seconds // 60, locale=self.locale))
+        return translate(
+            self.language, "{n} min", n=format_decimal(seconds // 60, locale=self.locale)
+        )
 
     def sms(self, count: int) -> str:
         return translate(self.language, "{n} SMS", n=format_decimal(count, locale=self.locale))

@@ -12,21 +12,21 @@ from openmvno.payments.models import ExternalEvent, PaymentAttempt
 from openmvno.receipts.models import Receipt, Sequence
 
 __all__ = [
-    "BalanceEntry",
-    "Bucket",
-    "ExternalEvent",
-    "Order",
-    "PaymentAttempt",
-    "Receipt",
-    "Sequence",
     "Account",
     "AuditEvent",
     "AuthToken",
+    "BalanceEntry",
     "Base",
     "BindAttempt",
+    "Bucket",
+    "ExternalEvent",
     "Line",
     "LineEvent",
     "OneTimeCode",
+    "Order",
     "OutboxMessage",
+    "PaymentAttempt",
     "Plan",
+    "Receipt",
+    "Sequence",
 ]

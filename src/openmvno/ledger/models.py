@@ -18,7 +18,7 @@ from sqlalchemy import BigInteger, CheckConstraint, Enum, ForeignKey, Index, Str
 from sqlalchemy.orm import Mapped, mapped_column
 
 from openmvno import clock
-from openmvno.db import BigInt, Base, IdMixin, TimestampMixin
+from openmvno.db import Base, BigInt, IdMixin, TimestampMixin
 
 
 class BucketKind(enum.StrEnum):

@@ -131,7 +131,7 @@ async def run_forever(rt: Runtime) -> None:
             n = await run_once(rt)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - keep the loop alive; the row is retried
+        except Exception:
             log.exception("worker batch failed")
             n = 0
         if n == 0:
