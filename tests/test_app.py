@@ -122,3 +122,25 @@ async def test_openapi_docs_are_served(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     assert "/api/v1/auth/register" in spec["paths"]
     assert (await client.get("/docs")).status_code == 200
+
+
+async def test_dev_outbox_lists_messages_newest_first(client: httpx.AsyncClient) -> None:
+    for phone in ("13800138020", "13800138021"):
+        await client.post(
+            "/api/v1/auth/register", json={"name": "A B", "phone": phone, "password": "Spring-2026"}
+        )
+    data = (await client.get("/dev/outbox", headers={"Accept": "application/json"})).json()
+    assert [m["recipient"] for m in data["messages"]] == ["+8613800138021", "+8613800138020"]
+    assert {m["channel"] for m in data["messages"]} == {"sms"}
+    html = await client.get("/dev/outbox")
+    assert html.headers["content-type"].startswith("text/html")
+    assert "+8613800138021" in html.text
+
+
+async def test_dev_outbox_does_not_exist_with_real_adapters(rt: Runtime) -> None:
+    settings = rt.settings.model_copy(update={"sms_adapter": "smpp", "email_adapter": "smtp"})
+    app = create_app(settings)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        r = await c.get("/dev/outbox", headers={"Accept": "application/json"})
+    assert r.status_code == 404
+    await app.state.runtime.close()
