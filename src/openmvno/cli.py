@@ -10,11 +10,18 @@ import typer
 from rich.console import Console
 
 from openmvno.config import Settings
+from openmvno.ledger.cli import app as ledger_app
 
 app = typer.Typer(help="OpenMVNO back office.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(ledger_app, name="ledger")
 console = Console()
+from openmvno.catalog import cli as setup_cli  # noqa: E402 - operator set-up commands
+
+app.add_typer(setup_cli.import_app, name="import")
+app.add_typer(setup_cli.staff_app, name="staff")
+app.command("demo")(setup_cli.demo)
 
 
 def settings_for(data_dir: Path | None = None) -> Settings:

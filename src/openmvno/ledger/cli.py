@@ -1,0 +1,55 @@
+"""``openmvno ledger ...``: look after the books from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from openmvno.config import Settings
+from openmvno.db import make_engine, make_sessionmaker
+from openmvno.ledger import service
+from openmvno.ledger.service import Drift
+
+app = typer.Typer(help="Balances: buckets and their entries.", no_args_is_help=True)
+console = Console()
+
+
+async def _check(settings: Settings) -> tuple[int, list[Drift]]:
+    engine = make_engine(settings.database_url, pool_size=1)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            count = await service.bucket_count(session)
+            drifts = await service.check(session)
+            await session.rollback()
+        return count, drifts
+    finally:
+        await engine.dispose()
+
+
+@app.command("check")
+def check() -> None:
+    """Verify every bucket: remaining == sum of its entries, and never below zero.
+
+    Exits 1 and lists the offenders when any bucket drifted.
+    """
+    count, drifts = asyncio.run(_check(Settings()))
+    if not drifts:
+        console.print(f"[green]ledger ok: {count} bucket(s) checked, no drift[/green]")
+        return
+    table = Table(title=f"{len(drifts)} of {count} bucket(s) drifted")
+    for column in ("bucket", "account", "kind", "remaining", "sum of entries", "reserved"):
+        table.add_column(column)
+    for d in drifts:
+        table.add_row(
+            str(d.bucket_id),
+            str(d.account_id),
+            d.kind.value,
+            str(d.remaining),
+            str(d.entries_sum),
+            str(d.reserved),
+        )
+    console.print(table)
+    raise typer.Exit(code=1)

@@ -1,0 +1,746 @@
+"""The ledger: every balance change is one append-only entry plus one conditional UPDATE.
+
+How a change is made (``post``)::
+
+    INSERT INTO balance_entries (...) VALUES (...)
+        ON CONFLICT (idempotency_key) DO NOTHING RETURNING id      -- replay -> no row -> False
+    UPDATE buckets SET remaining = remaining + :delta
+        WHERE id = :bucket AND account_id = :account
+          AND remaining + :delta >= reserved                       -- 0 rows -> refused
+        RETURNING remaining
+
+Nothing is read and written back from Python, so parallel writers on PostgreSQL
+cannot lose an update or overdraw (the UPDATE takes the row lock and re-checks its
+WHERE), and a duplicate key never raises, so it never poisons a transaction. On
+SQLite every transaction starts with ``BEGIN IMMEDIATE`` and writers simply queue.
+When the UPDATE is refused, the entry inserted a moment earlier is deleted again in
+the same transaction, so a caller may catch :class:`InsufficientBalance` and carry on.
+
+Invariant, for every bucket at every commit: ``remaining == sum(delta)`` and
+``0 <= reserved <= remaining``; :func:`check` finds the buckets that break it.
+
+Set-based charging (:func:`post_many`) is the same two steps for a whole batch:
+one multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING, then one UPDATE per
+bucket with the summed delta of the rows that were really inserted.
+
+Services only flush; the edge (request, job, CLI command) commits.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, and_, delete, exists, func, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
+
+from openmvno import clock
+from openmvno.catalog.models import Plan
+from openmvno.db import Base
+from openmvno.errors import InvalidInput, NotFound, PaymentRequired
+from openmvno.formatting import Formatter
+from openmvno.i18n import N_
+from openmvno.ledger.models import BalanceEntry, Bucket, BucketKind, EntryReason
+from openmvno.lines.models import Line
+
+__all__ = [
+    "BucketBalance",
+    "Drift",
+    "InsufficientBalance",
+    "KindTotal",
+    "LineBalance",
+    "PlanInfo",
+    "Posting",
+    "WalletBalance",
+    "bucket_count",
+    "check",
+    "credit_wallet",
+    "debit_wallet",
+    "expire_due",
+    "grant_plan",
+    "line_balance",
+    "post",
+    "post_many",
+    "revoke_order_grants",
+    "transfer_wallet",
+    "wallet",
+]
+
+BUCKETS: Table = Base.metadata.tables[Bucket.__tablename__]
+ENTRIES: Table = Base.metadata.tables[BalanceEntry.__tablename__]
+LINE_KINDS = (BucketKind.data, BucketKind.voice, BucketKind.sms)
+UNITS = {
+    BucketKind.data: "bytes",
+    BucketKind.voice: "seconds",
+    BucketKind.sms: "count",
+    BucketKind.money: "minor",
+}
+_GRANT_NAMESPACE = uuid.UUID("9b0f4a53-6f0e-4d8e-9a57-0c5e3f1f2b6d")
+_CHUNK = 500
+"""Rows per multi-row INSERT (stays far below both backends' parameter limits)."""
+
+
+class InsufficientBalance(PaymentRequired):
+    """The bucket does not hold enough for this debit (money, data, minutes or SMS)."""
+
+    def __init__(self, *, bucket_id: uuid.UUID | None = None) -> None:
+        super().__init__(
+            "insufficient_balance", N_("There is not enough balance for this.")
+        )
+        self.bucket_id = bucket_id
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    """One balance change for :func:`post_many`."""
+
+    bucket_id: uuid.UUID
+    account_id: uuid.UUID
+    delta: int
+    reason: EntryReason
+    key: str
+    order_id: uuid.UUID | None = None
+    memo: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """A bucket whose stored balance disagrees with its entries."""
+
+    bucket_id: uuid.UUID
+    account_id: uuid.UUID
+    kind: BucketKind
+    remaining: int
+    reserved: int
+    entries_sum: int
+
+
+# --- low-level posting ------------------------------------------------------
+
+
+def _insert(session: AsyncSession, table: Table) -> Any:
+    """The dialect's INSERT (PostgreSQL and SQLite both have ON CONFLICT DO NOTHING)."""
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table)
+    if name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"ledger does not support the {name} dialect")
+
+
+def _entry_row(p: Posting, now: datetime) -> dict[str, Any]:
+    return {
+        "bucket_id": p.bucket_id,
+        "account_id": p.account_id,
+        "delta": p.delta,
+        "reason": p.reason,
+        "idempotency_key": p.key,
+        "order_id": p.order_id,
+        "memo": p.memo[:200],
+        "created_at": now,
+    }
+
+
+def _sync(session: AsyncSession, bucket_id: uuid.UUID, remaining: int) -> None:
+    """Tell a Bucket already loaded in this session its new balance (no reload)."""
+    obj = session.identity_map.get(identity_key(Bucket, bucket_id))
+    if obj is not None:
+        set_committed_value(obj, "remaining", remaining)
+
+
+async def _apply(
+    session: AsyncSession, bucket_id: uuid.UUID, account_id: uuid.UUID, delta: int
+) -> bool:
+    """The conditional UPDATE; False when it would go below the reserved amount."""
+    c = BUCKETS.c
+    new = await session.scalar(
+        update(BUCKETS)
+        .where(c.id == bucket_id, c.account_id == account_id, c.remaining + delta >= c.reserved)
+        .values(remaining=c.remaining + delta, updated_at=clock.now())
+        .returning(c.remaining)
+    )
+    if new is None:
+        return False
+    _sync(session, bucket_id, new)
+    return True
+
+
+async def _refusal(
+    session: AsyncSession, bucket_id: uuid.UUID, account_id: uuid.UUID
+) -> Exception:
+    found = await session.scalar(
+        select(BUCKETS.c.id).where(BUCKETS.c.id == bucket_id, BUCKETS.c.account_id == account_id)
+    )
+    if found is None:
+        return NotFound("balance_not_found", "There is no such balance.")
+    return InsufficientBalance(bucket_id=bucket_id)
+
+
+async def post(
+    session: AsyncSession,
+    *,
+    bucket_id: uuid.UUID,
+    account_id: uuid.UUID,
+    delta: int,
+    reason: EntryReason,
+    key: str,
+    order_id: uuid.UUID | None = None,
+    memo: str = "",
+) -> bool:
+    """Change one bucket by ``delta`` exactly once per ``key``.
+
+    Returns False (and changes nothing) when ``key`` was already posted; raises
+    :class:`InsufficientBalance` when the bucket would drop below its reserved
+    amount (nothing is left behind in the transaction then).
+    """
+    await session.flush()  # Core statements below do not autoflush pending ORM rows
+    posting = Posting(bucket_id, account_id, delta, reason, key, order_id, memo)
+    entry_id = await session.scalar(
+        _insert(session, ENTRIES)
+        .values(**_entry_row(posting, clock.now()))
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(ENTRIES.c.id)
+    )
+    if entry_id is None:
+        return False
+    if not await _apply(session, bucket_id, account_id, delta):
+        await session.execute(delete(ENTRIES).where(ENTRIES.c.id == entry_id))
+        raise await _refusal(session, bucket_id, account_id)
+    return True
+
+
+async def post_many(session: AsyncSession, entries: Sequence[Posting]) -> int:
+    """Post a batch set-based; returns how many entries were new.
+
+    Keys repeated in the batch or posted before are dropped by the unique key. The
+    remaining deltas are summed per bucket and applied with one conditional UPDATE
+    each (in bucket id order, so concurrent batches cannot deadlock). If any bucket
+    would go below its reserved amount the whole batch is undone (savepoint) and
+    :class:`InsufficientBalance` is raised.
+    """
+    unique: dict[str, Posting] = {}
+    for p in entries:
+        unique.setdefault(p.key, p)
+    if not unique:
+        return 0
+    await session.flush()
+    now = clock.now()
+    rows = [_entry_row(p, now) for p in unique.values()]
+    sums: dict[tuple[uuid.UUID, uuid.UUID], int] = defaultdict(int)
+    inserted = 0
+    results: dict[uuid.UUID, int] = {}
+    async with session.begin_nested():
+        for start in range(0, len(rows), _CHUNK):
+            result = await session.execute(
+                _insert(session, ENTRIES)
+                .values(rows[start : start + _CHUNK])
+                .on_conflict_do_nothing(index_elements=["idempotency_key"])
+                .returning(ENTRIES.c.bucket_id, ENTRIES.c.account_id, ENTRIES.c.delta)
+            )
+            for bucket_id, account_id, delta in result:
+                sums[(bucket_id, account_id)] += delta
+                inserted += 1
+        c = BUCKETS.c
+        for (bucket_id, account_id), delta in sorted(sums.items(), key=lambda kv: kv[0][0]):
+            new = await session.scalar(
+                update(BUCKETS)
+                .where(
+                    c.id == bucket_id,
+                    c.account_id == account_id,
+                    c.remaining + delta >= c.reserved,
+                )
+                .values(remaining=c.remaining + delta, updated_at=now)
+                .returning(c.remaining)
+            )
+            if new is None:
+                raise await _refusal(session, bucket_id, account_id)
+            results[bucket_id] = new
+    for bucket_id, remaining in results.items():
+        _sync(session, bucket_id, remaining)
+    return inserted
+
+
+# --- the money wallet -------------------------------------------------------
+
+
+def _positive(amount_minor: int) -> None:
+    if isinstance(amount_minor, bool) or not isinstance(amount_minor, int) or amount_minor <= 0:
+        raise InvalidInput("amount_invalid", "The amount must be more than zero.")
+
+
+async def _load_wallet(
+    session: AsyncSession, account_id: uuid.UUID, currency: str
+) -> Bucket | None:
+    return await session.scalar(
+        select(Bucket)
+        .where(
+            Bucket.account_id == account_id,
+            Bucket.kind == BucketKind.money,
+            Bucket.currency == currency,
+        )
+        .execution_options(populate_existing=True)
+    )
+
+
+async def wallet(session: AsyncSession, *, account_id: uuid.UUID, currency: str) -> Bucket:
+    """The account's money bucket in ``currency``, created on first use (race-safe)."""
+    found = await _load_wallet(session, account_id, currency)
+    if found is not None:
+        return found
+    await session.flush()
+    now = clock.now()
+    await session.execute(
+        _insert(session, BUCKETS)
+        .values(
+            id=uuid.uuid4(),
+            account_id=account_id,
+            line_id=None,
+            kind=BucketKind.money,
+            currency=currency,
+            plan_id=None,
+            order_id=None,
+            valid_from=now,
+            valid_until=None,
+            priority=100,
+            initial=0,
+            remaining=0,
+            reserved=0,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(
+            index_elements=["account_id", "currency"], index_where=text("kind = 'money'")
+        )
+    )
+    created = await _load_wallet(session, account_id, currency)
+    assert created is not None  # inserted just now, or by a racer that committed first
+    return created
+
+
+async def credit_wallet(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    currency: str,
+    amount_minor: int,
+    reason: EntryReason,
+    key: str,
+    order_id: uuid.UUID | None = None,
+    memo: str = "",
+) -> Bucket:
+    """Add money to the wallet once per ``key``; returns the wallet as it is now."""
+    _positive(amount_minor)
+    w = await wallet(session, account_id=account_id, currency=currency)
+    await post(
+        session,
+        bucket_id=w.id,
+        account_id=account_id,
+        delta=amount_minor,
+        reason=reason,
+        key=key,
+        order_id=order_id,
+        memo=memo,
+    )
+    return w
+
+
+async def debit_wallet(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    currency: str,
+    amount_minor: int,
+    reason: EntryReason,
+    key: str,
+    order_id: uuid.UUID | None = None,
+    memo: str = "",
+) -> Bucket:
+    """Take money from the wallet once per ``key``; :class:`InsufficientBalance` if short."""
+    _positive(amount_minor)
+    w = await wallet(session, account_id=account_id, currency=currency)
+    await post(
+        session,
+        bucket_id=w.id,
+        account_id=account_id,
+        delta=-amount_minor,
+        reason=reason,
+        key=key,
+        order_id=order_id,
+        memo=memo,
+    )
+    return w
+
+
+async def transfer_wallet(
+    session: AsyncSession,
+    *,
+    from_account_id: uuid.UUID,
+    to_account_id: uuid.UUID,
+    currency: str,
+    amount_minor: int,
+    key: str,
+    memo: str = "",
+) -> None:
+    """Move money between two accounts' wallets once per ``key``
+    (entries ``key:out`` and ``key:in``)."""
+    _positive(amount_minor)
+    if from_account_id == to_account_id:
+        raise InvalidInput("transfer_to_self", "You cannot transfer money to yourself.")
+    source = await wallet(session, account_id=from_account_id, currency=currency)
+    target = await wallet(session, account_id=to_account_id, currency=currency)
+    # Lock both rows in id order: two opposite transfers cannot deadlock (PostgreSQL).
+    await session.execute(
+        select(BUCKETS.c.id)
+        .where(BUCKETS.c.id.in_([source.id, target.id]))
+        .order_by(BUCKETS.c.id)
+        .with_for_update()
+    )
+    common: dict[str, Any] = {"reason": EntryReason.transfer, "memo": memo}
+    await post(
+        session,
+        bucket_id=source.id,
+        account_id=from_account_id,
+        delta=-amount_minor,
+        key=f"{key}:out",
+        **common,
+    )
+    await post(
+        session,
+        bucket_id=target.id,
+        account_id=to_account_id,
+        delta=amount_minor,
+        key=f"{key}:in",
+        **common,
+    )
+
+
+# --- line allowances ----------------------------------------------------------
+
+
+def _allowances(plan: Plan) -> list[tuple[BucketKind, int]]:
+    pairs = [
+        (BucketKind.data, plan.data_bytes or 0),
+        (BucketKind.voice, plan.voice_seconds or 0),
+        (BucketKind.sms, plan.sms_count or 0),
+    ]
+    return [(kind, amount) for kind, amount in pairs if amount > 0]
+
+
+async def grant_plan(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    line_id: uuid.UUID,
+    plan: Plan,
+    order_id: uuid.UUID | None,
+    valid_from: datetime,
+    valid_until: datetime | None,
+    key: str,
+    priority: int = 100,
+) -> list[Bucket]:
+    """One new bucket per non-zero allowance of ``plan`` (data, voice, SMS), each
+    filled by a grant entry ``key:<kind>``. Replaying ``key`` returns the same buckets.
+    The line's expiry is not touched here (that rule belongs to orders)."""
+    await session.flush()
+    now = clock.now()
+    ids: list[uuid.UUID] = []
+    for kind, amount in _allowances(plan):
+        entry_key = f"{key}:{kind.value}"
+        bucket_id = uuid.uuid5(_GRANT_NAMESPACE, entry_key)
+        await session.execute(
+            _insert(session, BUCKETS)
+            .values(
+                id=bucket_id,
+                account_id=account_id,
+                line_id=line_id,
+                kind=kind,
+                currency=None,
+                plan_id=plan.id,
+                order_id=order_id,
+                valid_from=valid_from,
+                valid_until=valid_until,
+                priority=priority,
+                initial=amount,
+                remaining=0,
+                reserved=0,
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+        await post(
+            session,
+            bucket_id=bucket_id,
+            account_id=account_id,
+            delta=amount,
+            reason=EntryReason.grant,
+            key=entry_key,
+            order_id=order_id,
+            memo=plan.code,
+        )
+        ids.append(bucket_id)
+    if not ids:
+        return []
+    loaded = {
+        b.id: b
+        for b in await session.scalars(
+            select(Bucket).where(Bucket.id.in_(ids)).execution_options(populate_existing=True)
+        )
+    }
+    return [loaded[i] for i in ids]
+
+
+async def revoke_order_grants(session: AsyncSession, *, order_id: uuid.UUID, key: str) -> int:
+    """Refund: take back what is left (beyond any reservation) of every data, voice
+    and SMS bucket the order granted; returns how many buckets were touched."""
+    c = BUCKETS.c
+    rows = (
+        await session.execute(
+            select(c.id, c.account_id, c.remaining, c.reserved)
+            .where(c.order_id == order_id, c.kind != BucketKind.money, c.remaining > c.reserved)
+            .order_by(c.id)
+            .with_for_update()
+        )
+    ).all()
+    postings = [
+        Posting(
+            bucket_id=r.id,
+            account_id=r.account_id,
+            delta=-(r.remaining - r.reserved),
+            reason=EntryReason.refund,
+            key=f"{key}:{r.id}",
+            order_id=order_id,
+        )
+        for r in rows
+    ]
+    return await post_many(session, postings)
+
+
+async def expire_due(
+    session: AsyncSession, *, now: datetime | None = None, limit: int | None = None
+) -> int:
+    """Zero the unreserved rest of line buckets whose ``valid_until`` has passed
+    (one ``expire`` entry each); returns how many buckets were expired. Concurrent
+    workers skip rows another one holds (PostgreSQL ``SKIP LOCKED``)."""
+    now = now or clock.now()
+    c = BUCKETS.c
+    query = (
+        select(c.id, c.account_id, c.remaining, c.reserved)
+        .where(
+            c.kind != BucketKind.money,
+            c.valid_until.is_not(None),
+            c.valid_until <= now,
+            c.remaining > c.reserved,
+        )
+        .order_by(c.valid_until, c.id)
+        .with_for_update(skip_locked=True)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    rows = (await session.execute(query)).all()
+    postings = [
+        Posting(
+            bucket_id=r.id,
+            account_id=r.account_id,
+            delta=-(r.remaining - r.reserved),
+            reason=EntryReason.expire,
+            key=f"expire:{r.id}:{r.remaining}",
+        )
+        for r in rows
+    ]
+    return await post_many(session, postings)
+
+
+# --- reading ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BucketBalance:
+    """One bucket as a subscriber sees it: raw units and text in their language."""
+
+    id: uuid.UUID
+    kind: BucketKind
+    unit: str
+    remaining: int
+    initial: int
+    remaining_text: str
+    initial_text: str
+    valid_from: datetime
+    valid_until: datetime | None
+    valid_until_text: str
+    active: bool
+    """False for a bucket that starts later (an early renewal)."""
+    priority: int
+
+
+@dataclass(frozen=True, slots=True)
+class KindTotal:
+    """What the line can use right now of one kind, all active buckets together."""
+
+    kind: BucketKind
+    unit: str
+    remaining: int
+    remaining_text: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlanInfo:
+    code: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class WalletBalance:
+    currency: str
+    minor: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class LineBalance:
+    """Everything the balance screen, the SMS ``BAL`` reply and USSD show."""
+
+    line_id: uuid.UUID
+    msisdn: str
+    plan: PlanInfo | None
+    expires_at: datetime | None
+    expires_at_text: str
+    auto_renew: bool
+    next_renewal_at: datetime | None
+    buckets: list[BucketBalance]
+    totals: list[KindTotal]
+    wallet: WalletBalance
+
+
+def format_amount(fmt: Formatter, kind: BucketKind, amount: int, currency: str | None) -> str:
+    """``amount`` of ``kind`` for people: ``1.5 GB``, ``100 min``, ``50 SMS``, ``¥12.00``."""
+    if kind is BucketKind.data:
+        return fmt.data(amount)
+    if kind is BucketKind.voice:
+        return fmt.minutes(amount)
+    if kind is BucketKind.sms:
+        return fmt.sms(amount)
+    return fmt.money(amount, currency or "CNY")
+
+
+async def line_balance(
+    session: AsyncSession, *, line: Line, language: str, currency: str = "CNY"
+) -> LineBalance:
+    """The line's current and upcoming allowances, plan, expiry and the owner's wallet.
+
+    Buckets past ``valid_until`` are left out, and so are refunded ones that hold
+    nothing. The wallet is shown in the plan's currency (else ``currency``); it is
+    not created by looking at it.
+    """
+    now = clock.now()
+    fmt = Formatter(language)
+    plan = await session.get(Plan, line.plan_id) if line.plan_id else None
+    refunded = exists().where(
+        ENTRIES.c.bucket_id == Bucket.id, ENTRIES.c.reason == EntryReason.refund
+    )
+    buckets = list(
+        await session.scalars(
+            select(Bucket)
+            .where(
+                Bucket.line_id == line.id,
+                Bucket.kind.in_(LINE_KINDS),
+                or_(Bucket.valid_until.is_(None), Bucket.valid_until > now),
+                or_(Bucket.remaining > 0, ~refunded),
+            )
+            .order_by(Bucket.valid_from, Bucket.priority, Bucket.created_at)
+        )
+    )
+    shown = [
+        BucketBalance(
+            id=b.id,
+            kind=BucketKind(b.kind),
+            unit=UNITS[BucketKind(b.kind)],
+            remaining=b.remaining,
+            initial=b.initial,
+            remaining_text=format_amount(fmt, BucketKind(b.kind), b.remaining, None),
+            initial_text=format_amount(fmt, BucketKind(b.kind), b.initial, None),
+            valid_from=b.valid_from,
+            valid_until=b.valid_until,
+            valid_until_text=fmt.date(b.valid_until),
+            active=b.valid_from <= now,
+            priority=b.priority,
+        )
+        for b in buckets
+    ]
+    shown.sort(key=lambda b: (LINE_KINDS.index(b.kind), not b.active, b.priority, b.valid_from))
+    totals = []
+    for kind in LINE_KINDS:
+        active = [b.remaining for b in shown if b.kind is kind and b.active]
+        if active:
+            amount = sum(active)
+            totals.append(
+                KindTotal(kind, UNITS[kind], amount, format_amount(fmt, kind, amount, None))
+            )
+    money_currency = plan.currency if plan else currency
+    balance = 0
+    if line.account_id is not None:
+        found = await session.scalar(
+            select(Bucket.remaining).where(
+                and_(
+                    Bucket.account_id == line.account_id,
+                    Bucket.kind == BucketKind.money,
+                    Bucket.currency == money_currency,
+                )
+            )
+        )
+        balance = found or 0
+    return LineBalance(
+        line_id=line.id,
+        msisdn=line.msisdn,
+        plan=PlanInfo(plan.code, plan.name(language)) if plan else None,
+        expires_at=line.expires_at,
+        expires_at_text=fmt.date(line.expires_at),
+        auto_renew=line.auto_renew,
+        next_renewal_at=line.expires_at if line.auto_renew else None,
+        buckets=shown,
+        totals=totals,
+        wallet=WalletBalance(money_currency, balance, fmt.money(balance, money_currency)),
+    )
+
+
+async def bucket_count(session: AsyncSession) -> int:
+    """How many buckets exist (what :func:`check` looked at)."""
+    return int(await session.scalar(select(func.count()).select_from(BUCKETS)) or 0)
+
+
+async def check(session: AsyncSession) -> list[Drift]:
+    """Buckets whose ``remaining`` differs from the sum of their entries, or whose
+    ``remaining``/``reserved`` are out of bounds. An empty list means all is well."""
+    sums = (
+        select(ENTRIES.c.bucket_id, func.sum(ENTRIES.c.delta).label("total"))
+        .group_by(ENTRIES.c.bucket_id)
+        .subquery()
+    )
+    total = func.coalesce(sums.c.total, 0)
+    c = BUCKETS.c
+    rows = await session.execute(
+        select(c.id, c.account_id, c.kind, c.remaining, c.reserved, total)
+        .select_from(BUCKETS.outerjoin(sums, sums.c.bucket_id == c.id))
+        .where(
+            or_(c.remaining != total, c.remaining < 0, c.reserved < 0, c.reserved > c.remaining)
+        )
+        .order_by(c.account_id, c.id)
+    )
+    return [
+        Drift(
+            bucket_id=r[0],
+            account_id=r[1],
+            kind=BucketKind(r[2]),
+            remaining=int(r[3]),
+            reserved=int(r[4]),
+            entries_sum=int(r[5]),
+        )
+        for r in rows
+    ]
