@@ -1,6 +1,7 @@
 """Import every domain's models so ``Base.metadata`` is complete (Alembic, tests)."""
 
 from openmvno.accounts.models import Account, AuthToken, OneTimeCode
+from openmvno.adapters.payments.sandbox_models import SandboxPayment
 from openmvno.audit.models import AuditEvent
 from openmvno.catalog.models import Plan
 from openmvno.db import Base
@@ -28,5 +29,6 @@ __all__ = [
     "PaymentAttempt",
     "Plan",
     "Receipt",
+    "SandboxPayment",
     "Sequence",
 ]

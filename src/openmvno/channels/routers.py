@@ -17,4 +17,8 @@ def all_routers(rt: Runtime) -> list[APIRouter]:
     from openmvno.channels.api import lines, plans
 
     routers += [plans.router, lines.router]
+    if rt.settings.payment_provider == "sandbox":
+        from openmvno.adapters.payments import sandbox_pages
+
+        routers.append(sandbox_pages.router)
     return routers

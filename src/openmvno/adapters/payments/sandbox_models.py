@@ -1,0 +1,43 @@
+"""State of the built-in **sandbox** payment service.
+
+The sandbox pretends to be an outside payment company, so it keeps its own table
+(it must survive a restart like a real provider would) and its own webhook
+delivery queue (``webhook_due_at`` / ``webhook_attempts``). Card data is never
+stored: only the brand and the last four digits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from openmvno.db import Base, IdMixin, TimestampMixin
+
+
+class SandboxPayment(IdMixin, TimestampMixin, Base):
+    __tablename__ = "sandbox_payments"
+    __table_args__ = (Index("ix_sandbox_payments_webhook_due_at", "webhook_due_at"),)
+
+    reference: Mapped[str] = mapped_column(String(40), unique=True)
+    attempt_id: Mapped[str] = mapped_column(String(64), unique=True)
+    """One sandbox payment per attempt: ``create()`` is idempotent on it."""
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    method: Mapped[str] = mapped_column(String(20))
+    description: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[str] = mapped_column(String(20), default="requires_action")
+    """``requires_action`` → ``processing`` | ``succeeded`` | ``failed``."""
+    stage: Mapped[str] = mapped_column(String(20), default="pay")
+    """Where the payer is on the hosted page: ``pay`` or ``3ds`` (challenge shown)."""
+    failure_code: Mapped[str | None] = mapped_column(String(40))
+    return_url: Mapped[str] = mapped_column(String(2000))
+    card_brand: Mapped[str | None] = mapped_column(String(20))
+    card_last4: Mapped[str | None] = mapped_column(String(4))
+    webhook_event_id: Mapped[str | None] = mapped_column(String(40))
+    """Id of the outcome event; stays the same across delivery retries."""
+    webhook_due_at: Mapped[datetime | None]
+    webhook_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    webhook_last_error: Mapped[str] = mapped_column(String(300), default="")
+    webhook_delivered_at: Mapped[datetime | None]

@@ -1,0 +1,188 @@
+"""Stripe behind the payment port: PaymentIntents for card, Alipay and WeChat Pay.
+
+* ``create()`` makes a PaymentIntent (idempotency key ``attempt-<attempt_id>``,
+  ``metadata.attempt_id``). Card intents are confirmed in the browser by Stripe.js,
+  so their next action is ``{"type": "stripe_client_secret", "client_secret": ...}``;
+  Alipay / WeChat Pay intents are confirmed at once and carry Stripe's redirect URL
+  or QR code.
+* ``retrieve()`` maps the intent's status (see :func:`payment_from_intent`).
+* ``parse_webhook()`` verifies ``Stripe-Signature`` with ``stripe.Webhook.construct_event``
+  and normalises ``payment_intent.*`` events.
+
+``settings.stripe_api_base`` points the SDK at another server (tests: localstripe).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import stripe
+
+from openmvno.adapters.payments import (
+    InvalidSignature,
+    ProviderPayment,
+    ProviderStatus,
+    WebhookEvent,
+)
+from openmvno.config import Settings
+
+STRIPE_METHODS = ("card", "alipay", "wechat_pay")
+
+DECLINE_CODES: dict[str, str] = {
+    "insufficient_funds": "insufficient_funds",
+    "card_velocity_exceeded": "limit_exceeded",
+    "withdrawal_count_limit_exceeded": "limit_exceeded",
+    "expired_card": "expired",
+    "payment_intent_authentication_failure": "authentication_failed",
+    "authentication_required": "authentication_failed",
+}
+"""Stripe ``decline_code`` / ``code`` → our failure code; anything else is ``declined``."""
+
+
+class UnsupportedEvent(ValueError):
+    """A correctly signed Stripe event that is not about a PaymentIntent (acknowledge, ignore)."""
+
+
+def failure_code(error: Mapping[str, Any] | None) -> str:
+    """Our failure code for a PaymentIntent's ``last_payment_error``."""
+    if not error:
+        return "declined"
+    for key in ("decline_code", "code"):
+        value = error.get(key)
+        if value and value in DECLINE_CODES:
+            return DECLINE_CODES[value]
+    return "declined"
+
+
+def _next_action(intent: Mapping[str, Any]) -> dict[str, Any]:
+    action = intent.get("next_action") or {}
+    kind = action.get("type")
+    if kind == "redirect_to_url":
+        return {"type": "redirect", "url": action["redirect_to_url"]["url"]}
+    if kind == "alipay_handle_redirect":
+        return {"type": "redirect", "url": action["alipay_handle_redirect"]["url"]}
+    if kind == "wechat_pay_display_qr_code":
+        qr = action["wechat_pay_display_qr_code"]
+        return {
+            "type": "qr",
+            "data": qr.get("data"),
+            "image_data_url": qr.get("image_data_url"),
+            "url": qr.get("hosted_instructions_url"),
+        }
+    return {"type": "stripe_client_secret", "client_secret": intent.get("client_secret")}
+
+
+def payment_from_intent(intent: Mapping[str, Any], *, failed: bool = False) -> ProviderPayment:
+    """Normalise a PaymentIntent (a plain dict).
+
+    ``succeeded`` → succeeded; ``processing`` → processing; ``requires_action`` /
+    ``requires_confirmation`` / ``requires_capture`` and ``requires_payment_method``
+    without an error → requires_action; ``requires_payment_method`` after a failure
+    (``last_payment_error``) → failed; ``canceled`` → failed (``expired`` when Stripe
+    abandoned it, else ``cancelled``). ``failed=True`` (a ``payment_failed`` event)
+    forces failed."""
+    raw_status = intent.get("status")
+    error = intent.get("last_payment_error")
+    status: ProviderStatus
+    code: str | None = None
+    if raw_status == "succeeded":
+        status = "succeeded"
+    elif raw_status == "processing":
+        status = "processing"
+    elif raw_status == "canceled":
+        status = "failed"
+        reason = intent.get("cancellation_reason")
+        code = "expired" if reason in (None, "abandoned", "automatic") else "cancelled"
+    elif failed or (raw_status == "requires_payment_method" and error):
+        status = "failed"
+        code = failure_code(error)
+    else:
+        status = "requires_action"
+    return ProviderPayment(
+        reference=str(intent["id"]),
+        status=status,
+        amount_minor=int(intent.get("amount") or 0),
+        currency=str(intent.get("currency") or "").upper(),
+        failure_code=code,
+        next_action=_next_action(intent) if status == "requires_action" else {},
+    )
+
+
+class StripeProvider:
+    """Stripe through the official SDK (``StripeClient``, async HTTPX transport)."""
+
+    name = "stripe"
+
+    def __init__(self, settings: Settings, *, client: stripe.StripeClient | None = None) -> None:
+        self.settings = settings
+        if client is None:
+            kwargs: dict[str, Any] = {"http_client": stripe.HTTPXClient(), "max_network_retries": 2}
+            if settings.stripe_api_base:
+                base = settings.stripe_api_base.rstrip("/")
+                kwargs["base_addresses"] = {"api": base}
+            client = stripe.StripeClient(settings.stripe_api_key.get_secret_value(), **kwargs)
+        self.client = client
+
+    async def create(
+        self,
+        *,
+        attempt_id: str,
+        amount_minor: int,
+        currency: str,
+        method: str,
+        description: str,
+        return_url: str,
+    ) -> ProviderPayment:
+        """Create (idempotently per attempt) a PaymentIntent."""
+        if method not in STRIPE_METHODS:
+            raise ValueError(f"Stripe is not set up for {method!r} payments")
+        params: dict[str, Any] = {
+            "amount": amount_minor,
+            "currency": currency.lower(),
+            "payment_method_types": [method],
+            "description": description[:200],
+            "metadata": {"attempt_id": str(attempt_id)},
+        }
+        if method in ("alipay", "wechat_pay"):
+            params.update(
+                confirm=True,
+                payment_method_data={"type": method},
+                return_url=return_url,
+            )
+            if method == "wechat_pay":
+                params["payment_method_options"] = {"wechat_pay": {"client": "web"}}
+        intent = await self.client.v1.payment_intents.create_async(
+            params=params,  # type: ignore[arg-type]
+            options={"idempotency_key": f"attempt-{attempt_id}"},
+        )
+        return payment_from_intent(intent.to_dict())
+
+    async def retrieve(self, reference: str) -> ProviderPayment:
+        """The PaymentIntent's current status."""
+        intent = await self.client.v1.payment_intents.retrieve_async(reference)
+        return payment_from_intent(intent.to_dict())
+
+    def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
+        """Verify ``Stripe-Signature`` and normalise a ``payment_intent.*`` event.
+
+        Raises :class:`InvalidSignature`, or :class:`UnsupportedEvent` for a signed
+        event about something else (answer 2xx and ignore it)."""
+        header = next((v for k, v in headers.items() if k.lower() == "stripe-signature"), "")
+        secret = self.settings.stripe_webhook_secret.get_secret_value()
+        try:
+            stripe.Webhook.construct_event(body, header, secret)
+        except (stripe.SignatureVerificationError, ValueError) as exc:
+            raise InvalidSignature(str(exc)) from exc
+        raw: dict[str, Any] = json.loads(body)
+        obj = (raw.get("data") or {}).get("object") or {}
+        if obj.get("object") != "payment_intent":
+            raise UnsupportedEvent(f"not a PaymentIntent event: {raw.get('type')}")
+        event_type = str(raw.get("type", ""))
+        payment = payment_from_intent(
+            obj, failed=event_type == "payment_intent.payment_failed"
+        )
+        return WebhookEvent(
+            event_id=str(raw["id"]), event_type=event_type, payment=payment, raw=raw
+        )
