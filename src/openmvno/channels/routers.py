@@ -8,10 +8,10 @@ from openmvno.runtime import Runtime
 
 
 def all_routers(rt: Runtime) -> list[APIRouter]:
-    from openmvno.channels.portal import auth_pages, dev_outbox
+    from openmvno.channels.portal import account_pages, auth_pages, dev_outbox
 
     routers: list[APIRouter] = []
-    routers += [auth_pages.router]
+    routers += [auth_pages.router, account_pages.router]
     if rt.settings.dev_outbox_enabled:
         routers.append(dev_outbox.router)
     from openmvno.channels.api import lines, plans
