@@ -22,11 +22,6 @@ from openmvno.catalog import cli as setup_cli  # noqa: E402 - operator set-up co
 app.add_typer(setup_cli.import_app, name="import")
 app.add_typer(setup_cli.staff_app, name="staff")
 app.command("demo")(setup_cli.demo)
-from openmvno.catalog import cli as setup_cli  # noqa: E402 - operator set-up commands
-
-app.add_typer(setup_cli.import_app, name="import")
-app.add_typer(setup_cli.staff_app, name="staff")
-app.command("demo")(setup_cli.demo)
 
 
 def settings_for(data_dir: Path | None = None) -> Settings:

@@ -148,6 +148,8 @@ def demo(
     from openmvno.migrate import upgrade
 
     settings = _settings(data_dir)
+    if settings.is_sqlite:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
     asyncio.run(upgrade(settings.database_url))
     result = asyncio.run(load_demo(settings))
     print_demo(out, settings, result, host=host, port=port)
