@@ -25,7 +25,11 @@ app.command("demo")(setup_cli.demo)
 
 
 def settings_for(data_dir: Path | None = None) -> Settings:
-    return Settings(data_dir=data_dir) if data_dir else Settings()
+    """Settings from the environment, with the data directory created (SQLite lives there)."""
+    settings = Settings(data_dir=data_dir) if data_dir else Settings()
+    if settings.is_sqlite:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings
 
 
 @app.command()
