@@ -21,4 +21,7 @@ def all_routers(rt: Runtime) -> list[APIRouter]:
         from openmvno.adapters.payments import sandbox_pages
 
         routers.append(sandbox_pages.router)
+    from openmvno.channels.api import orders, payments, receipts, webhooks
+
+    routers += [orders.router, payments.router, receipts.router, webhooks.router]
     return routers

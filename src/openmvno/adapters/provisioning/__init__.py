@@ -1,0 +1,55 @@
+"""Provisioning: tell the network (HLR/HSS, SM-DP+) what a paid order changed.
+
+The port is one call per order; it must be safe to repeat (the outbox retries it),
+so adapters key their work on ``order_id``. The sandbox adapter succeeds, or fails
+on purpose when ``provisioning_sandbox_fail`` is set (tests, demos).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Protocol
+
+from openmvno.config import Settings
+
+
+class ProvisioningFailed(Exception):
+    """The network refused or did not answer; the job is retried with backoff."""
+
+
+@dataclass(frozen=True)
+class ProvisioningRequest:
+    order_id: uuid.UUID
+    kind: str
+    line_id: uuid.UUID | None
+    iccid: str | None
+    msisdn: str | None
+    plan_code: str | None
+
+
+class Provisioner(Protocol):
+    name: str
+
+    async def provision(self, request: ProvisioningRequest) -> str:
+        """Apply the order on the network; returns the network's reference."""
+        ...
+
+
+class SandboxProvisioner:
+    """Accepts everything at once (or nothing, with ``fail=True``)."""
+
+    name = "sandbox"
+
+    def __init__(self, *, fail: bool = False) -> None:
+        self.fail = fail
+
+    async def provision(self, request: ProvisioningRequest) -> str:
+        if self.fail:
+            raise ProvisioningFailed(f"sandbox refused order {request.order_id}")
+        return f"sbx-prov-{request.order_id.hex[:16]}"
+
+
+def provisioner(settings: Settings) -> Provisioner:
+    """The configured provisioning adapter."""
+    return SandboxProvisioner(fail=settings.provisioning_sandbox_fail)

@@ -1,0 +1,69 @@
+"""Order API bodies and views."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from openmvno.channels.api.schemas import Strict
+from openmvno.orders.models import OrderKind, OrderState, ProvisioningState
+from openmvno.payments.schemas import AttemptOut
+
+
+class OrderIn(Strict):
+    """What to buy. ``new_line``: plan_code. ``plan`` / ``addon``: line_id and plan_code.
+    ``topup``: amount_minor. ``guest_topup`` (no login needed): msisdn and amount_minor."""
+
+    kind: OrderKind
+    plan_code: str | None = Field(default=None, max_length=40)
+    line_id: uuid.UUID | None = None
+    amount_minor: int | None = Field(default=None, ge=1)
+    msisdn: str | None = Field(default=None, max_length=32)
+
+
+class RefundIn(Strict):
+    reason: str = Field(min_length=3, max_length=500)
+
+
+class GuestLookupIn(Strict):
+    msisdn: str = Field(min_length=3, max_length=32)
+
+
+class GuestLookupOut(BaseModel):
+    msisdn: str
+    owner: str
+    """Masked name of the line's owner, e.g. ``张*明``."""
+
+
+class OrderOut(BaseModel):
+    id: uuid.UUID
+    number: str
+    kind: OrderKind
+    state: OrderState
+    amount_minor: int
+    currency: str
+    amount: str
+    description: str
+    line_id: uuid.UUID | None
+    msisdn: str | None
+    failure_code: str | None
+    failure_reason: str | None
+    provisioning: ProvisioningState
+    result: dict[str, Any]
+    """What fulfilment did: new expiry, buckets granted, wallet balance, receipt, eSIM code."""
+    payments: list[AttemptOut]
+    created_at: datetime
+    paid_at: datetime | None
+    fulfilled_at: datetime | None
+    cancelled_at: datetime | None
+    refunded_at: datetime | None
+
+
+class OrderPage(BaseModel):
+    items: list[OrderOut]
+    total: int
+    limit: int
+    offset: int

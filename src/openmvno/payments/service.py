@@ -1,0 +1,260 @@
+"""Payments: start an attempt with the configured provider (or pay from the wallet),
+take provider webhooks exactly once, and apply an outcome to its order.
+
+Rules for outcomes, whatever order they arrive in:
+- ``succeeded`` pays the order and fulfils it in the same transaction; a success
+  after a ``failed`` for the same attempt wins (the provider captured money);
+- ``failed`` after a success is ignored; otherwise the attempt fails with the
+  provider's code and the order stays ``pending_payment`` so another method can
+  be tried;
+- a success whose amount or currency differs from the attempt is flagged
+  (``amount_mismatch`` on the attempt and the order) and nothing is granted;
+- a success for an order already paid by another attempt, or cancelled, never
+  fulfils twice: the attempt is kept ``succeeded`` with ``failure_code =
+  "refund_due"`` and the order's ``result.refund_due_attempts`` lists it for staff.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openmvno import clock
+from openmvno.accounts.models import Account
+from openmvno.adapters.payments import InvalidSignature, PaymentProvider, ProviderPayment
+from openmvno.errors import Conflict, DomainError, InvalidInput, NotFound
+from openmvno.ledger import service as ledger
+from openmvno.ledger.models import EntryReason
+from openmvno.orders import service as orders
+from openmvno.orders import states
+from openmvno.orders.models import Order, OrderKind, OrderState
+from openmvno.payments.models import (
+    AttemptState,
+    ExternalEvent,
+    PaymentAttempt,
+    PaymentMethodKind,
+)
+from openmvno.runtime import Runtime
+
+log = logging.getLogger("openmvno.payments")
+WALLET = "wallet"
+OPEN = (AttemptState.created, AttemptState.requires_action)
+
+
+class BadSignature(DomainError):
+    """A webhook that the provider did not sign: 400, nothing stored."""
+
+    status = 400
+
+
+def enabled_methods(rt: Runtime) -> list[str]:
+    """The payment methods the operator has switched on, in display order."""
+    return [m.value for m in PaymentMethodKind if m.value in rt.settings.payment_methods]
+
+
+def provider_for(rt: Runtime, name: str | None = None) -> PaymentProvider:
+    """The configured provider (``rt.extras["payment_provider"]`` overrides it, see the
+    registry); asking for another ``name`` (a webhook for an unknown provider) is a 404."""
+    from openmvno.adapters.payments.registry import payment_provider
+
+    provider = payment_provider(rt.settings, rt)
+    if name is not None and name != provider.name:
+        raise NotFound("unknown_provider", "There is no payment provider {name}.", name=name)
+    return provider
+
+
+async def start(
+    session: AsyncSession, rt: Runtime, *, order: Order, method: str, payer: Account | None
+) -> PaymentAttempt:
+    """Start paying ``order`` with ``method``. The wallet pays and fulfils at once (or
+    raises 402 ``insufficient_balance``, leaving the order pending); other methods
+    create a provider payment whose ``next_action`` tells the payer what to do."""
+    if method not in rt.settings.payment_methods:
+        raise InvalidInput(
+            "payment_method_disabled", "This payment method is not available: {method}.",
+            method=method,
+        )
+    if order.state != OrderState.pending_payment:
+        raise states_conflict(order)
+    if method == WALLET:
+        return await _pay_from_wallet(session, rt, order=order, payer=payer)
+    provider = provider_for(rt)
+    attempt = PaymentAttempt(
+        order_id=order.id, account_id=order.account_id, provider=provider.name,
+        method=PaymentMethodKind(method), amount_minor=order.amount_minor,
+        currency=order.currency, state=AttemptState.created, next_action={},
+    )
+    session.add(attempt)
+    await session.flush()
+    payment = await provider.create(
+        attempt_id=str(attempt.id), amount_minor=order.amount_minor, currency=order.currency,
+        method=method, description=order.description or order.number,
+        return_url=f"{rt.settings.public_url}/orders/{order.id}/result",
+    )
+    attempt.provider_ref = payment.reference
+    attempt.next_action = dict(payment.next_action)
+    attempt.state = AttemptState.requires_action
+    await session.flush()
+    if payment.status in ("succeeded", "failed"):
+        await apply(session, rt, provider_name=provider.name, payment=payment)
+    return attempt
+
+
+def states_conflict(order: Order) -> DomainError:
+    """The 409 for paying an order that is no longer payable, saying why."""
+    return Conflict("order_not_payable", states.WHY_NOT[OrderState(order.state)])
+
+
+async def _pay_from_wallet(
+    session: AsyncSession, rt: Runtime, *, order: Order, payer: Account | None
+) -> PaymentAttempt:
+    if payer is None or order.account_id is None:
+        raise InvalidInput("wallet_needs_login", "Log in to pay from your wallet.")
+    if order.kind in (OrderKind.topup, OrderKind.guest_topup):
+        raise InvalidInput("wallet_cannot_topup", "A top-up cannot be paid from the wallet.")
+    attempt = PaymentAttempt(
+        order_id=order.id, account_id=order.account_id, provider=WALLET,
+        method=PaymentMethodKind.wallet, amount_minor=order.amount_minor,
+        currency=order.currency, state=AttemptState.created, next_action={},
+    )
+    session.add(attempt)
+    # The conditional state move serialises payments of this order: one wins, others 409.
+    await states.transition(session, order, OrderState.paid, code="order_not_payable")
+    await ledger.debit_wallet(
+        session, account_id=order.account_id, currency=order.currency,
+        amount_minor=order.amount_minor, reason=EntryReason.payment,
+        key=f"order:{order.id}:wallet", order_id=order.id, memo=order.number,
+    )
+    attempt.state = AttemptState.succeeded
+    attempt.settled_at = clock.now()
+    await session.flush()
+    await orders.fulfil(session, rt, order, attempt=attempt)
+    return attempt
+
+
+async def handle_webhook(
+    session: AsyncSession, rt: Runtime, *, provider_name: str, body: bytes,
+    headers: Mapping[str, str],
+) -> str:
+    """Verify, store once (UNIQUE(source, external_id)), apply; returns the outcome.
+    A bad signature is a 400 and nothing is stored; a replay is a no-op."""
+    provider = provider_for(rt, provider_name)
+    try:
+        event = provider.parse_webhook(body, headers)
+    except InvalidSignature as exc:
+        raise BadSignature("bad_signature", "The webhook signature is not valid.") from exc
+    record = ExternalEvent(
+        source=provider.name, external_id=event.event_id, event_type=event.event_type,
+        payload=event.raw, received_at=clock.now(),
+    )
+    try:
+        async with session.begin_nested():
+            session.add(record)
+            await session.flush()
+    except IntegrityError:
+        return "duplicate: already received"
+    outcome = await apply(session, rt, provider_name=provider.name, payment=event.payment)
+    record.handled_at = clock.now()
+    record.outcome = outcome[:200]
+    await session.flush()
+    return outcome
+
+
+async def apply(
+    session: AsyncSession, rt: Runtime, *, provider_name: str, payment: ProviderPayment
+) -> str:
+    """Apply the provider's word on one payment to its attempt and order (idempotent).
+    Returns a short outcome for the webhook inbox and logs."""
+    attempt = await session.scalar(
+        select(PaymentAttempt)
+        .where(PaymentAttempt.provider == provider_name,
+               PaymentAttempt.provider_ref == payment.reference)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if attempt is None:
+        return f"ignored: unknown payment {payment.reference}"
+    order = await session.get(Order, attempt.order_id, populate_existing=True)
+    assert order is not None
+    if payment.status == "succeeded":
+        return await _succeeded(session, rt, attempt, order, payment)
+    if payment.status == "failed":
+        return await fail_attempt(session, attempt, order, payment.failure_code or "declined")
+    return f"noted: {payment.status}"
+
+
+async def _succeeded(
+    session: AsyncSession, rt: Runtime, attempt: PaymentAttempt, order: Order,
+    payment: ProviderPayment,
+) -> str:
+    if attempt.state == AttemptState.succeeded:
+        return "ignored: attempt already succeeded"
+    if (
+        payment.amount_minor != attempt.amount_minor
+        or payment.currency.upper() != attempt.currency.upper()
+        or attempt.amount_minor != order.amount_minor
+    ):
+        attempt.state = AttemptState.failed
+        attempt.failure_code = "amount_mismatch"
+        attempt.settled_at = clock.now()
+        if order.state == OrderState.pending_payment:
+            order.failure_code = "amount_mismatch"
+        await session.flush()
+        log.warning("amount mismatch", extra={"order": order.number, "attempt": str(attempt.id)})
+        return (
+            f"flagged amount_mismatch: paid {payment.amount_minor} {payment.currency}, "
+            f"expected {attempt.amount_minor} {attempt.currency}; not fulfilled"
+        )
+    attempt.state = AttemptState.succeeded
+    attempt.failure_code = None
+    attempt.settled_at = clock.now()
+    await session.flush()
+    if not await states.try_transition(session, order, OrderState.paid):
+        attempt.failure_code = "refund_due"
+        due = list(order.result.get("refund_due_attempts", []))
+        due.append(str(attempt.id))
+        order.result = {**order.result, "refund_due_attempts": due}
+        await session.flush()
+        log.warning("payment for a closed order", extra={"order": order.number})
+        return f"refund_due: order already {OrderState(order.state).value}; not fulfilled again"
+    await orders.fulfil(session, rt, order, attempt=attempt)
+    return f"paid: order {OrderState(order.state).value}"
+
+
+async def fail_attempt(
+    session: AsyncSession, attempt: PaymentAttempt, order: Order, code: str
+) -> str:
+    """Record a failure; the order stays payable with a reason (a success is never undone)."""
+    if attempt.state == AttemptState.succeeded:
+        return "ignored: failure after success"
+    if attempt.state == AttemptState.failed:
+        return "ignored: attempt already failed"
+    attempt.state = AttemptState.failed
+    attempt.failure_code = code[:40]
+    attempt.settled_at = clock.now()
+    if order.state == OrderState.pending_payment:
+        order.failure_code = code[:40]
+    await session.flush()
+    return f"failed: {code}"
+
+
+def attempt_view(attempt: PaymentAttempt, language: str) -> dict[str, Any]:
+    """What an API shows of one attempt."""
+    return {
+        "id": attempt.id,
+        "method": str(attempt.method),
+        "provider": attempt.provider,
+        "state": str(attempt.state),
+        "amount_minor": attempt.amount_minor,
+        "currency": attempt.currency,
+        "failure_code": attempt.failure_code,
+        "failure_reason": orders.failure_reason(language, attempt.failure_code)
+        if attempt.failure_code and attempt.failure_code != "refund_due" else None,
+        "next_action": attempt.next_action if attempt.state in OPEN else {},
+        "created_at": attempt.created_at,
+    }
