@@ -122,6 +122,8 @@ async def test_card_payment_opens_the_hosted_page_in_both_languages(
 CARDS = [
     ("4242 4242 4242 4242", "succeeded", None),
     ("5555555555554444", "succeeded", None),
+    ("6200 0000 0000 0005", "succeeded", None),
+    ("4000 0000 0000 0069", "failed", "expired"),
     ("4000 0000 0000 9995", "failed", "insufficient_funds"),
     ("4000 0000 0000 9987", "failed", "limit_exceeded"),
     ("4000 0000 0000 0002", "failed", "declined"),

@@ -52,9 +52,7 @@ def _render(
     }
     ctx.update(context)
     html = env.get_template(name).render(ctx)
-    return HTMLResponse(
-        html, status_code=status_code, headers={"Cache-Control": "no-store"}
-    )
+    return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})
 
 
 def return_to(row: SandboxPayment) -> str:
@@ -224,9 +222,7 @@ async def _wallet(
 
 
 @router.post("/{reference}/transfer", response_model=None)
-async def simulate_transfer(
-    request: Request, reference: str, session: Session, rt: RT
-) -> Response:
+async def simulate_transfer(request: Request, reference: str, session: Session, rt: RT) -> Response:
     """Sandbox only: pretend the bank transfer has arrived."""
     row = await _row(session, reference, lock=True)
     if row is None:

@@ -1,7 +1,8 @@
 """Stripe behind the payment port: PaymentIntents for card, Alipay and WeChat Pay.
 
 * ``create()`` makes a PaymentIntent (idempotency key ``attempt-<attempt_id>``,
-  ``metadata.attempt_id``). Card intents are confirmed in the browser by Stripe.js,
+  ``metadata.attempt_id``, ``allowed_payment_method_types=[method]``). Card intents
+  are confirmed in the browser by Stripe.js,
   so their next action is ``{"type": "stripe_client_secret", "client_secret": ...}``;
   Alipay / WeChat Pay intents are confirmed at once and carry Stripe's redirect URL
   or QR code.
@@ -115,8 +116,19 @@ class StripeProvider:
 
     name = "stripe"
 
-    def __init__(self, settings: Settings, *, client: stripe.StripeClient | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client: stripe.StripeClient | None = None,
+        method_types_param: str = "allowed_payment_method_types",
+    ) -> None:
+        """``method_types_param``: the SDK pins API ``2026-10-28.endive``, where
+        ``payment_method_types`` is no longer writable (400
+        ``payment_method_types_no_longer_supported``) and ``allowed_payment_method_types``
+        replaces it; fakes that predate it (localstripe) need ``"payment_method_types"``."""
         self.settings = settings
+        self.method_types_param = method_types_param
         if client is None:
             kwargs: dict[str, Any] = {"http_client": stripe.HTTPXClient(), "max_network_retries": 2}
             if settings.stripe_api_base:
@@ -141,9 +153,9 @@ class StripeProvider:
         params: dict[str, Any] = {
             "amount": amount_minor,
             "currency": currency.lower(),
-            "payment_method_types": [method],
-            "description": description[:200],
-            "metadata": {"attempt_id": str(attempt_id)},
+            self.method_types_param: [method],
+            # description travels as metadata (localstripe rejects the top-level field)
+            "metadata": {"attempt_id": str(attempt_id), "description": description[:200]},
         }
         if method in ("alipay", "wechat_pay"):
             params.update(
@@ -180,9 +192,7 @@ class StripeProvider:
         if obj.get("object") != "payment_intent":
             raise UnsupportedEvent(f"not a PaymentIntent event: {raw.get('type')}")
         event_type = str(raw.get("type", ""))
-        payment = payment_from_intent(
-            obj, failed=event_type == "payment_intent.payment_failed"
-        )
+        payment = payment_from_intent(obj, failed=event_type == "payment_intent.payment_failed")
         return WebhookEvent(
             event_id=str(raw["id"]), event_type=event_type, payment=payment, raw=raw
         )
