@@ -17,6 +17,9 @@ def all_routers(rt: Runtime) -> list[APIRouter]:
     from openmvno.channels.api import lines, plans
 
     routers += [plans.router, lines.router]
+    from openmvno.channels.api import balance
+
+    routers.append(balance.router)
     if rt.settings.payment_provider == "sandbox":
         from openmvno.adapters.payments import sandbox_pages
 

@@ -6,7 +6,6 @@ import asyncio
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from openmvno.config import Settings
 from openmvno.db import make_engine, make_sessionmaker
@@ -39,17 +38,10 @@ def check() -> None:
     if not drifts:
         console.print(f"[green]ledger ok: {count} bucket(s) checked, no drift[/green]")
         return
-    table = Table(title=f"{len(drifts)} of {count} bucket(s) drifted")
-    for column in ("bucket", "account", "kind", "remaining", "sum of entries", "reserved"):
-        table.add_column(column)
+    typer.echo(f"ledger DRIFT: {len(drifts)} of {count} bucket(s) disagree with their entries")
     for d in drifts:
-        table.add_row(
-            str(d.bucket_id),
-            str(d.account_id),
-            d.kind.value,
-            str(d.remaining),
-            str(d.entries_sum),
-            str(d.reserved),
+        typer.echo(
+            f"bucket={d.bucket_id} account={d.account_id} kind={d.kind.value} "
+            f"remaining={d.remaining} sum_of_entries={d.entries_sum} reserved={d.reserved}"
         )
-    console.print(table)
     raise typer.Exit(code=1)
