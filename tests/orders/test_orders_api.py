@@ -119,9 +119,9 @@ async def test_two_buyers_racing_for_the_last_esim_never_share_it(
     for headers, me in buyers:
         await fund_wallet(rt, me, 10000)
         orders.append((await order(client, headers, {"kind": "new_line", "plan_code": "D7"})).json())
-    await asyncio.gather(*[pay(client, h, o["id"], "wallet") for (h, _), o in zip(buyers, orders)])
+    await asyncio.gather(*[pay(client, h, o["id"], "wallet") for (h, _), o in zip(buyers, orders, strict=True)])
     states = []
-    for (headers, me), o in zip(buyers, orders):
+    for (headers, me), o in zip(buyers, orders, strict=True):
         got = (await client.get(f"/api/v1/orders/{o['id']}", headers=headers)).json()
         states.append(got["state"])
         if got["state"] == "failed":
