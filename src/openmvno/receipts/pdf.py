@@ -54,6 +54,7 @@ def render_pdf(receipt: Receipt, *, language: str, operator: str, font_path: str
     pdf.set_title(f"{t('Receipt')} {receipt.number}")
     pdf.set_creator(operator)
     pdf.add_font("cjk", fname=path, collection_font_number=index)
+    pdf.add_font("cjk", style="B", fname=path, collection_font_number=index)  # table heads
     pdf.add_page()
     pdf.set_font("cjk", size=18)
     pdf.cell(0, 12, f"{operator} — {t('Receipt')}", new_x="LMARGIN", new_y="NEXT")
