@@ -11,13 +11,15 @@ Signature header: ``Sandbox-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "{t}.{bod
 keyed with ``settings.sandbox_webhook_secret``.
 
 The sandbox writes its own table in its **own transaction** (it stands for a
-company outside our database). On SQLite only one writer exists at a time, so call
-:meth:`SandboxProvider.create` while your session holds no write transaction
-(commit the attempt first, then call the provider, as with any real provider).
+company outside our database), from a background task started by ``create()``: the
+caller may still hold its transaction (on SQLite, the only write lock). Pages and
+``retrieve()`` wait for that write; :func:`wait_pending` waits for all of them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -32,6 +34,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from openmvno import clock
 from openmvno.adapters.payments import (
@@ -230,6 +233,45 @@ def next_action(row: SandboxPayment, public_url: str) -> dict[str, Any]:
     return action
 
 
+def reference_for(rt: Runtime, attempt_id: str) -> str:
+    """The payment reference of an attempt: stable, and unguessable without the secret key
+    (the hosted page URL is the payer's only credential)."""
+    mac = hmac.new(rt.secret_key.encode(), f"sandbox:{attempt_id}".encode(), hashlib.sha256)
+    return f"sbx_{mac.hexdigest()[:24]}"
+
+
+def _pending(rt: Runtime) -> dict[str, asyncio.Task[None]]:
+    pending: dict[str, asyncio.Task[None]] = rt.extras.setdefault("sandbox_pending", {})
+    return pending
+
+
+async def _persist(rt: Runtime, row: SandboxPayment) -> None:
+    """Insert the payment unless this attempt already has one."""
+    try:
+        async with unit_of_work(rt.sessions) as session:
+            exists = await session.scalar(
+                select(SandboxPayment.id).where(SandboxPayment.reference == row.reference)
+            )
+            if exists is None:
+                session.add(row)
+    except IntegrityError:
+        pass  # created concurrently for the same attempt
+    except Exception:
+        log.exception("sandbox payment not recorded", extra={"reference": row.reference})
+        raise
+
+
+async def wait_pending(rt: Runtime, reference: str | None = None) -> None:
+    """Wait until payments registered by ``create()`` are written (one, or all)."""
+    pending = _pending(rt)
+    tasks = [pending[reference]] if reference in pending else []
+    if reference is None:
+        tasks = list(pending.values())
+    for task in tasks:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(task)
+
+
 class SandboxProvider:
     """The sandbox behind the :class:`~openmvno.adapters.payments.PaymentProvider` port."""
 
@@ -252,35 +294,45 @@ class SandboxProvider:
         description: str,
         return_url: str,
     ) -> ProviderPayment:
-        """Record the payment (idempotent per ``attempt_id``) and point to the hosted page."""
+        """Register the payment and point the payer to the hosted page.
+
+        The reference is derived from the attempt id (idempotent: the same attempt
+        gets the same payment). The row is written by a background task in the
+        sandbox's own transaction, so the caller may hold an open transaction (on
+        SQLite that transaction holds the only write lock; the sandbox's write waits
+        for its commit). Pages, :meth:`retrieve` and :func:`flush_pending` wait for it."""
         if method not in SANDBOX_METHODS:
             raise ValueError(f"the sandbox does not take {method!r} payments")
         if amount_minor <= 0:
             raise ValueError("amount_minor must be positive")
-        async with unit_of_work(self.rt.sessions) as session:
-            row = await session.scalar(
-                select(SandboxPayment).where(SandboxPayment.attempt_id == str(attempt_id))
-            )
-            if row is None:
-                row = SandboxPayment(
-                    reference=f"sbx_{secrets.token_hex(12)}",
-                    attempt_id=str(attempt_id),
-                    amount_minor=amount_minor,
-                    currency=currency.upper(),
-                    method=method,
-                    description=description[:200],
-                    status="requires_action",
-                    stage="pay",
-                    return_url=return_url,
-                    webhook_attempts=0,
-                    webhook_last_error="",
-                )
-                session.add(row)
-                await session.flush()
-            return _payment(row, self._public_url)
+        row = SandboxPayment(
+            reference=reference_for(self.rt, str(attempt_id)),
+            attempt_id=str(attempt_id),
+            amount_minor=amount_minor,
+            currency=currency.upper(),
+            method=method,
+            description=description[:200],
+            status="requires_action",
+            stage="pay",
+            return_url=return_url,
+            webhook_attempts=0,
+            webhook_last_error="",
+        )
+        payment = _payment(row, self._public_url)
+        pending = _pending(self.rt)
+        if row.reference not in pending:
+            task = asyncio.create_task(_persist(self.rt, row))
+            pending[row.reference] = task
+
+            def _done(_: asyncio.Task[None], ref: str = row.reference) -> None:
+                pending.pop(ref, None)
+
+            task.add_done_callback(_done)
+        return payment
 
     async def retrieve(self, reference: str) -> ProviderPayment:
         """Current status; raises ``LookupError`` for an unknown reference."""
+        await wait_pending(self.rt, reference)
         async with self.rt.sessions() as session:
             row = await session.scalar(
                 select(SandboxPayment).where(SandboxPayment.reference == reference)
@@ -452,4 +504,5 @@ __all__ = [
     "pending_webhooks",
     "sign",
     "verify",
+    "wait_pending",
 ]

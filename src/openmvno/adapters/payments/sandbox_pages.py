@@ -19,7 +19,13 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import select
 
 from openmvno import formatting
-from openmvno.adapters.payments.sandbox import SANDBOX_BANK, CardError, check_card, settle
+from openmvno.adapters.payments.sandbox import (
+    SANDBOX_BANK,
+    CardError,
+    check_card,
+    settle,
+    wait_pending,
+)
 from openmvno.adapters.payments.sandbox_models import SandboxPayment
 from openmvno.channels.api.deps import RT, Session
 from openmvno.i18n import translate
@@ -62,7 +68,11 @@ def return_to(row: SandboxPayment) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
-async def _row(session: Session, reference: str, *, lock: bool = False) -> SandboxPayment | None:
+async def _row(
+    session: Session, rt: RT, reference: str, *, lock: bool = False
+) -> SandboxPayment | None:
+    # Before this session's first statement: on SQLite it would take the write lock.
+    await wait_pending(rt, reference)
     stmt = select(SandboxPayment).where(SandboxPayment.reference == reference)
     if lock:
         stmt = stmt.with_for_update()
@@ -101,7 +111,7 @@ def _qr_svg(data: str) -> str:
 @router.get("/{reference}", response_class=HTMLResponse)
 async def pay_page(request: Request, reference: str, session: Session, rt: RT) -> HTMLResponse:
     """The hosted page: a card form, a QR to scan, or bank transfer details."""
-    row = await _row(session, reference)
+    row = await _row(session, rt, reference)
     if row is None:
         return _not_found(request)
     ctx = _base_context(row, rt)
@@ -128,7 +138,7 @@ async def pay_page(request: Request, reference: str, session: Session, rt: RT) -
 @router.get("/{reference}/scan", response_class=HTMLResponse)
 async def scan_page(request: Request, reference: str, session: Session, rt: RT) -> HTMLResponse:
     """What the payer's phone shows after scanning the QR: confirm or decline."""
-    row = await _row(session, reference)
+    row = await _row(session, rt, reference)
     if row is None:
         return _not_found(request)
     ctx = _base_context(row, rt)
@@ -148,7 +158,7 @@ async def pay_card(
     card_cvc: Annotated[str, Form(max_length=6)] = "",
 ) -> Response:
     """Take a test card. Only brand and last four digits are kept."""
-    row = await _row(session, reference, lock=True)
+    row = await _row(session, rt, reference, lock=True)
     if row is None:
         return _not_found(request)
     if row.method != "card" or row.status != "requires_action" or row.stage != "pay":
@@ -182,7 +192,7 @@ async def answer_3ds(
     outcome: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
     """The bank's 3-D Secure challenge: approve or fail."""
-    row = await _row(session, reference, lock=True)
+    row = await _row(session, rt, reference, lock=True)
     if row is None:
         return _not_found(request)
     if row.status != "requires_action" or row.stage != "3ds" or outcome not in ("approve", "fail"):
@@ -209,7 +219,7 @@ async def decline_scan(request: Request, reference: str, session: Session, rt: R
 async def _wallet(
     request: Request, reference: str, session: Session, rt: RT, *, approve: bool
 ) -> Response:
-    row = await _row(session, reference, lock=True)
+    row = await _row(session, rt, reference, lock=True)
     if row is None:
         return _not_found(request)
     if row.method not in ("alipay", "wechat_pay") or row.status != "requires_action":
@@ -224,7 +234,7 @@ async def _wallet(
 @router.post("/{reference}/transfer", response_model=None)
 async def simulate_transfer(request: Request, reference: str, session: Session, rt: RT) -> Response:
     """Sandbox only: pretend the bank transfer has arrived."""
-    row = await _row(session, reference, lock=True)
+    row = await _row(session, rt, reference, lock=True)
     if row is None:
         return _not_found(request)
     if row.method != "bank_transfer" or row.status != "requires_action":
