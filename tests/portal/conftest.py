@@ -131,6 +131,7 @@ class OwnedLine:
     id: uuid.UUID
     msisdn: str
     expires_at: datetime | None
+    activation_code: str
 
 
 @dataclass
@@ -173,6 +174,7 @@ class PortalServer:
         order will do), for pages that show lines."""
         from openmvno.accounts import service as accounts
         from openmvno.catalog import service as catalog
+        from openmvno.lines import esim
         from openmvno.lines import service as lines
         from openmvno.lines.models import LineKind, LineState
         from openmvno.lines.states import transition
@@ -186,7 +188,8 @@ class PortalServer:
             line.expires_at = (clock.now() + timedelta(days=days)).replace(microsecond=0)
             await transition(session, line, LineState.active, "browser test: plan paid")
             await session.flush()
-            return OwnedLine(line.id, line.msisdn, line.expires_at)
+            code = esim.activation_code(rt, line)
+            return OwnedLine(line.id, line.msisdn, line.expires_at, code)
 
         return self.run(work)
 

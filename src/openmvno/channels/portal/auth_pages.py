@@ -100,6 +100,7 @@ def _verify_page(
     return page(
         request, visitor, "verify.html",
         {"login": login, "sent": sent, "error": error}, status_code=status_code,
+        keep={"login": login} if login else None,
     )
 
 
@@ -184,7 +185,7 @@ async def login_submit(request: Request, visitor: Viewer, session: Session, rt: 
             request, visitor, "login.html",
             {"values": {"login": login}, "next": next_url, "error": describe(request, exc),
              "unverified": unverified},
-            status_code=exc.status,
+            status_code=exc.status, keep={"login": login, "next": next_url},
         )
     if visitor.session_token is not None:  # replacing a session: end the old one
         await tokens.revoke(session, request.cookies.get(SESSION_COOKIE, ""))
@@ -269,6 +270,7 @@ async def reset_submit(request: Request, visitor: Viewer, session: Session, rt: 
         return page(
             request, visitor, "reset.html",
             {"values": {"login": login}, "error": describe(request, exc)}, status_code=exc.status,
+            keep={"login": login} if login else None,
         )
     response = redirect(
         request, visitor, "/login?" + urlencode({"login": login, "done": "password_reset"})

@@ -136,10 +136,10 @@ FLASHES: dict[str, str] = {
 }
 
 
-def _lang_links(request: Request) -> list[dict[str, str]]:
+def _lang_links(request: Request, keep: dict[str, str] | None) -> list[dict[str, str]]:
     links = []
     for code, label in (("zh-CN", "中文"), ("en", "English")):
-        params = dict(request.query_params)
+        params = {**(keep or {}), **dict(request.query_params)}
         params["lang"] = code
         links.append({"code": code, "label": label, "href": "?" + urlencode(params)})
     return links
@@ -151,15 +151,18 @@ def page(
     template: str,
     context: dict[str, Any] | None = None,
     status_code: int = 200,
+    *,
+    keep: dict[str, str] | None = None,
 ) -> HTMLResponse:
-    """Render a portal page with the visitor, CSRF tokens and language links."""
+    """Render a portal page with the visitor, CSRF tokens and language links
+    (``keep``: query values the language links must carry, e.g. after a form POST)."""
     language: str = request.state.language
     flash_key = request.query_params.get("done", "")
     ctx: dict[str, Any] = {
         "account": visitor.account,
         "csrf": visitor.csrf,
         "anon_csrf": visitor.anon_csrf,
-        "lang_links": _lang_links(request),
+        "lang_links": _lang_links(request, keep),
         "languages": LANGUAGES,
         "flash": translate(language, FLASHES[flash_key]) if flash_key in FLASHES else None,
     }
