@@ -160,3 +160,5 @@ async def test_esim_page_and_qr_only_for_the_owner(client: httpx.AsyncClient, rt
     assert "LPA:1$" not in r.text
     assert (await client.get(f"/lines/{line_id}/esim/qr.png")).status_code == 404
     assert (await client.get(f"/lines/{uuid.uuid4()}/esim")).status_code == 404
+    r = await client.get("/lines/not-a-uuid/esim")
+    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 
+from openmvno.runtime import Runtime
 from tests.conftest import FrozenClock, last_code
 from tests.portal.helpers import (
     PASSWORD,
@@ -232,3 +233,13 @@ async def test_forgot_password_then_reset_with_code(client: httpx.AsyncClient) -
     r = await post_form(client, "/login", "/login", {"login": "13800138019", "password": PASSWORD})
     assert r.status_code == 401
     await portal_login(client, "13800138019", "Autumn-2027")
+
+
+async def test_session_cookie_is_secure_when_configured(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    await register_verified(client, phone="13800138020")
+    rt.settings.secure_cookies = True
+    r = await post_form(client, "/login", "/login", {"login": "13800138020", "password": PASSWORD})
+    cookie = next(c for c in r.headers.get_list("set-cookie") if c.startswith("omv_session="))
+    assert "Secure" in cookie and "HttpOnly" in cookie

@@ -61,6 +61,14 @@ ANDROID_STEPS = (
 )
 
 
+def _line_id(raw: str) -> uuid.UUID:
+    """A line id from the URL; garbage is simply "not found"."""
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise NotFound("line_not_found", "There is no such line on your account.") from None
+
+
 def _labels(request: Request) -> dict[str, dict[str, str]]:
     lang = request.state.language
     return {
@@ -127,7 +135,7 @@ async def bind_submit(request: Request, visitor: Viewer, session: Session, rt: R
 
 @router.post("/lines/{line_id}/unbind")
 async def unbind(
-    request: Request, line_id: uuid.UUID, visitor: Viewer, session: Session
+    request: Request, line_id: str, visitor: Viewer, session: Session
 ) -> Response:
     form = await read_form(request)
     if visitor.account is None:
@@ -138,7 +146,8 @@ async def unbind(
         return csrf_rejected(request, visitor)
     try:
         await attempt(
-            session, lines.unbind_device(session, account=visitor.account, line_id=line_id)
+            session,
+            lines.unbind_device(session, account=visitor.account, line_id=_line_id(line_id)),
         )
     except NotFound:
         return not_found(request, visitor)
@@ -157,12 +166,14 @@ async def unbind(
 
 @router.get("/lines/{line_id}/esim")
 async def esim_page(
-    request: Request, line_id: uuid.UUID, visitor: Viewer, session: Session, rt: RT
+    request: Request, line_id: str, visitor: Viewer, session: Session, rt: RT
 ) -> Response:
     if visitor.account is None:
         return login_redirect(request, visitor)
     try:
-        line = await lines.get_owned(session, account_id=visitor.account.id, line_id=line_id)
+        line = await lines.get_owned(
+            session, account_id=visitor.account.id, line_id=_line_id(line_id)
+        )
         code = esim.activation_code(rt, line)
     except NotFound:
         return not_found(request, visitor)
@@ -182,12 +193,14 @@ async def esim_page(
 
 @router.get("/lines/{line_id}/esim/qr.png")
 async def esim_qr(
-    request: Request, line_id: uuid.UUID, visitor: Viewer, session: Session, rt: RT
+    request: Request, line_id: str, visitor: Viewer, session: Session, rt: RT
 ) -> Response:
     if visitor.account is None:
         return login_redirect(request, visitor)
     try:
-        line = await lines.get_owned(session, account_id=visitor.account.id, line_id=line_id)
+        line = await lines.get_owned(
+            session, account_id=visitor.account.id, line_id=_line_id(line_id)
+        )
         code = esim.activation_code(rt, line)
     except NotFound:
         return not_found(request, visitor)
