@@ -21,6 +21,7 @@ from openmvno.runtime import Runtime
 log = logging.getLogger("openmvno.worker")
 
 Handler = Callable[[Runtime, OutboxMessage], Awaitable[str]]
+Job = Callable[[Runtime], Awaitable[int]]
 MAX_ATTEMPTS = 8
 CLAIM_SECONDS = 120
 
@@ -41,6 +42,16 @@ def handlers(rt: Runtime) -> dict[OutboxKind, Handler]:
     table: dict[OutboxKind, Handler] = {OutboxKind.sms: send_sms, OutboxKind.email: send_email}
     table.update(rt.extras.get("outbox_handlers", {}))
     return table
+
+
+def jobs(rt: Runtime) -> list[Job]:
+    """Work polled every round beside the outbox; each returns how much it did."""
+    found: list[Job] = []
+    if rt.settings.payment_provider == "sandbox":
+        from openmvno.adapters.payments.sandbox import deliver_due_webhooks
+
+        found.append(deliver_due_webhooks)
+    return found
 
 
 def backoff(attempts: int) -> timedelta:
@@ -96,9 +107,16 @@ async def _finish(rt: Runtime, message_id: uuid.UUID, error: str | None) -> None
 
 
 async def run_once(rt: Runtime, limit: int | None = None) -> int:
-    """Deliver one batch of due messages; returns how many were attempted."""
+    """Deliver one batch of due messages and run the polled jobs; returns the work done."""
+    done = await _deliver_batch(rt, limit or rt.settings.worker_batch)
+    for job in jobs(rt):
+        done += await job(rt)
+    return done
+
+
+async def _deliver_batch(rt: Runtime, limit: int) -> int:
     table = handlers(rt)
-    batch = await claim(rt, limit or rt.settings.worker_batch)
+    batch = await claim(rt, limit)
     for m in batch:
         handler = table.get(m.kind)
         try:
