@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import httpx
 
-from openmvno.adapters.payments.sandbox import deliver_due_webhooks, wait_pending
+from openmvno.adapters.payments.sandbox import deliver_due_webhooks
 from openmvno.lines.models import LineState
 from openmvno.payments.janitor import settle_stuck
 from openmvno.runtime import Runtime
@@ -35,7 +35,6 @@ async def test_register_renew_with_sandbox_card_and_download_the_receipt(
     started = await pay(client, headers, o["id"], "card")
     assert started.status_code == 201, started.text
     url = started.json()["next_action"]["url"]
-    await wait_pending(rt)
     paid = await _card(client, url, "4242424242424242")
     assert paid.status_code == 303
     assert await deliver_due_webhooks(rt) == 1
@@ -63,7 +62,6 @@ async def test_janitor_expires_the_sandbox_card_that_never_answers(
     o = (await order(client, headers, {"kind": "plan", "plan_code": "D7",
                                        "line_id": str(line.id)})).json()
     url = (await pay(client, headers, o["id"], "card")).json()["next_action"]["url"]
-    await wait_pending(rt)
     await _card(client, url, "4000000000000259")
     await deliver_due_webhooks(rt)
     frozen.advance(hours=1)

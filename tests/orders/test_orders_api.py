@@ -271,9 +271,6 @@ async def test_history_is_mine_newest_first_and_paginated(
 async def test_success_notice_and_provisioning_job_go_out(
     client: httpx.AsyncClient, rt: Runtime, deliver: object
 ) -> None:
-    from openmvno.orders.service import register_outbox_handlers
-
-    register_outbox_handlers(rt)
     await seed_plans(rt)
     headers, me = await subscriber(client, email="li@example.com")
     line = await give_line(rt, me)
@@ -300,10 +297,8 @@ async def test_success_notice_and_provisioning_job_go_out(
 async def test_failed_provisioning_is_visible_on_the_order(
     client: httpx.AsyncClient, rt: Runtime, deliver: object
 ) -> None:
-    from openmvno.orders.service import register_outbox_handlers
 
     rt.settings.provisioning_sandbox_fail = True
-    register_outbox_handlers(rt)
     await seed_plans(rt)
     headers, me = await subscriber(client)
     line = await give_line(rt, me)

@@ -19,6 +19,7 @@ ERRORS = {
     "DomainError", "InvalidInput", "Unauthorized", "Forbidden", "NotFound", "Conflict",
     "PaymentRequired", "TooManyAttempts",
 }
+CODE = re.compile(r"[a-z][a-z0-9_]+")
 TEMPLATE_CALL = re.compile(r"""\bt\(\s*(["'])(.+?)(?<!\\)\1""", re.S)
 
 
@@ -30,13 +31,31 @@ def _name(func: ast.expr) -> str:
     return ""
 
 
+def _looks_like_error(name: str, args: list[ast.expr]) -> bool:
+    """``SomeError("stable_code", "Message.")``: a DomainError subclass defined anywhere."""
+    if not name[:1].isupper() or len(args) < 2:
+        return False
+    code, message = args[0], args[1]
+    return (
+        isinstance(code, ast.Constant)
+        and isinstance(code.value, str)
+        and CODE.fullmatch(code.value) is not None
+        and isinstance(message, ast.Constant)
+        and isinstance(message.value, str)
+        and " " in message.value
+        and message.value.rstrip()[-1:] in ".?!"
+    )
+
+
 def python_messages(path: Path) -> set[str]:
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if not isinstance(node, ast.Call):
             continue
         name = _name(node.func)
-        index = {"translate": 1, "t": 0, "_t": 0, "N_": 0}.get(name, 1 if name in ERRORS else -1)
+        index = {"translate": 1, "t": 0, "_t": 0, "N_": 0}.get(
+            name, 1 if name in ERRORS or _looks_like_error(name, node.args) else -1
+        )
         if index < 0 or len(node.args) <= index:
             continue
         arg = node.args[index]

@@ -693,11 +693,6 @@ async def _set_provisioning(
         order.result = {**order.result, **extra}
 
 
-def register_outbox_handlers(rt: Runtime) -> None:
-    """Let the outbox worker run provisioning jobs (call once per runtime)."""
-    rt.extras.setdefault("outbox_handlers", {})[OutboxKind.provision] = provision
-
-
 __all__ = [
     "FulfilmentImpossible",
     "cancel",
@@ -708,5 +703,4 @@ __all__ = [
     "guest_lookup",
     "list_for_account",
     "refund",
-    "register_outbox_handlers",
 ]

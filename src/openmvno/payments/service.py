@@ -17,6 +17,7 @@ Rules for outcomes, whatever order they arrive in:
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,7 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openmvno import clock
 from openmvno.accounts.models import Account
 from openmvno.adapters.payments import InvalidSignature, PaymentProvider, ProviderPayment
-from openmvno.errors import Conflict, DomainError, InvalidInput, NotFound
+from openmvno.db import unit_of_work
+from openmvno.errors import Conflict, DomainError, InvalidInput, NotFound, TooManyAttempts
 from openmvno.ledger import service as ledger
 from openmvno.ledger.models import EntryReason
 from openmvno.orders import service as orders
@@ -52,6 +54,18 @@ class BadSignature(DomainError):
     status = 400
 
 
+class ProviderUnavailable(DomainError):
+    """The payment provider did not answer: 503, the attempt is failed, nothing charged."""
+
+    status = 503
+
+
+class PaymentNotReady(TooManyAttempts):
+    """A webhook about a payment we have not recorded yet: 503 + Retry-After."""
+
+    status = 503
+
+
 def enabled_methods(rt: Runtime) -> list[str]:
     """The payment methods the operator has switched on, in display order."""
     return [m.value for m in PaymentMethodKind if m.value in rt.settings.payment_methods]
@@ -71,9 +85,10 @@ def provider_for(rt: Runtime, name: str | None = None) -> PaymentProvider:
 async def start(
     session: AsyncSession, rt: Runtime, *, order: Order, method: str, payer: Account | None
 ) -> PaymentAttempt:
-    """Start paying ``order`` with ``method``. The wallet pays and fulfils at once (or
-    raises 402 ``insufficient_balance``, leaving the order pending); other methods
-    create a provider payment whose ``next_action`` tells the payer what to do."""
+    """First step of paying ``order`` with ``method``, inside the caller's transaction.
+    The wallet pays and fulfils at once (or raises 402 ``insufficient_balance``, leaving
+    the order pending); other methods only record a ``created`` attempt — :func:`pay`
+    then asks the provider, outside any transaction."""
     if method not in rt.settings.payment_methods:
         raise InvalidInput(
             "payment_method_disabled", "This payment method is not available: {method}.",
@@ -83,26 +98,102 @@ async def start(
         raise states_conflict(order)
     if method == WALLET:
         return await _pay_from_wallet(session, rt, order=order, payer=payer)
-    provider = provider_for(rt)
     attempt = PaymentAttempt(
-        order_id=order.id, account_id=order.account_id, provider=provider.name,
+        order_id=order.id, account_id=order.account_id, provider=provider_for(rt).name,
         method=PaymentMethodKind(method), amount_minor=order.amount_minor,
         currency=order.currency, state=AttemptState.created, next_action={},
     )
     session.add(attempt)
     await session.flush()
-    payment = await provider.create(
-        attempt_id=str(attempt.id), amount_minor=order.amount_minor, currency=order.currency,
-        method=method, description=order.description or order.number,
-        return_url=f"{rt.settings.public_url}/orders/{order.id}/result",
-    )
-    attempt.provider_ref = payment.reference
-    attempt.next_action = dict(payment.next_action)
-    attempt.state = AttemptState.requires_action
-    await session.flush()
-    if payment.status in ("succeeded", "failed"):
-        await apply(session, rt, provider_name=provider.name, payment=payment)
     return attempt
+
+
+async def pay(
+    rt: Runtime, *, order_id: uuid.UUID, method: str, viewer: Account | None
+) -> tuple[PaymentAttempt, Order]:
+    """Pay an order the viewer may see. Three short transactions, never one held open
+    across the network: record the attempt; ask the provider; record its answer.
+    A crash in between leaves a ``created`` attempt that the janitor settles."""
+    async with unit_of_work(rt.sessions) as session:
+        order = await orders.get_visible(session, order_id, viewer)
+        attempt = await start(session, rt, order=order, method=method, payer=viewer)
+    if attempt.provider == WALLET:
+        return attempt, order
+    return await _ask_provider(rt, attempt, order)
+
+
+async def _ask_provider(
+    rt: Runtime, attempt: PaymentAttempt, order: Order
+) -> tuple[PaymentAttempt, Order]:
+    provider = provider_for(rt)
+    try:
+        payment = await provider.create(
+            attempt_id=str(attempt.id), amount_minor=attempt.amount_minor,
+            currency=attempt.currency, method=str(attempt.method),
+            description=order.description or order.number,
+            return_url=f"{rt.settings.public_url}/orders/{order.id}/result",
+        )
+    except Exception as exc:
+        log.exception("payment provider refused", extra={"attempt": str(attempt.id)})
+        async with unit_of_work(rt.sessions) as session:
+            await _record_failure(session, attempt.id, "provider_unavailable")
+        raise ProviderUnavailable(
+            "provider_unavailable",
+            "The payment service is not answering; nothing was charged. Try again or "
+            "choose another method.",
+        ) from exc
+    async with unit_of_work(rt.sessions) as session:
+        row = await _locked_attempt(session, attempt.id)
+        if row.state == AttemptState.created:
+            row.provider_ref = payment.reference
+            row.next_action = dict(payment.next_action)
+            row.state = AttemptState.requires_action
+            await session.flush()
+        if payment.status in ("succeeded", "failed"):
+            await apply(session, rt, provider_name=provider.name, payment=payment)
+        fresh = await session.get(Order, row.order_id, populate_existing=True)
+        assert fresh is not None
+    return row, fresh
+
+
+async def _locked_attempt(session: AsyncSession, attempt_id: uuid.UUID) -> PaymentAttempt:
+    row = await session.get(
+        PaymentAttempt, attempt_id, with_for_update=True, populate_existing=True
+    )
+    assert row is not None
+    return row
+
+
+async def _record_failure(session: AsyncSession, attempt_id: uuid.UUID, code: str) -> None:
+    row = await _locked_attempt(session, attempt_id)
+    order = await session.get(Order, row.order_id, populate_existing=True)
+    assert order is not None
+    await fail_attempt(session, row, order, code)
+
+
+async def refresh_order(rt: Runtime, *, order_id: uuid.UUID, viewer: Account | None) -> Order:
+    """Ask the provider about the order's open attempts and apply what it says (the
+    same idempotent path as a webhook), so a payer coming back from the payment page
+    sees the outcome at once, whether or not the webhook has arrived yet."""
+    async with unit_of_work(rt.sessions) as session:
+        order = await orders.get_visible(session, order_id, viewer)
+        open_refs = [
+            (a.provider, a.provider_ref)
+            for a in await orders.attempts_for(session, order.id)
+            if a.state in OPEN and a.provider_ref and a.provider != WALLET
+        ]
+    for provider_name, reference in open_refs:
+        assert reference is not None
+        try:
+            payment = await provider_for(rt, provider_name).retrieve(reference)
+        except Exception:  # noqa: BLE001 - the webhook or the janitor will settle it later
+            log.warning("provider status unavailable", extra={"reference": reference})
+            continue
+        if payment.status in ("succeeded", "failed"):
+            async with unit_of_work(rt.sessions) as session:
+                await apply(session, rt, provider_name=provider_name, payment=payment)
+    async with unit_of_work(rt.sessions) as session:
+        return await orders.get_visible(session, order_id, viewer)
 
 
 def states_conflict(order: Order) -> DomainError:
@@ -178,7 +269,11 @@ async def apply(
         .execution_options(populate_existing=True)
     )
     if attempt is None:
-        return f"ignored: unknown payment {payment.reference}"
+        # Possibly our own record of the reference is not committed yet: make the
+        # provider retry later rather than dropping the news (the event is not stored).
+        raise PaymentNotReady(
+            "payment_not_ready", "This payment is not known yet; retry later.", retry_after=30
+        )
     order = await session.get(Order, attempt.order_id, populate_existing=True)
     assert order is not None
     if payment.status == "succeeded":

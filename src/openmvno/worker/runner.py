@@ -39,19 +39,40 @@ def handlers(rt: Runtime) -> dict[OutboxKind, Handler]:
             to=m.recipient, subject=m.subject, body=m.body, dedupe_key=m.dedupe_key
         )
 
-    table: dict[OutboxKind, Handler] = {OutboxKind.sms: send_sms, OutboxKind.email: send_email}
+    async def provision(runtime: Runtime, m: OutboxMessage) -> str:
+        from openmvno.orders.service import provision as provision_order
+
+        return await provision_order(runtime, m)
+
+    table: dict[OutboxKind, Handler] = {
+        OutboxKind.sms: send_sms,
+        OutboxKind.email: send_email,
+        OutboxKind.provision: provision,
+    }
     table.update(rt.extras.get("outbox_handlers", {}))
     return table
 
 
 def jobs(rt: Runtime) -> list[Job]:
     """Work polled every round beside the outbox; each returns how much it did."""
-    found: list[Job] = []
+    found: list[Job] = [settle_stuck_payments]
     if rt.settings.payment_provider == "sandbox":
         from openmvno.adapters.payments.sandbox import deliver_due_webhooks
 
         found.append(deliver_due_webhooks)
     return found
+
+
+async def settle_stuck_payments(rt: Runtime) -> int:
+    """The payments janitor, at most once a minute per process."""
+    from openmvno.payments.janitor import settle_stuck
+
+    now = clock.now()
+    last = rt.extras.get("janitor_ran_at")
+    if last is not None and now - last < timedelta(minutes=1):
+        return 0
+    rt.extras["janitor_ran_at"] = now
+    return await settle_stuck(rt, older_than=timedelta(minutes=rt.settings.payment_stale_minutes))
 
 
 def backoff(attempts: int) -> timedelta:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -25,7 +24,6 @@ from openmvno.adapters.payments.sandbox import (
 )
 from openmvno.adapters.payments.sandbox_models import SandboxPayment
 from openmvno.app import create_app
-from openmvno.db import unit_of_work
 from openmvno.runtime import Runtime
 from tests.conftest import FrozenClock
 
@@ -475,16 +473,3 @@ async def test_sandbox_pages_are_not_mounted_for_stripe(rt: Runtime) -> None:
     app = create_app(runtime=rt)
     paths = {getattr(r, "path", "") for r in app.routes}
     assert not any(p.startswith("/sandbox") for p in paths)
-
-
-async def test_create_inside_an_open_write_transaction_does_not_block(
-    rt: Runtime, provider: PaymentProvider
-) -> None:
-    """The payments service calls ``create()`` after flushing the attempt in its own
-    transaction; on SQLite that transaction holds the only write lock."""
-    async with unit_of_work(rt.sessions) as session:
-        await session.execute(text("UPDATE sandbox_payments SET stage = stage WHERE 1 = 0"))
-        payment = await asyncio.wait_for(_create(provider), timeout=10)
-        assert payment.status == "requires_action"
-    again = await provider.retrieve(payment.reference)
-    assert again.reference == payment.reference and again.amount_minor == 3000

@@ -10,16 +10,13 @@ worker calls it every round), retried with backoff.
 Signature header: ``Sandbox-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "{t}.{body}">``
 keyed with ``settings.sandbox_webhook_secret``.
 
-The sandbox writes its own table in its **own transaction** (it stands for a
-company outside our database), from a background task started by ``create()``: the
-caller may still hold its transaction (on SQLite, the only write lock). Pages and
-``retrieve()`` wait for that write; :func:`wait_pending` waits for all of them.
+The sandbox writes its own table in its **own transaction**: it stands for a company
+outside our database, and like any provider it is called while the caller holds no
+transaction (see ``payments.service.pay``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
@@ -240,11 +237,6 @@ def reference_for(rt: Runtime, attempt_id: str) -> str:
     return f"sbx_{mac.hexdigest()[:24]}"
 
 
-def _pending(rt: Runtime) -> dict[str, asyncio.Task[None]]:
-    pending: dict[str, asyncio.Task[None]] = rt.extras.setdefault("sandbox_pending", {})
-    return pending
-
-
 async def _persist(rt: Runtime, row: SandboxPayment) -> None:
     """Insert the payment unless this attempt already has one."""
     try:
@@ -259,17 +251,6 @@ async def _persist(rt: Runtime, row: SandboxPayment) -> None:
     except Exception:
         log.exception("sandbox payment not recorded", extra={"reference": row.reference})
         raise
-
-
-async def wait_pending(rt: Runtime, reference: str | None = None) -> None:
-    """Wait until payments registered by ``create()`` are written (one, or all)."""
-    pending = _pending(rt)
-    tasks = [pending[reference]] if reference in pending else []
-    if reference is None:
-        tasks = list(pending.values())
-    for task in tasks:
-        with contextlib.suppress(Exception):
-            await asyncio.shield(task)
 
 
 class SandboxProvider:
@@ -297,10 +278,7 @@ class SandboxProvider:
         """Register the payment and point the payer to the hosted page.
 
         The reference is derived from the attempt id (idempotent: the same attempt
-        gets the same payment). The row is written by a background task in the
-        sandbox's own transaction, so the caller may hold an open transaction (on
-        SQLite that transaction holds the only write lock; the sandbox's write waits
-        for its commit). Pages, :meth:`retrieve` and :func:`flush_pending` wait for it."""
+        gets the same payment); the row is written in the sandbox's own transaction."""
         if method not in SANDBOX_METHODS:
             raise ValueError(f"the sandbox does not take {method!r} payments")
         if amount_minor <= 0:
@@ -319,20 +297,11 @@ class SandboxProvider:
             webhook_last_error="",
         )
         payment = _payment(row, self._public_url)
-        pending = _pending(self.rt)
-        if row.reference not in pending:
-            task = asyncio.create_task(_persist(self.rt, row))
-            pending[row.reference] = task
-
-            def _done(_: asyncio.Task[None], ref: str = row.reference) -> None:
-                pending.pop(ref, None)
-
-            task.add_done_callback(_done)
+        await _persist(self.rt, row)
         return payment
 
     async def retrieve(self, reference: str) -> ProviderPayment:
         """Current status; raises ``LookupError`` for an unknown reference."""
-        await wait_pending(self.rt, reference)
         async with self.rt.sessions() as session:
             row = await session.scalar(
                 select(SandboxPayment).where(SandboxPayment.reference == reference)
@@ -504,5 +473,4 @@ __all__ = [
     "pending_webhooks",
     "sign",
     "verify",
-    "wait_pending",
 ]

@@ -24,7 +24,6 @@ from openmvno.adapters.payments.sandbox import (
     CardError,
     check_card,
     settle,
-    wait_pending,
 )
 from openmvno.adapters.payments.sandbox_models import SandboxPayment
 from openmvno.channels.api.deps import RT, Session
@@ -71,8 +70,6 @@ def return_to(row: SandboxPayment) -> str:
 async def _row(
     session: Session, rt: RT, reference: str, *, lock: bool = False
 ) -> SandboxPayment | None:
-    # Before this session's first statement: on SQLite it would take the write lock.
-    await wait_pending(rt, reference)
     stmt = select(SandboxPayment).where(SandboxPayment.reference == reference)
     if lock:
         stmt = stmt.with_for_update()

@@ -39,19 +39,31 @@ Language = Annotated[str, Depends(get_language)]
 _bearer = HTTPBearer(auto_error=False, description="Access token from /api/v1/auth/token")
 
 
-async def current_account(
-    session: Session,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Account:
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+async def optional_account(rt: RT, credentials: Bearer) -> Account | None:
+    """The caller if a bearer token is sent (a bad one is a 401), else None (a guest).
+
+    The token is checked in its own short transaction, so the route starts with no
+    transaction open (a route may need to call the outside world between its own)."""
     if credentials is None:
-        raise Unauthorized("not_authenticated", "Please log in.")
-    account = await tokens.authenticate(session, credentials.credentials, TokenKind.access)
+        return None
+    async with unit_of_work(rt.sessions) as session:
+        account = await tokens.authenticate(session, credentials.credentials, TokenKind.access)
     if account is None:
         raise Unauthorized("token_invalid", "Your session has ended; please log in again.")
     return account
 
 
+async def current_account(account: Annotated[Account | None, Depends(optional_account)]) -> Account:
+    if account is None:
+        raise Unauthorized("not_authenticated", "Please log in.")
+    return account
+
+
 Me = Annotated[Account, Depends(current_account)]
+MaybeMe = Annotated[Account | None, Depends(optional_account)]
 
 
 def require_role(*roles: Role) -> Callable[..., Coroutine[Any, Any, Account]]:

@@ -6,14 +6,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Response, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, Header, Query, Response, status
+from fastapi.security import HTTPBearer
 
-from openmvno.accounts import tokens
-from openmvno.accounts.models import Account, TokenKind
-from openmvno.channels.api.deps import RT, Language, Me, Session, Staff
+from openmvno.channels.api.deps import RT, Language, MaybeMe, Me, Session, Staff
 from openmvno.channels.api.schemas import PROBLEMS
-from openmvno.errors import Unauthorized
 from openmvno.formatting import Formatter
 from openmvno.orders import service as orders
 from openmvno.orders.models import Order
@@ -32,20 +29,7 @@ router = APIRouter(prefix="/api/v1", tags=["orders"], responses=PROBLEMS)  # typ
 _bearer = HTTPBearer(auto_error=False)
 
 
-async def optional_account(
-    session: Session,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Account | None:
-    """The caller if a bearer token is sent (a bad one is a 401), else a guest."""
-    if credentials is None:
-        return None
-    account = await tokens.authenticate(session, credentials.credentials, TokenKind.access)
-    if account is None:
-        raise Unauthorized("token_invalid", "Your session has ended; please log in again.")
-    return account
 
-
-MaybeMe = Annotated[Account | None, Depends(optional_account)]
 
 
 async def order_out(session: Session, order: Order, language: str) -> OrderOut:

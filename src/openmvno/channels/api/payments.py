@@ -6,10 +6,8 @@ import uuid
 
 from fastapi import APIRouter, status
 
-from openmvno.channels.api.deps import RT, Language, Session
-from openmvno.channels.api.orders import MaybeMe
+from openmvno.channels.api.deps import RT, Language, MaybeMe
 from openmvno.channels.api.schemas import PROBLEMS
-from openmvno.orders import service as orders
 from openmvno.payments import service as payments
 from openmvno.payments.schemas import AttemptOut, MethodOut, PaymentIn, PaymentStarted
 from openmvno.receipts.service import method_name
@@ -31,13 +29,11 @@ async def payment_methods(rt: RT, language: Language) -> list[MethodOut]:
     responses={402: {"description": "Not enough wallet balance"}},
 )
 async def pay_order(
-    order_id: uuid.UUID, body: PaymentIn, session: Session, rt: RT, me: MaybeMe,
-    language: Language,
+    order_id: uuid.UUID, body: PaymentIn, rt: RT, me: MaybeMe, language: Language
 ) -> PaymentStarted:
     """Pay with a method: `wallet` pays at once (402 `insufficient_balance` if short); the
     others return `next_action` (open the payment page, scan a QR, make a transfer)."""
-    order = await orders.get_visible(session, order_id, me)
-    attempt = await payments.start(session, rt, order=order, method=body.method, payer=me)
+    attempt, order = await payments.pay(rt, order_id=order_id, method=body.method, viewer=me)
     view = AttemptOut(**payments.attempt_view(attempt, language))
     return PaymentStarted(attempt=view, order_state=str(order.state),
                           next_action=view.next_action)
