@@ -12,6 +12,9 @@ def all_routers(rt: Runtime) -> list[APIRouter]:
 
     routers: list[APIRouter] = []
     routers += [auth_pages.router, account_pages.router]
+    from openmvno.channels.portal import orders_pages, shop_pages
+
+    routers += [shop_pages.router, orders_pages.router]
     if rt.settings.dev_outbox_enabled:
         routers.append(dev_outbox.router)
     from openmvno.channels.api import lines, plans

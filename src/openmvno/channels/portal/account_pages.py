@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from openmvno.catalog import service as catalog
 from openmvno.catalog.models import PlanKind
 from openmvno.channels.api.deps import RT, Session
+from openmvno.channels.portal import shop_pages
 from openmvno.channels.portal.web import (
     CsrfRejected,
     Viewer,
@@ -79,11 +80,14 @@ def _labels(request: Request) -> dict[str, dict[str, str]]:
 
 
 @router.get("/account")
-async def my_account(request: Request, visitor: Viewer, session: Session) -> Response:
+async def my_account(request: Request, visitor: Viewer, session: Session, rt: RT) -> Response:
     if visitor.account is None:
         return login_redirect(request, visitor)
     views = await lines.list_for_account(session, visitor.account.id)
-    return page(request, visitor, "account.html", {"lines": views, **_labels(request)})
+    money = await shop_pages.account_money(
+        session, rt, visitor.account, views, request.state.language
+    )
+    return page(request, visitor, "account.html", {"lines": views, **money, **_labels(request)})
 
 
 @router.get("/plans")
