@@ -1,6 +1,6 @@
 """Orders per second, end to end through the service layer, on the configured database.
 
-    python bench/orders.py [--orders 500] [--concurrency 8]
+    python bench/orders.py [--orders 300] [--concurrency 8] [--accounts 8]
 
 Each order is created (with an idempotency key), paid from the wallet and fulfilled
 (plan grant, expiry, receipt, provisioning job, notice) in one transaction, as the
@@ -34,6 +34,7 @@ from openmvno.runtime import Runtime, build_runtime
 
 
 async def setup(rt: Runtime, n: int) -> tuple[Account, list[uuid.UUID]]:
+    """One subscriber with ``n`` active lines and a wallet that pays for all of them."""
     tag = uuid.uuid4().hex[:8]
     async with unit_of_work(rt.sessions) as s:
         account = Account(name="Bench", phone=f"+8613{uuid.uuid4().int % 10**9:09d}",
@@ -82,41 +83,71 @@ async def run_pool(n: int, concurrency: int, job: object) -> float:
     return time.perf_counter() - start
 
 
-async def main(n: int, concurrency: int) -> None:
-    settings = Settings()
-    if not settings.database_url or "openmvno-data" in settings.database_url:
-        tmp = Path(tempfile.mkdtemp(prefix="openmvno-bench-"))
-        settings = Settings(data_dir=tmp, database_url=f"sqlite+aiosqlite:///{tmp / 'b.db'}")
+async def measure(
+    settings: Settings, n: int, concurrency: int, accounts: int
+) -> dict[str, float | int | str]:
+    """Orders/s with ``accounts`` subscribers (1 = every order hits one wallet row), and
+    the raw single-row UPDATE + COMMIT rate at the same concurrency, one row per worker."""
     await upgrade(settings.database_url)
     rt = build_runtime(settings)
     try:
-        account, lines = await setup(rt, n)
-        took = await run_pool(n, concurrency, lambda i: one_order(rt, account, lines[i]))
+        per = -(-n // accounts)
+        owners = [await setup(rt, per) for _ in range(accounts)]
+        jobs = [(acc, line) for acc, lines in owners for line in lines][:n]
+        took = await run_pool(n, concurrency, lambda i: one_order(rt, *jobs[i]))
         async with rt.engine.begin() as conn:
             await conn.execute(
                 text("CREATE TABLE IF NOT EXISTS bench_counter (id INT PRIMARY KEY, n BIGINT)")
             )
             await conn.execute(text("DELETE FROM bench_counter"))
-            await conn.execute(text("INSERT INTO bench_counter VALUES (1, 0)"))
+            for i in range(concurrency):
+                await conn.execute(text(f"INSERT INTO bench_counter VALUES ({i}, 0)"))
 
-        async def bump(_: int) -> None:
+        async def bump(i: int) -> None:
             async with rt.engine.begin() as conn:
-                await conn.execute(text("UPDATE bench_counter SET n = n + 1 WHERE id = 1"))
+                await conn.execute(
+                    text("UPDATE bench_counter SET n = n + 1 WHERE id = :i"),
+                    {"i": i % concurrency},
+                )
 
-        raw = await run_pool(n, concurrency, bump)
+        raw = await run_pool(n * 3, concurrency, bump)
         async with rt.engine.begin() as conn:
             await conn.execute(text("DROP TABLE bench_counter"))
-        db = rt.engine.dialect.name
-        print(f"database: {db}  orders: {n}  concurrency: {concurrency}")
-        print(f"orders (create + wallet pay + fulfil): {n / took:8.1f} orders/s")
-        print(f"raw single-row UPDATE + COMMIT:        {n / raw:8.1f} commits/s")
+        return {
+            "database": rt.engine.dialect.name,
+            "orders": n,
+            "concurrency": concurrency,
+            "accounts": accounts,
+            "orders_per_s": round(n / took, 1),
+            "raw_commits_per_s": round(n * 3 / raw, 1),
+        }
     finally:
         await rt.close()
+
+
+def scratch_settings() -> Settings:
+    """OPENMVNO_DATABASE_URL if set, else a throw-away SQLite file."""
+    settings = Settings()
+    if "openmvno-data" in settings.database_url:
+        tmp = Path(tempfile.mkdtemp(prefix="openmvno-bench-"))
+        settings = Settings(data_dir=tmp, database_url=f"sqlite+aiosqlite:///{tmp / 'b.db'}")
+    return settings
+
+
+async def main(n: int, concurrency: int, accounts: int) -> None:
+    r = await measure(scratch_settings(), n, concurrency, accounts)
+    print(
+        f"database: {r['database']}  orders: {n}  concurrency: {concurrency}  "
+        f"accounts: {accounts}"
+    )
+    print(f"orders (create + wallet pay + fulfil): {r['orders_per_s']:8.1f} orders/s")
+    print(f"raw single-row UPDATE + COMMIT:        {r['raw_commits_per_s']:8.1f} commits/s")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--accounts", type=int, default=8)
     args = parser.parse_args()
-    asyncio.run(main(args.orders, args.concurrency))
+    asyncio.run(main(args.orders, args.concurrency, args.accounts))

@@ -29,3 +29,27 @@ ensure_venv() {
   echo "==> installing Python packages ($1)"
   (cd "$ROOT" && "$VENV/bin/python" -m pip install -q -e "$1")
 }
+
+start_throwaway_pg() {
+  # Start a PostgreSQL cluster in a temp dir as the postgres user (it refuses root);
+  # sets PGURL and stops/removes the cluster when the calling script exits.
+  PGBIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
+  PGDIR="$(mktemp -d)"
+  PGPORT="${OPENMVNO_TEST_PGPORT:-$(( 56000 + RANDOM % 2000 ))}"
+  trap stop_throwaway_pg EXIT
+  as_root chown postgres:postgres "$PGDIR"
+  echo "==> starting PostgreSQL on 127.0.0.1:$PGPORT"
+  as_root runuser -u postgres -- "$PGBIN/initdb" -D "$PGDIR/data" -U postgres --auth=trust \
+    -E UTF8 --locale=C.UTF-8 >/dev/null
+  as_root runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/pg.log" -w start \
+    -o "-p $PGPORT -c listen_addresses=127.0.0.1 -k $PGDIR -c max_connections=300 $*" >/dev/null
+  PGURL="postgresql+asyncpg://postgres@127.0.0.1:$PGPORT/postgres"
+}
+
+stop_throwaway_pg() {
+  if [ -f "$PGDIR/data/postmaster.pid" ]; then
+    as_root runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDIR/data" -m immediate stop \
+      >/dev/null 2>&1 || true
+  fi
+  as_root rm -rf "$PGDIR"
+}

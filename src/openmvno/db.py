@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
 from openmvno import clock
@@ -75,9 +74,8 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEn
     """An async engine; SQLite gets WAL, foreign keys and a busy timeout."""
     kwargs: dict[str, Any] = {"echo": echo}
     if url.startswith("sqlite"):
-        kwargs["poolclass"] = NullPool if ":memory:" not in url else None
-        kwargs = {k: v for k, v in kwargs.items() if v is not None}
-        kwargs["connect_args"] = {"timeout": 30}
+        # Connections are pooled (opening one costs PRAGMAs); one writer at a time anyway.
+        kwargs.update(pool_size=pool_size, max_overflow=0, connect_args={"timeout": 30})
     else:
         kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
     engine = create_async_engine(url, **kwargs)

@@ -1,0 +1,130 @@
+"""Run every benchmark on SQLite and (optionally) PostgreSQL and write the figures,
+each beside the raw database rate measured in the same run, to docs/BENCHMARKS.md.
+
+    python bench/run.py [--postgres URL] [--write docs/BENCHMARKS.md] [--orders 300]
+
+``scripts/bench`` starts a throwaway PostgreSQL and calls this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import subprocess
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from openmvno.config import Settings
+from orders import measure
+
+SCENARIOS = (
+    ("8 subscribers, 8 at a time", 8, 8),
+    ("1 subscriber (one wallet row), 8 at a time", 8, 1),
+    ("sequential", 1, 1),
+)
+
+
+def sqlite_settings() -> Settings:
+    tmp = Path(tempfile.mkdtemp(prefix="openmvno-bench-"))
+    return Settings(data_dir=tmp, database_url=f"sqlite+aiosqlite:///{tmp / 'b.db'}")
+
+
+async def run_all(postgres: str | None, n: int) -> list[dict[str, Any]]:
+    results = []
+    for label, concurrency, accounts in SCENARIOS:
+        targets = [sqlite_settings()]
+        if postgres:
+            targets.append(Settings(database_url=postgres))
+        for settings in targets:
+            r = await measure(settings, n, concurrency, accounts)
+            r["scenario"] = label
+            results.append(r)
+            print(
+                f"{r['database']:<10} {label:<45} {r['orders_per_s']:>8} orders/s   "
+                f"raw {r['raw_commits_per_s']:>8} commits/s"
+            )
+    return results
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+        cpu = model
+    except (OSError, StopIteration):
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
+
+
+def postgres_version(url: str | None) -> str:
+    if not url:
+        return "not run"
+    try:
+        out = subprocess.run(
+            ["psql", "--version"], capture_output=True, text=True, check=False, timeout=5
+        )
+        return out.stdout.strip() or "PostgreSQL"
+    except OSError:
+        return "PostgreSQL"
+
+
+def markdown(results: list[dict[str, Any]], postgres: str | None, n: int) -> str:
+    rows = "\n".join(
+        f"| {r['database']} | {r['scenario']} | {r['orders_per_s']} | "
+        f"{r['raw_commits_per_s']} | {r['orders_per_s'] / r['raw_commits_per_s']:.1%} |"
+        for r in results
+    )
+    return f"""# Benchmarks
+
+Latest run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}; {postgres_version(postgres)}.
+Command (installs what it needs, starts a throwaway PostgreSQL, rewrites this file):
+
+```sh
+./scripts/bench
+```
+
+## Orders end to end
+
+Each order is created with an idempotency key, paid from the wallet and fulfilled —
+plan buckets granted, line expiry extended, receipt numbered, provisioning job and
+success notice queued — in one transaction, through the same service functions the
+API calls ({n} orders per scenario). **Raw** is the same database's rate of a
+single-row `UPDATE … ; COMMIT` at the same concurrency in the same run (one row per
+client): the ceiling for anything that commits once per unit of work.
+
+| database | scenario | orders/s | raw commits/s | orders / raw |
+|---|---|---:|---:|---:|
+{rows}
+
+Reading the numbers: an order is about 36 SQL statements and one commit, so it costs
+roughly what 30–40 raw commits cost; the ORM's Python work, not the database, is most
+of it. On SQLite every transaction takes the single write lock up front (`BEGIN
+IMMEDIATE`), so orders are serialised whatever the concurrency. One wallet row shared
+by every order (the "1 subscriber" row) is the worst case: its row lock is held until
+commit. Card payments add the provider's round trips but no database work beyond a
+second short transaction.
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--postgres", default=os.environ.get("OPENMVNO_BENCH_POSTGRES"))
+    parser.add_argument("--write", type=Path)
+    parser.add_argument("--orders", type=int, default=300)
+    args = parser.parse_args()
+    results = asyncio.run(run_all(args.postgres, args.orders))
+    if args.write:
+        args.write.write_text(markdown(results, args.postgres, args.orders))
+        print(f"wrote {args.write}")
+
+
+if __name__ == "__main__":
+    main()
