@@ -27,7 +27,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmvno import clock
 from openmvno.accounts.models import Account
-from openmvno.adapters.payments import InvalidSignature, PaymentProvider, ProviderPayment
+from openmvno.adapters.payments import (
+    InvalidSignature,
+    PaymentProvider,
+    ProviderPayment,
+    UnsupportedEvent,
+)
 from openmvno.db import unit_of_work
 from openmvno.errors import Conflict, DomainError, InvalidInput, NotFound, TooManyAttempts
 from openmvno.ledger import service as ledger
@@ -239,6 +244,8 @@ async def handle_webhook(
         event = provider.parse_webhook(body, headers)
     except InvalidSignature as exc:
         raise BadSignature("bad_signature", "The webhook signature is not valid.") from exc
+    except UnsupportedEvent as exc:
+        return f"ignored: {exc}"
     record = ExternalEvent(
         source=provider.name, external_id=event.event_id, event_type=event.event_type,
         payload=event.raw, received_at=clock.now(),

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 import stripe
+from pydantic import SecretStr
 
 from openmvno.adapters.payments import InvalidSignature
 from openmvno.adapters.payments.registry import payment_provider
@@ -379,3 +380,24 @@ async def test_retrieve_maps_confirmed_intents(
     reference = intent.id
     now = await provider.retrieve(reference)
     assert (now.status, now.failure_code) == (status, code)
+
+
+async def test_stripe_webhook_endpoint_verifies_and_acknowledges_other_events(rt: Runtime) -> None:
+    """Through the real endpoint: a signed event about something else is a 200 no-op, a
+    forged one is a 400, and neither is stored."""
+    from openmvno.app import create_app
+
+    rt.settings.payment_provider = "stripe"
+    rt.settings.stripe_api_key = SecretStr("sk_test_12345")
+    rt.settings.stripe_webhook_secret = SecretStr(SECRET)
+    app = create_app(runtime=rt)
+    body, headers = _signed({"id": "evt_cust", "type": "customer.created",
+                             "data": {"object": {"object": "customer", "id": "cus_1"}}})
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        ok = await c.post("/webhooks/stripe", content=body, headers=headers)
+        forged = await c.post("/webhooks/stripe", content=body,
+                              headers={"Stripe-Signature": "t=1,v1=00"})
+    assert ok.status_code == 200
+    assert ok.json()["outcome"].startswith("ignored")
+    assert forged.status_code == 400
+    assert forged.json()["code"] == "bad_signature"

@@ -20,6 +20,10 @@ class InvalidSignature(Exception):
     """The webhook was not signed by the provider (or is too old)."""
 
 
+class UnsupportedEvent(ValueError):
+    """A correctly signed event that is not about a payment: acknowledge and ignore it."""
+
+
 @dataclass(frozen=True)
 class ProviderPayment:
     """The provider's view of one payment."""
@@ -63,5 +67,6 @@ class PaymentProvider(Protocol):
         ...
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
-        """Verify the signature and normalise; raises :class:`InvalidSignature`."""
+        """Verify the signature and normalise; raises :class:`InvalidSignature`, or
+        :class:`UnsupportedEvent` for a signed event about something else."""
         ...

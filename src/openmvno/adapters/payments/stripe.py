@@ -25,6 +25,7 @@ from openmvno.adapters.payments import (
     InvalidSignature,
     ProviderPayment,
     ProviderStatus,
+    UnsupportedEvent,
     WebhookEvent,
 )
 from openmvno.config import Settings
@@ -40,10 +41,6 @@ DECLINE_CODES: dict[str, str] = {
     "authentication_required": "authentication_failed",
 }
 """Stripe ``decline_code`` / ``code`` → our failure code; anything else is ``declined``."""
-
-
-class UnsupportedEvent(ValueError):
-    """A correctly signed Stripe event that is not about a PaymentIntent (acknowledge, ignore)."""
 
 
 def failure_code(error: Mapping[str, Any] | None) -> str:
