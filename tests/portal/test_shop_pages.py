@@ -41,7 +41,7 @@ async def _seed(rt: Runtime) -> None:
             {"code": "S-ADD", "kind": "addon", "name_zh": "1GB 加油包", "name_en": "1 GB add-on",
              "price_minor": 1000, "validity_days": 7, "data_gb": 1},
         ):
-            await catalog.create_plan(session, PlanIn(**row), actor=None,  # type: ignore[arg-type]
+            await catalog.create_plan(session, PlanIn(**row), actor=None,
                                       default_currency="CNY")
         rows = ["kind,iccid,msisdn,device_serial,esim_matching_id,pin"]
         for i in range(4):
@@ -198,9 +198,9 @@ async def test_new_esim_line_with_wallet_shows_activation_code(
     assert "Wallet balance (balance CN¥60.50)" in text_of(confirm.text)
     r = await client.post("/buy", data={**_form(confirm.text, "/buy"), "method": "wallet"})
     assert r.status_code == 303 and r.headers["location"].endswith("/result")
-    page = await client.get(r.headers["location"] + "?lang=en")
-    assert "LPA:1$" in page.text and "/esim/qr.png" in page.text
-    assert "Completed" in text_of(page.text)
+    result = await client.get(r.headers["location"] + "?lang=en")
+    assert "LPA:1$" in result.text and "/esim/qr.png" in result.text
+    assert "Completed" in text_of(result.text)
     assert await _wallet(rt, login) == 150
 
 
