@@ -352,3 +352,25 @@ async def test_receipts_only_for_their_owner(client: httpx.AsyncClient, rt: Runt
         assert r.status_code == 404, path
         assert "%PDF" not in r.text and "1GB" not in r.text
     assert (await client.post(f"{order_path}/cancel", data={"csrf": "x"})).status_code == 403
+
+
+async def test_short_wallet_keeps_the_order_payable_by_another_method(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    await _seed(rt)
+    login = await _subscriber(client, "13800138210")
+    line_id, _ = await _give_line(rt, login)
+    confirm = await client.get(f"/buy?plan=S-ADD&line={line_id}&lang=en")
+    r = await client.post("/buy?lang=en",
+                          data={**_form(confirm.text, "/buy"), "method": "wallet"})
+    assert r.status_code == 402
+    text = text_of(r.text)
+    assert "There is not enough balance for this." in text
+    assert "Waiting for payment" in text and "Pay this order" in text
+    assert await _wallet(rt, login) == 0 and await _order_count(rt, login) == 1
+    pay_path = re.search(r'action="(/orders/[0-9a-f-]{36}/pay)"', r.text).group(1)  # type: ignore[union-attr]
+    r = await client.post(pay_path, data={"csrf": csrf_of(r.text), "method": "bank_transfer"})
+    assert r.status_code == 303
+    r = await client.post(_path(r.headers["location"]) + "/transfer")
+    text = text_of((await client.get(_path(r.headers["location"]) + "&lang=en")).text)
+    assert "Completed" in text and await _order_count(rt, login) == 1
