@@ -75,7 +75,9 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEn
     kwargs: dict[str, Any] = {"echo": echo}
     if url.startswith("sqlite"):
         # Connections are pooled (opening one costs PRAGMAs); one writer at a time anyway.
-        kwargs.update(pool_size=pool_size, max_overflow=0, connect_args={"timeout": 30})
+        kwargs["connect_args"] = {"timeout": 30}
+        if ":memory:" not in url and not url.endswith("://"):
+            kwargs.update(pool_size=pool_size, max_overflow=0)
     else:
         kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
     engine = create_async_engine(url, **kwargs)

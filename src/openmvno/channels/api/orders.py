@@ -98,7 +98,7 @@ async def my_orders(
     me: Me,
     language: Language,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> OrderPage:
     """My orders, newest first (renewal history)."""
     items, total = await orders.list_for_account(session, me.id, limit=limit, offset=offset)

@@ -34,7 +34,7 @@ def receipt_out(r: Receipt, language: str) -> ReceiptOut:
 async def my_receipts(
     session: Session, me: Me, language: Language,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> ReceiptPage:
     """My receipts, newest first."""
     items, total = await receipts.list_for_account(session, me.id, limit=limit, offset=offset)
