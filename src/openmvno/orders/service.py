@@ -9,13 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import random
 import secrets
 import uuid
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,7 +34,7 @@ from openmvno.ledger.models import BucketKind, EntryReason
 from openmvno.lines import service as lines
 from openmvno.lines import states as line_states
 from openmvno.lines.esim import activation_code
-from openmvno.lines.models import Line, LineEvent, LineKind, LineState
+from openmvno.lines.models import Line, LineKind, LineState
 from openmvno.notifications import service as notifications
 from openmvno.notifications.models import OutboxKind, OutboxMessage
 from openmvno.orders import states
@@ -336,43 +335,13 @@ async def cancel(session: AsyncSession, order: Order) -> Order:
 
 
 async def _claim_esim(session: AsyncSession, account_id: uuid.UUID) -> Line:
-    """Take one eSIM from stock with a conditional UPDATE: of two buyers racing for the
-    same line exactly one gets it (the other's UPDATE matches no row and tries another)."""
-    for _ in range(20):
-        candidates = list(
-            (
-                await session.scalars(
-                    select(Line.id)
-                    .where(Line.kind == LineKind.esim, Line.state == LineState.inventory,
-                           Line.account_id.is_(None))
-                    .order_by(Line.created_at, Line.msisdn)
-                    .limit(10)
-                )
-            ).all()
-        )
-        if not candidates:
-            break
-        line_id = random.choice(candidates)
-        now = clock.now()
-        result = cast(
-            CursorResult[Any],
-            await session.execute(
-                update(Line)
-                .where(Line.id == line_id, Line.account_id.is_(None),
-                       Line.state == LineState.inventory)
-                .values(account_id=account_id, bound_at=now, updated_at=now)
-                .execution_options(synchronize_session=False)
-            ),
-        )
-        if result.rowcount == 1:
-            line = await session.get(Line, line_id, populate_existing=True)
-            assert line is not None
-            session.add(LineEvent(
-                line_id=line.id, account_id=account_id, event="assigned", from_state=line.state,
-                to_state=line.state, reason="assigned from stock by an order", at=now,
-            ))
-            return line
-    raise FulfilmentImpossible("out_of_stock")
+    """A stock eSIM for the buyer (``lines.claim_inventory`` is race-safe); none left
+    means the paid order cannot be carried out."""
+    try:
+        async with session.begin_nested():
+            return await lines.claim_inventory(session, account_id=account_id)
+    except Conflict as exc:
+        raise FulfilmentImpossible("out_of_stock") from exc
 
 
 def _iso(value: datetime | None) -> str | None:
