@@ -55,6 +55,10 @@ FAILURE_REASONS: dict[str, str] = {
     "declined": N_("The payment was declined by the bank. Try another method."),
     "expired": N_("The payment was not completed in time. Try again."),
     "cancelled": N_("The payment was cancelled."),
+    "authentication_failed": N_("The card's security check (3-D Secure) was not passed. "
+                                "Try again or use another method."),
+    "provider_unavailable": N_("The payment service did not answer; nothing was charged. "
+                               "Try again or use another method."),
     "amount_mismatch": N_("The amount paid does not match the order; our staff will check it "
                           "and refund the payment."),
     "out_of_stock": N_("No new line was available after payment; the payment will be "
