@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from openmvno import __version__
 from openmvno.channels import middleware
 from openmvno.channels.api import auth, health, problems
+from openmvno.channels.portal import web as portal_web
 from openmvno.config import Settings
 from openmvno.runtime import Runtime, build_runtime
 
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     app.state.runtime = rt
     problems.install(app)
+    portal_web.install(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(health.router)
     app.include_router(auth.router)

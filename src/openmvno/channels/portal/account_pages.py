@@ -12,16 +12,13 @@ from openmvno.catalog.models import PlanKind
 from openmvno.channels.api.deps import RT, Session
 from openmvno.channels.portal import shop_pages
 from openmvno.channels.portal.web import (
-    CsrfRejected,
     Viewer,
     attempt,
-    check_csrf,
-    csrf_rejected,
+    checked_form,
     describe,
     login_redirect,
     not_found,
     page,
-    read_form,
     redirect,
 )
 from openmvno.errors import DomainError, NotFound
@@ -113,13 +110,9 @@ async def bind_form(request: Request, visitor: Viewer) -> Response:
 
 @router.post("/devices/bind")
 async def bind_submit(request: Request, visitor: Viewer, session: Session, rt: RT) -> Response:
-    form = await read_form(request)
     if visitor.account is None:
         return login_redirect(request, visitor)
-    try:
-        check_csrf(request, visitor, form, login=True)
-    except CsrfRejected:
-        return csrf_rejected(request, visitor)
+    form = await checked_form(request, visitor, login=True)
     try:
         await attempt(
             session,
@@ -141,13 +134,9 @@ async def bind_submit(request: Request, visitor: Viewer, session: Session, rt: R
 async def unbind(
     request: Request, line_id: str, visitor: Viewer, session: Session
 ) -> Response:
-    form = await read_form(request)
     if visitor.account is None:
         return login_redirect(request, visitor)
-    try:
-        check_csrf(request, visitor, form, login=True)
-    except CsrfRejected:
-        return csrf_rejected(request, visitor)
+    await checked_form(request, visitor, login=True)
     try:
         await attempt(
             session,

@@ -13,15 +13,12 @@ from openmvno.accounts.models import Channel
 from openmvno.channels.api.deps import RT, Session
 from openmvno.channels.portal.web import (
     SESSION_COOKIE,
-    CsrfRejected,
     Viewer,
     attempt,
-    check_csrf,
+    checked_form,
     clear_session_cookie,
-    csrf_rejected,
     describe,
     page,
-    read_form,
     redirect,
     safe_next,
     set_lang_cookie,
@@ -55,11 +52,7 @@ async def register_form(request: Request, visitor: Viewer) -> Response:
 
 @router.post("/register")
 async def register_submit(request: Request, visitor: Viewer, session: Session, rt: RT) -> Response:
-    form = await read_form(request)
-    try:
-        check_csrf(request, visitor, form, login=False)
-    except CsrfRejected:
-        return csrf_rejected(request, visitor)
+    form = await checked_form(request, visitor, login=False)
     language = normalize_language(form.get("language"), request.state.language)
     channel = _channel(form.get("code_channel"))
     phone = form.get("phone") or None
@@ -112,11 +105,7 @@ async def verify_form(request: Request, visitor: Viewer) -> Response:
 
 @router.post("/verify")
 async def verify_submit(request: Request, visitor: Viewer, session: Session, rt: RT) -> Response:
-    form = await read_form(request)
-    try:
-        check_csrf(request, visitor, form, login=False)
-    except CsrfRejected:
-        return csrf_rejected(request, visitor)
+    form = await checked_form(request, visitor, login=False)
     login = form.get("login", "")
     try:
         await attempt(session, accounts.verify(session, rt, login=login, code=form.get("code", "")))
@@ -129,11 +118,7 @@ async def verify_submit(request: Request, visitor: Viewer, session: Session, rt:
 
 @router.post("/verify/resend")
 async def verify_resend(request: Request, visitor: Viewer, session: Session, rt: RT) -> Response:
-    form = await read_form(request)
-    try:
-        check_csrf(request, visitor, form, login=False)
-    except CsrfRejected:
-        return csrf_rejected(request, visitor)
+    form = await checked_form(request, visitor, login=False)
     login = form.get("login", "")
     try:
         sent = await attempt(
@@ -165,11 +150,7 @@ async def login_form(request: Request, visitor: Viewer) -> Response:
 
 @router.post("/login")
 async def login_submit(request: Request, visitor: Viewer, session: Session, rt: RT) -> Response:
-    form = await read_form(request)
-    try:
-        check_csrf(request, visitor, form, login=False)
-    except CsrfRejected:
-        return csrf_rejected(request, visitor)
+    form = await checked_form(request, visitor, login=False)
     next_url = safe_next(form.get("next"))
     login = form.get("login", "")
     try:
@@ -187,7 +168,7 @@ async def login_submit(request: Request, visitor: Viewer, session: Session, rt: 
              "unverified": unverified},
             status_code=exc.status, keep={"login": login, "next": next_url},
         )
-    if visitor.session_token is not None:  # replacing a session: end the old one
+    if visitor.has_session:  # replacing a session: end the old one
         await tokens.revoke(session, request.cookies.get(SESSION_COOKIE, ""))
     raw = await tokens.issue_session(session, rt, account)
     response = redirect(request, visitor, next_url)
@@ -197,13 +178,9 @@ async def login_submit(request: Request, visitor: Viewer, session: Session, rt: 
 
 @router.post("/logout")
 async def logout(request: Request, visitor: Viewer, session: Session, rt: RT) -> Response:
-    form = await read_form(request)
     if visitor.account is None:
         return redirect(request, visitor, "/login")
-    try:
-        check_csrf(request, visitor, form, login=True)
-    except CsrfRejected:
-        return csrf_rejected(request, visitor)
+    await checked_form(request, visitor, login=True)
     await tokens.revoke(session, request.cookies.get(SESSION_COOKIE, ""))
     response = redirect(request, visitor, "/login?done=logged_out")
     clear_session_cookie(response, rt)
@@ -221,11 +198,7 @@ async def forgot_form(request: Request, visitor: Viewer) -> Response:
 
 @router.post("/password/forgot")
 async def forgot_submit(request: Request, visitor: Viewer, session: Session, rt: RT) -> Response:
-    form = await read_form(request)
-    try:
-        check_csrf(request, visitor, form, login=False)
-    except CsrfRejected:
-        return csrf_rejected(request, visitor)
+    form = await checked_form(request, visitor, login=False)
     login = form.get("login", "")
     try:
         await attempt(
@@ -252,11 +225,7 @@ async def reset_form(request: Request, visitor: Viewer) -> Response:
 
 @router.post("/password/reset")
 async def reset_submit(request: Request, visitor: Viewer, session: Session, rt: RT) -> Response:
-    form = await read_form(request)
-    try:
-        check_csrf(request, visitor, form, login=False)
-    except CsrfRejected:
-        return csrf_rejected(request, visitor)
+    form = await checked_form(request, visitor, login=False)
     login = form.get("login", "")
     try:
         await attempt(
@@ -275,7 +244,7 @@ async def reset_submit(request: Request, visitor: Viewer, session: Session, rt: 
     response = redirect(
         request, visitor, "/login?" + urlencode({"login": login, "done": "password_reset"})
     )
-    if visitor.session_token is not None:
+    if visitor.has_session:
         clear_session_cookie(response, rt)  # every session ended with the reset
     return response
 

@@ -17,16 +17,13 @@ from openmvno.channels.portal.shop_pages import (
 )
 from openmvno.channels.portal.web import (
     FLASHES,
-    CsrfRejected,
     Viewer,
     attempt,
-    check_csrf,
-    csrf_rejected,
+    checked_form,
     describe,
     login_redirect,
     not_found,
     page,
-    read_form,
     redirect,
 )
 from openmvno.errors import DomainError, NotFound
@@ -110,13 +107,9 @@ async def order_detail(
 async def order_cancel(
     request: Request, order_id: str, visitor: Viewer, session: Session, rt: RT
 ) -> Response:
-    form = await read_form(request)
     if visitor.account is None:
         return login_redirect(request, visitor)
-    try:
-        check_csrf(request, visitor, form, login=True)
-    except CsrfRejected:
-        return csrf_rejected(request, visitor)
+    await checked_form(request, visitor, login=True)
     oid = _uuid(order_id)
     if oid is None:
         return not_found(request, visitor)

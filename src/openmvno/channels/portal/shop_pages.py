@@ -26,18 +26,15 @@ from openmvno.catalog import service as catalog
 from openmvno.catalog.models import Plan, PlanKind
 from openmvno.channels.api.deps import RT, Session
 from openmvno.channels.portal.web import (
-    CsrfRejected,
     Viewer,
     Visitor,
     attempt,
-    check_csrf,
-    csrf_rejected,
+    checked_form,
     describe,
     error_page,
     login_redirect,
     not_found,
     page,
-    read_form,
     redirect,
 )
 from openmvno.errors import DomainError, InvalidInput, NotFound
@@ -325,13 +322,9 @@ async def buy_page(request: Request, visitor: Viewer, session: Session, rt: RT) 
 
 @router.post("/buy")
 async def buy_submit(request: Request, visitor: Viewer, session: Session, rt: RT) -> Response:
-    form = await read_form(request)
     if visitor.account is None:
         return login_redirect(request, visitor)
-    try:
-        check_csrf(request, visitor, form, login=True)
-    except CsrfRejected:
-        return csrf_rejected(request, visitor)
+    form = await checked_form(request, visitor, login=True)
     plan_code, line_param = form.get("plan", ""), form.get("line", "")
     key, method = form.get("key", ""), form.get("method", "")
     body: dict[str, Any] = {"plan_code": plan_code}
@@ -394,13 +387,9 @@ async def wallet_topup_page(request: Request, visitor: Viewer, rt: RT) -> Respon
 async def wallet_topup_submit(
     request: Request, visitor: Viewer, session: Session, rt: RT
 ) -> Response:
-    form = await read_form(request)
     if visitor.account is None:
         return login_redirect(request, visitor)
-    try:
-        check_csrf(request, visitor, form, login=True)
-    except CsrfRejected:
-        return csrf_rejected(request, visitor)
+    form = await checked_form(request, visitor, login=True)
     amount, key, method = form.get("amount", ""), form.get("key", ""), form.get("method", "")
     try:
         minor = parse_amount(amount, rt)
@@ -440,11 +429,7 @@ def _guest_confirm(
 async def guest_topup_lookup(
     request: Request, visitor: Viewer, session: Session, rt: RT
 ) -> Response:
-    form = await read_form(request)
-    try:
-        check_csrf(request, visitor, form, login=False)
-    except CsrfRejected:
-        return csrf_rejected(request, visitor)
+    form = await checked_form(request, visitor, login=False)
     msisdn = form.get("msisdn", "")
     try:
         found = await orders.guest_lookup(session, rt, msisdn)
@@ -456,11 +441,7 @@ async def guest_topup_lookup(
 
 @router.post("/topup/pay")
 async def guest_topup_pay(request: Request, visitor: Viewer, session: Session, rt: RT) -> Response:
-    form = await read_form(request)
-    try:
-        check_csrf(request, visitor, form, login=False)
-    except CsrfRejected:
-        return csrf_rejected(request, visitor)
+    form = await checked_form(request, visitor, login=False)
     msisdn, amount = form.get("msisdn", ""), form.get("amount", "")
     key, method = form.get("key", ""), form.get("method", "")
     try:
@@ -578,11 +559,7 @@ async def order_pay(
     request: Request, order_id: str, visitor: Viewer, session: Session, rt: RT
 ) -> Response:
     """Pay an order again (another method after a decline); guests may, for their order."""
-    form = await read_form(request)
-    try:
-        check_csrf(request, visitor, form, login=False)
-    except CsrfRejected:
-        return csrf_rejected(request, visitor)
+    form = await checked_form(request, visitor, login=False)
     oid = _uuid(order_id)
     if oid is None:
         return not_found(request, visitor)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,18 +36,13 @@ class Visitor:
     """The person behind this request: an account with its session, or anonymous."""
 
     account: Account | None
-    session_token: AuthToken | None
+    has_session: bool
+    csrf: str
+    """Token for forms that need a login: derived from the session's csrf_secret."""
     anon_csrf: str
     """Signed double-submit value (cookie == form field) for anonymous forms."""
     set_anon_cookie: bool
     secret_key: str
-
-    @property
-    def csrf(self) -> str:
-        """Token for forms that need a login: derived from the session's csrf_secret."""
-        if self.session_token is None or not self.session_token.csrf_secret:
-            return ""
-        return keyed_digest(self.session_token.csrf_secret, "portal-csrf")
 
 
 def _sign_anon(secret_key: str, nonce: str) -> str:
@@ -82,7 +77,8 @@ async def get_visitor(request: Request, session: Session, rt: RT) -> Visitor:
     if fresh:
         anon = _sign_anon(rt.secret_key, secrets.token_urlsafe(16))
     assert anon is not None
-    return Visitor(account, token, anon, fresh, rt.secret_key)
+    csrf = keyed_digest(token.csrf_secret, "portal-csrf") if token and token.csrf_secret else ""
+    return Visitor(account, token is not None, csrf, anon, fresh, rt.secret_key)
 
 
 Viewer = Annotated[Visitor, Depends(get_visitor)]
@@ -228,7 +224,26 @@ async def read_form(request: Request) -> dict[str, str]:
 
 
 class CsrfRejected(Exception):
-    """A POST arrived without a valid CSRF token."""
+    """A POST arrived without a valid CSRF token (answered by :func:`install`'s handler)."""
+
+    def __init__(self, visitor: Visitor) -> None:
+        super().__init__("csrf")
+        self.visitor = visitor
+
+
+async def checked_form(request: Request, visitor: Visitor, *, login: bool) -> dict[str, str]:
+    """The posted form, once its CSRF token is checked (else :class:`CsrfRejected`)."""
+    form = await read_form(request)
+    check_csrf(request, visitor, form, login=login)
+    return form
+
+
+def install(app: FastAPI) -> None:
+    """Portal-wide handlers: a refused CSRF token is a 403 page, never a 500."""
+
+    @app.exception_handler(CsrfRejected)
+    async def _csrf(request: Request, exc: CsrfRejected) -> Response:
+        return csrf_rejected(request, exc.visitor)
 
 
 def check_csrf(request: Request, visitor: Visitor, form: dict[str, str], *, login: bool) -> None:
@@ -242,7 +257,7 @@ def check_csrf(request: Request, visitor: Visitor, form: dict[str, str], *, logi
         if not ok and visitor.csrf:
             ok = same(sent, visitor.csrf)
     if not ok:
-        raise CsrfRejected
+        raise CsrfRejected(visitor)
 
 
 def csrf_rejected(request: Request, visitor: Visitor) -> HTMLResponse:
