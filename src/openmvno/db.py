@@ -5,13 +5,14 @@ One transaction per request / job / command: the edge commits, services only flu
 
 from __future__ import annotations
 
+import enum
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Integer, MetaData, event
+from sqlalchemy import BigInteger, DateTime, Enum, Integer, MetaData, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -54,6 +55,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def str_enum(e: type[enum.Enum], length: int) -> Enum:
+    """An enum stored as a checked VARCHAR (no native type: portable, easy to extend)."""
+    return Enum(e, native_enum=False, length=length, validate_strings=True)
 
 
 class Base(DeclarativeBase):

@@ -6,11 +6,11 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from openmvno import clock
-from openmvno.db import Base, IdMixin, TimestampMixin
+from openmvno.db import Base, IdMixin, TimestampMixin, str_enum
 
 
 class Role(enum.StrEnum):
@@ -36,16 +36,12 @@ class TokenKind(enum.StrEnum):
     session = "session"
 
 
-def _enum(e: type[enum.Enum]) -> Enum:
-    return Enum(e, native_enum=False, length=24, validate_strings=True)
-
-
 class Account(IdMixin, TimestampMixin, Base):
     """A person who logs in: a subscriber, or staff (agent, admin)."""
 
     __tablename__ = "accounts"
 
-    role: Mapped[Role] = mapped_column(_enum(Role), default=Role.subscriber)
+    role: Mapped[Role] = mapped_column(str_enum(Role, 24), default=Role.subscriber)
     name: Mapped[str] = mapped_column(String(100))
     phone: Mapped[str | None] = mapped_column(String(20), unique=True)
     email: Mapped[str | None] = mapped_column(String(254), unique=True)
@@ -66,8 +62,8 @@ class OneTimeCode(IdMixin, Base):
     account_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), index=True
     )
-    purpose: Mapped[CodePurpose] = mapped_column(_enum(CodePurpose))
-    channel: Mapped[Channel] = mapped_column(_enum(Channel))
+    purpose: Mapped[CodePurpose] = mapped_column(str_enum(CodePurpose, 24))
+    channel: Mapped[Channel] = mapped_column(str_enum(Channel, 24))
     target: Mapped[str] = mapped_column(String(254))
     code_hash: Mapped[str] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(default=0)
@@ -86,7 +82,7 @@ class AuthToken(IdMixin, Base):
     account_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), index=True
     )
-    kind: Mapped[TokenKind] = mapped_column(_enum(TokenKind))
+    kind: Mapped[TokenKind] = mapped_column(str_enum(TokenKind, 24))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     family_id: Mapped[uuid.UUID] = mapped_column(default=uuid.uuid4, index=True)
     csrf_secret: Mapped[str | None] = mapped_column(String(64))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, Enum, String, Text
+from sqlalchemy import JSON, BigInteger, CheckConstraint, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from openmvno.db import Base, IdMixin, TimestampMixin
+from openmvno.db import Base, IdMixin, TimestampMixin, str_enum
 from openmvno.money import Money
 
 
@@ -33,9 +33,7 @@ class Plan(IdMixin, TimestampMixin, Base):
     )
 
     code: Mapped[str] = mapped_column(String(40), unique=True)
-    kind: Mapped[PlanKind] = mapped_column(
-        Enum(PlanKind, native_enum=False, length=16, validate_strings=True)
-    )
+    kind: Mapped[PlanKind] = mapped_column(str_enum(PlanKind, 16))
     name_zh: Mapped[str] = mapped_column(String(100))
     name_en: Mapped[str] = mapped_column(String(100))
     price_minor: Mapped[int] = mapped_column(BigInteger)
@@ -46,7 +44,7 @@ class Plan(IdMixin, TimestampMixin, Base):
     sms_count: Mapped[int] = mapped_column(BigInteger, default=0)
     roaming_zones: Mapped[list[str]] = mapped_column(JSON, default=list)
     overage_rule: Mapped[OverageRule] = mapped_column(
-        Enum(OverageRule, native_enum=False, length=16, validate_strings=True),
+        str_enum(OverageRule, 16),
         default=OverageRule.block,
     )
     overage_rates: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

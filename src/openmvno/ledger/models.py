@@ -14,11 +14,11 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Enum, ForeignKey, Index, String, text
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from openmvno import clock
-from openmvno.db import Base, BigInt, IdMixin, TimestampMixin
+from openmvno.db import Base, BigInt, IdMixin, TimestampMixin, str_enum
 
 
 class BucketKind(enum.StrEnum):
@@ -57,9 +57,7 @@ class Bucket(IdMixin, TimestampMixin, Base):
 
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), index=True)
     line_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("lines.id"))
-    kind: Mapped[BucketKind] = mapped_column(
-        Enum(BucketKind, native_enum=False, length=8, validate_strings=True)
-    )
+    kind: Mapped[BucketKind] = mapped_column(str_enum(BucketKind, 8))
     currency: Mapped[str | None] = mapped_column(String(3))
     """Set for money buckets only."""
     plan_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("plans.id"))
@@ -80,9 +78,7 @@ class BalanceEntry(Base):
     bucket_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("buckets.id"), index=True)
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), index=True)
     delta: Mapped[int] = mapped_column(BigInteger)
-    reason: Mapped[EntryReason] = mapped_column(
-        Enum(EntryReason, native_enum=False, length=16, validate_strings=True)
-    )
+    reason: Mapped[EntryReason] = mapped_column(str_enum(EntryReason, 16))
     idempotency_key: Mapped[str] = mapped_column(String(160), unique=True)
     order_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("orders.id"), index=True)
     memo: Mapped[str] = mapped_column(String(200), default="")

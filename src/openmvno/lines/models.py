@@ -6,11 +6,11 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from openmvno import clock
-from openmvno.db import Base, IdMixin, TimestampMixin
+from openmvno.db import Base, IdMixin, TimestampMixin, str_enum
 
 
 class LineKind(enum.StrEnum):
@@ -27,10 +27,6 @@ class LineState(enum.StrEnum):
     terminated = "terminated"
 
 
-def _enum(e: type[enum.Enum]) -> Enum:
-    return Enum(e, native_enum=False, length=16, validate_strings=True)
-
-
 class Line(IdMixin, TimestampMixin, Base):
     __tablename__ = "lines"
     __table_args__ = (
@@ -38,14 +34,14 @@ class Line(IdMixin, TimestampMixin, Base):
         Index("ix_lines_inventory_pick", "kind", "state", "account_id"),
     )
 
-    kind: Mapped[LineKind] = mapped_column(_enum(LineKind))
+    kind: Mapped[LineKind] = mapped_column(str_enum(LineKind, 16))
     iccid: Mapped[str] = mapped_column(String(22), unique=True)
     msisdn: Mapped[str] = mapped_column(String(20), unique=True)
     device_serial: Mapped[str | None] = mapped_column(String(40), unique=True)
     bind_secret_hash: Mapped[str | None] = mapped_column(String(64))
     esim_matching_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     account_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("accounts.id"), index=True)
-    state: Mapped[LineState] = mapped_column(_enum(LineState), default=LineState.inventory)
+    state: Mapped[LineState] = mapped_column(str_enum(LineState, 16), default=LineState.inventory)
     plan_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("plans.id"))
     expires_at: Mapped[datetime | None]
     auto_renew: Mapped[bool] = mapped_column(default=False)

@@ -8,11 +8,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from openmvno import clock
-from openmvno.db import Base, IdMixin
+from openmvno.db import Base, IdMixin, str_enum
 
 
 class OutboxKind(enum.StrEnum):
@@ -31,9 +31,7 @@ class OutboxMessage(IdMixin, Base):
     __tablename__ = "outbox"
     __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
 
-    kind: Mapped[OutboxKind] = mapped_column(
-        Enum(OutboxKind, native_enum=False, length=16, validate_strings=True)
-    )
+    kind: Mapped[OutboxKind] = mapped_column(str_enum(OutboxKind, 16))
     dedupe_key: Mapped[str] = mapped_column(String(120), unique=True)
     account_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("accounts.id"), index=True)
     recipient: Mapped[str] = mapped_column(String(254))
@@ -41,7 +39,7 @@ class OutboxMessage(IdMixin, Base):
     body: Mapped[str] = mapped_column(Text, default="")
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     state: Mapped[OutboxState] = mapped_column(
-        Enum(OutboxState, native_enum=False, length=16, validate_strings=True),
+        str_enum(OutboxState, 16),
         default=OutboxState.pending,
     )
     attempts: Mapped[int] = mapped_column(default=0)

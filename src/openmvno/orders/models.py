@@ -15,10 +15,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Enum, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from openmvno.db import Base, IdMixin, TimestampMixin
+from openmvno.db import Base, IdMixin, TimestampMixin, str_enum
 
 
 class OrderKind(enum.StrEnum):
@@ -45,10 +45,6 @@ class ProvisioningState(enum.StrEnum):
     failed = "failed"
 
 
-def _enum(e: type[enum.Enum]) -> Enum:
-    return Enum(e, native_enum=False, length=20, validate_strings=True)
-
-
 class Order(IdMixin, TimestampMixin, Base):
     __tablename__ = "orders"
     __table_args__ = (
@@ -61,7 +57,7 @@ class Order(IdMixin, TimestampMixin, Base):
     """None for a guest top-up."""
     line_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("lines.id"), index=True)
     msisdn: Mapped[str | None] = mapped_column(String(20))
-    kind: Mapped[OrderKind] = mapped_column(_enum(OrderKind))
+    kind: Mapped[OrderKind] = mapped_column(str_enum(OrderKind, 20))
     plan_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("plans.id"))
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
@@ -69,10 +65,12 @@ class Order(IdMixin, TimestampMixin, Base):
     idempotency_scope: Mapped[str] = mapped_column(String(64))
     idempotency_key: Mapped[str] = mapped_column(String(128))
     request_hash: Mapped[str] = mapped_column(String(64))
-    state: Mapped[OrderState] = mapped_column(_enum(OrderState), default=OrderState.pending_payment)
+    state: Mapped[OrderState] = mapped_column(
+        str_enum(OrderState, 20), default=OrderState.pending_payment
+    )
     failure_code: Mapped[str | None] = mapped_column(String(40))
     provisioning: Mapped[ProvisioningState] = mapped_column(
-        _enum(ProvisioningState), default=ProvisioningState.not_needed
+        str_enum(ProvisioningState, 20), default=ProvisioningState.not_needed
     )
     result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     """What fulfilment did: new expiry, granted buckets, activation code reference."""

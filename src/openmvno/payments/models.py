@@ -10,11 +10,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Enum, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from openmvno import clock
-from openmvno.db import Base, IdMixin, TimestampMixin
+from openmvno.db import Base, IdMixin, TimestampMixin, str_enum
 
 
 class PaymentMethodKind(enum.StrEnum):
@@ -32,10 +32,6 @@ class AttemptState(enum.StrEnum):
     failed = "failed"
 
 
-def _enum(e: type[enum.Enum]) -> Enum:
-    return Enum(e, native_enum=False, length=20, validate_strings=True)
-
-
 class PaymentAttempt(IdMixin, TimestampMixin, Base):
     __tablename__ = "payment_attempts"
     __table_args__ = (
@@ -46,11 +42,13 @@ class PaymentAttempt(IdMixin, TimestampMixin, Base):
     order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id"), index=True)
     account_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("accounts.id"), index=True)
     provider: Mapped[str] = mapped_column(String(20))
-    method: Mapped[PaymentMethodKind] = mapped_column(_enum(PaymentMethodKind))
+    method: Mapped[PaymentMethodKind] = mapped_column(str_enum(PaymentMethodKind, 20))
     provider_ref: Mapped[str | None] = mapped_column(String(120))
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
-    state: Mapped[AttemptState] = mapped_column(_enum(AttemptState), default=AttemptState.created)
+    state: Mapped[AttemptState] = mapped_column(
+        str_enum(AttemptState, 20), default=AttemptState.created
+    )
     failure_code: Mapped[str | None] = mapped_column(String(40))
     next_action: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     """What the payer does next: ``{"type": "redirect", "url": ...}``, a QR, a bank reference."""
