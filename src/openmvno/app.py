@@ -20,9 +20,17 @@ from openmvno.runtime import Runtime, build_runtime
 STATIC = Path(__file__).parent / "channels" / "portal" / "static"
 
 
-def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
-    """Build the app; pass ``runtime`` to share one (tests), else one is built from settings."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    runtime: Runtime | None = None,
+    embedded_worker: bool = False,
+) -> FastAPI:
+    """Build the app; pass ``runtime`` to share one (tests), else one is built from settings.
+    ``embedded_worker`` runs the outbox worker inside this process while it serves."""
     rt = runtime or build_runtime(settings or Settings())
+    if embedded_worker:
+        rt.extras["embedded_worker"] = True
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -63,6 +71,15 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         default_language=rt.settings.default_language,
     )
     return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (``openmvno serve --workers N``): settings from env."""
+    from openmvno.logs import setup_logging
+
+    settings = Settings()
+    setup_logging(json_lines=settings.log_json)
+    return create_app(settings, embedded_worker=settings.embedded_worker)
 
 
 def _mount_extras(app: FastAPI, rt: Runtime) -> None:

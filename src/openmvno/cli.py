@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -38,7 +39,7 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     data_dir: Annotated[Path | None, typer.Option(help="Where the SQLite file lives")] = None,
     demo: Annotated[bool, typer.Option("--demo", help="Load the demo operator first")] = False,
-    workers: Annotated[int, typer.Option(help="HTTP worker processes (PostgreSQL)")] = 1,
+    workers: Annotated[int, typer.Option(help="HTTP worker processes", min=1)] = 1,
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="Do not run the outbox worker in-process")
     ] = False,
@@ -49,7 +50,6 @@ def serve(
     from openmvno.app import create_app
     from openmvno.logs import setup_logging
     from openmvno.migrate import upgrade
-    from openmvno.runtime import build_runtime
 
     settings = settings_for(data_dir)
     setup_logging(json_lines=settings.log_json)
@@ -59,9 +59,16 @@ def serve(
 
         result = asyncio.run(load_demo(settings))
         print_demo(console, settings, result, host=host, port=port)
-    rt = build_runtime(settings)
-    rt.extras["embedded_worker"] = settings.embedded_worker and not no_worker
-    uvicorn.run(create_app(runtime=rt), host=host, port=port, log_config=None, access_log=False)
+    embedded = settings.embedded_worker and not no_worker
+    options = {"host": host, "port": port, "log_config": None, "access_log": False}
+    if workers == 1:
+        uvicorn.run(create_app(settings, embedded_worker=embedded), **options)  # type: ignore[arg-type]
+        return
+    # Several processes: each builds its app from the environment (see app.app_from_env).
+    os.environ["OPENMVNO_DATA_DIR"] = str(settings.data_dir)
+    os.environ["OPENMVNO_DATABASE_URL"] = settings.database_url
+    os.environ["OPENMVNO_EMBEDDED_WORKER"] = "true" if embedded else "false"
+    uvicorn.run("openmvno.app:app_from_env", factory=True, workers=workers, **options)  # type: ignore[arg-type]
 
 
 @app.command()
