@@ -122,3 +122,19 @@ async def test_two_workers_never_send_the_same_message_twice(
         await other.close()
     recipients = [m["To"] for m in smtp[0].messages]
     assert sorted(recipients) == sorted(f"u{i}@example.com" for i in range(30))
+
+
+async def test_a_delivered_code_is_not_kept_at_rest(
+    smtp_rt: Runtime, smtp: tuple[Inbox, int]
+) -> None:
+    async with unit_of_work(smtp_rt.sessions) as session:
+        await notifications.send_email(
+            session, to="li@example.com", subject="code", body="Your code is 654321",
+            dedupe_key="otp:x", account_id=None, sensitive=True,
+        )
+    await runner.drain(smtp_rt)
+    assert "654321" in smtp[0].messages[0].get_payload(decode=True).decode()
+    row = await _row(smtp_rt, "otp:x")
+    assert row.state is OutboxState.sent
+    assert "654321" not in row.body
+    assert row.body == runner.REDACTED

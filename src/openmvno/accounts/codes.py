@@ -100,12 +100,13 @@ async def issue(
     key = f"otp:{otc.id}"
     if channel is Channel.sms:
         await notifications.send_sms(
-            session, to=target, body=text, dedupe_key=key, account_id=account.id
+            session, to=target, body=text, dedupe_key=key, account_id=account.id, sensitive=True
         )
     else:
         subject = translate(account.language, "Your verification code")
         await notifications.send_email(
-            session, to=target, subject=subject, body=text, dedupe_key=key, account_id=account.id
+            session, to=target, subject=subject, body=text, dedupe_key=key,
+            account_id=account.id, sensitive=True,
         )
     await session.flush()
     return otc

@@ -44,11 +44,18 @@ async def enqueue(
 
 
 async def send_sms(
-    session: AsyncSession, *, to: str, body: str, dedupe_key: str, account_id: uuid.UUID | None
+    session: AsyncSession,
+    *,
+    to: str,
+    body: str,
+    dedupe_key: str,
+    account_id: uuid.UUID | None,
+    sensitive: bool = False,
 ) -> OutboxMessage:
+    """Queue an SMS; a ``sensitive`` body (a one-time code) is wiped once delivered."""
     return await enqueue(
         session, kind=OutboxKind.sms, dedupe_key=dedupe_key, recipient=to, body=body,
-        account_id=account_id,
+        account_id=account_id, payload={"sensitive": True} if sensitive else None,
     )
 
 
@@ -60,10 +67,12 @@ async def send_email(
     body: str,
     dedupe_key: str,
     account_id: uuid.UUID | None,
+    sensitive: bool = False,
 ) -> OutboxMessage:
+    """Queue an email; a ``sensitive`` body (a one-time code) is wiped once delivered."""
     return await enqueue(
         session, kind=OutboxKind.email, dedupe_key=dedupe_key, recipient=to, subject=subject,
-        body=body, account_id=account_id,
+        body=body, account_id=account_id, payload={"sensitive": True} if sensitive else None,
     )
 
 

@@ -75,6 +75,16 @@ async def settle_stuck_payments(rt: Runtime) -> int:
     return await settle_stuck(rt, older_than=timedelta(minutes=rt.settings.payment_stale_minutes))
 
 
+REDACTED = "[delivered; the one-time code is not kept]"
+
+
+def _stays_in_outbox(rt: Runtime, kind: OutboxKind) -> bool:
+    """True for the development adapters, whose outbox row *is* the delivered message."""
+    return (kind is OutboxKind.sms and rt.settings.sms_adapter == "outbox") or (
+        kind is OutboxKind.email and rt.settings.email_adapter == "outbox"
+    )
+
+
 def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(5 * 2 ** (attempts - 1), 3600))
 
@@ -119,6 +129,8 @@ async def _finish(rt: Runtime, message_id: uuid.UUID, error: str | None) -> None
             m.state = OutboxState.sent
             m.sent_at = clock.now()
             m.last_error = ""
+            if m.payload.get("sensitive") and not _stays_in_outbox(rt, m.kind):
+                m.body = REDACTED  # a delivered one-time code is not kept at rest
         else:
             m.last_error = error[:500]
             if m.attempts >= MAX_ATTEMPTS:
