@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     stripe_webhook_secret: SecretStr = SecretStr("")
     stripe_api_base: str = ""
     sandbox_webhook_secret: SecretStr = SecretStr("sandbox-webhook-secret")
+    guest_lookups_per_hour: int = 30
+    """Number look-ups (masked owner name) one client address may make per hour."""
     topup_min_minor: int = 1000
     topup_max_minor: int = 100000
 

@@ -10,6 +10,7 @@ from openmvno.lines.models import BindAttempt, Line, LineEvent
 from openmvno.notifications.models import OutboxMessage
 from openmvno.orders.models import Order
 from openmvno.payments.models import ExternalEvent, PaymentAttempt
+from openmvno.ratelimit.models import RateEvent
 from openmvno.receipts.models import Receipt, Sequence
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "OutboxMessage",
     "PaymentAttempt",
     "Plan",
+    "RateEvent",
     "Receipt",
     "SandboxPayment",
     "Sequence",

@@ -379,3 +379,25 @@ async def test_staff_refund_of_a_card_payment_is_recorded_for_the_provider(
     assert r.status_code == 200, r.text
     assert r.json()["result"]["refund"]["status"] == "to_refund_at_provider"
     assert r.json()["result"]["refund"]["reference"] == ref
+
+
+async def test_number_lookups_are_rate_limited_per_client(
+    client: httpx.AsyncClient, rt: Runtime, frozen: FrozenClock
+) -> None:
+    """Masked owner names cannot be harvested: misses count, and the limit lifts in time."""
+    rt.settings.guest_lookups_per_hour = 3
+    _, owner = await subscriber(client, name="张三明")
+    line = await give_line(rt, owner)
+    for n in range(3):
+        miss = await client.post("/api/v1/guest/topup/lookup", json={"msisdn": f"+861390000000{n}"})
+        assert miss.status_code == 404
+    blocked = await client.post("/api/v1/guest/topup/lookup", json={"msisdn": line.msisdn},
+                                headers={"Accept-Language": "zh-CN"})
+    assert blocked.status_code == 429
+    assert blocked.json()["code"] == "rate_limited"
+    assert "分钟" in blocked.json()["detail"]
+    assert int(blocked.headers["Retry-After"]) == 3600
+    frozen.advance(minutes=61)
+    ok = await client.post("/api/v1/guest/topup/lookup", json={"msisdn": line.msisdn})
+    assert ok.status_code == 200
+    assert ok.json()["owner"] == "张*明"

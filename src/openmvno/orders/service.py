@@ -26,7 +26,7 @@ from openmvno.audit import service as audit
 from openmvno.catalog import service as catalog
 from openmvno.catalog.models import Plan, PlanKind
 from openmvno.db import unit_of_work
-from openmvno.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from openmvno.errors import Conflict, DomainError, InvalidInput, NotFound, Unauthorized
 from openmvno.formatting import Formatter
 from openmvno.i18n import N_, translate
 from openmvno.ledger import service as ledger
@@ -40,6 +40,7 @@ from openmvno.notifications.models import OutboxKind, OutboxMessage
 from openmvno.orders import states
 from openmvno.orders.models import Order, OrderKind, OrderState, ProvisioningState
 from openmvno.payments.models import AttemptState, PaymentAttempt
+from openmvno.ratelimit import service as ratelimit
 from openmvno.receipts import service as receipts
 from openmvno.runtime import Runtime
 
@@ -131,9 +132,20 @@ async def guest_line(session: AsyncSession, rt: Runtime, msisdn: str) -> Line:
     return line
 
 
-async def guest_lookup(session: AsyncSession, rt: Runtime, msisdn: str) -> dict[str, str]:
-    """Confirm a number before a guest pays: the owner's masked name and the masked number."""
-    line = await guest_line(session, rt, msisdn)
+async def guest_lookup(
+    session: AsyncSession, rt: Runtime, msisdn: str, *, client: str
+) -> dict[str, str]:
+    """Confirm a number before a guest pays: the owner's masked name and the masked number.
+    Limited per client address, so numbers cannot be harvested for names."""
+    await ratelimit.hit(
+        session, scope="guest_lookup", key=client, limit=rt.settings.guest_lookups_per_hour,
+        window=timedelta(hours=1),
+    )
+    try:
+        line = await guest_line(session, rt, msisdn)
+    except DomainError as exc:
+        exc.keep_changes = True  # a miss counts too
+        raise
     owner = await session.get(Account, line.account_id)
     assert owner is not None
     return {"msisdn": mask_phone(line.msisdn), "owner": mask_name(owner.name)}

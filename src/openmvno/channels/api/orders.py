@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.security import HTTPBearer
 
 from openmvno.channels.api.deps import RT, Language, MaybeMe, Me, Session, Staff
@@ -139,6 +139,9 @@ async def refund_order(
 
 
 @router.post("/guest/topup/lookup")
-async def guest_topup_lookup(body: GuestLookupIn, session: Session, rt: RT) -> GuestLookupOut:
-    """Confirm a number before a guest top-up: the owner's masked name."""
-    return GuestLookupOut(**await orders.guest_lookup(session, rt, body.msisdn))
+async def guest_topup_lookup(
+    body: GuestLookupIn, request: Request, session: Session, rt: RT
+) -> GuestLookupOut:
+    """Confirm a number before a guest top-up: the owner's masked name (rate-limited)."""
+    client = request.client.host if request.client else "unknown"
+    return GuestLookupOut(**await orders.guest_lookup(session, rt, body.msisdn, client=client))

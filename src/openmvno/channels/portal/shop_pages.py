@@ -425,6 +425,10 @@ def _guest_confirm(
     )
 
 
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 @router.post("/topup")
 async def guest_topup_lookup(
     request: Request, visitor: Viewer, session: Session, rt: RT
@@ -432,7 +436,7 @@ async def guest_topup_lookup(
     form = await checked_form(request, visitor, login=False)
     msisdn = form.get("msisdn", "")
     try:
-        found = await orders.guest_lookup(session, rt, msisdn)
+        found = await orders.guest_lookup(session, rt, msisdn, client=_client(request))
     except DomainError as exc:
         return page(request, visitor, "topup_number.html",
                     {"msisdn": msisdn, "error": describe(request, exc)}, status_code=exc.status)
@@ -445,7 +449,7 @@ async def guest_topup_pay(request: Request, visitor: Viewer, session: Session, r
     msisdn, amount = form.get("msisdn", ""), form.get("amount", "")
     key, method = form.get("key", ""), form.get("method", "")
     try:
-        found = await orders.guest_lookup(session, rt, msisdn)
+        found = await orders.guest_lookup(session, rt, msisdn, client=_client(request))
     except DomainError as exc:
         return page(request, visitor, "topup_number.html",
                     {"msisdn": msisdn, "error": describe(request, exc)}, status_code=exc.status)

@@ -1,0 +1,1 @@
+"""Sliding-window rate limits kept in the database (shared by every process)."""
