@@ -52,6 +52,10 @@ def serve(
     from openmvno.migrate import upgrade
 
     settings = settings_for(data_dir)
+    if "public_url" not in settings.model_fields_set:
+        # Links, payment return pages and sandbox webhooks must reach this very server.
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+        settings.public_url = f"http://{shown}:{port}"
     setup_logging(json_lines=settings.log_json)
     asyncio.run(upgrade(settings.database_url))
     if demo:
