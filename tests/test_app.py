@@ -144,3 +144,15 @@ async def test_dev_outbox_does_not_exist_with_real_adapters(rt: Runtime) -> None
         r = await c.get("/dev/outbox", headers={"Accept": "application/json"})
     assert r.status_code == 404
     await app.state.runtime.close()
+
+
+def test_commands_refuse_settings_this_release_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from openmvno.cli import app
+
+    monkeypatch.setenv("OPENMVNO_PAYMENT_PROVIDER", "stripe")
+    monkeypatch.delenv("OPENMVNO_STRIPE_API_KEY", raising=False)
+    result = CliRunner().invoke(app, ["db", "upgrade"])
+    assert result.exit_code == 2
+    assert "OPENMVNO_STRIPE_API_KEY" in result.output

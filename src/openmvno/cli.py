@@ -26,8 +26,14 @@ app.command("demo")(setup_cli.demo)
 
 
 def settings_for(data_dir: Path | None = None) -> Settings:
-    """Settings from the environment, with the data directory created (SQLite lives there)."""
+    """Settings from the environment, with the data directory created (SQLite lives there);
+    settings this release cannot run with stop the command with a clear message."""
     settings = Settings(data_dir=data_dir) if data_dir else Settings()
+    problems = settings.problems()
+    if problems:
+        for problem in problems:
+            console.print(f"[red]configuration:[/red] {problem}")
+        raise typer.Exit(2)
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     return settings

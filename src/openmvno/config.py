@@ -55,6 +55,7 @@ class Settings(BaseSettings):
 
     # adapters
     sms_adapter: Literal["outbox", "smpp", "http"] = "outbox"
+    """``smpp`` and ``http`` are reserved for the SMS gateway adapters (not in this release)."""
     email_adapter: Literal["outbox", "smtp"] = "outbox"
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
@@ -101,6 +102,17 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    def problems(self) -> list[str]:
+        """Settings this release cannot run with (checked when a process starts)."""
+        found = []
+        if self.sms_adapter != "outbox":
+            found.append(f"OPENMVNO_SMS_ADAPTER={self.sms_adapter} is not available yet")
+        if self.payment_provider == "stripe" and not self.stripe_api_key.get_secret_value():
+            found.append("OPENMVNO_PAYMENT_PROVIDER=stripe needs OPENMVNO_STRIPE_API_KEY")
+        if self.payment_provider == "stripe" and not self.stripe_webhook_secret.get_secret_value():
+            found.append("OPENMVNO_PAYMENT_PROVIDER=stripe needs OPENMVNO_STRIPE_WEBHOOK_SECRET")
+        return found
 
     @property
     def dev_outbox_enabled(self) -> bool:
