@@ -12,11 +12,13 @@ from rich.console import Console
 
 from openmvno.config import Settings
 from openmvno.ledger.cli import app as ledger_app
+from openmvno.notifications.cli import app as outbox_app
 
 app = typer.Typer(help="OpenMVNO back office.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(outbox_app, name="outbox")
 console = Console()
 from openmvno.catalog import cli as setup_cli  # noqa: E402 - operator set-up commands
 

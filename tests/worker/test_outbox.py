@@ -138,3 +138,30 @@ async def test_a_delivered_code_is_not_kept_at_rest(
     assert row.state is OutboxState.sent
     assert "654321" not in row.body
     assert row.body == runner.REDACTED
+
+
+async def test_operator_sees_dead_messages_and_requeues_them(
+    rt: Runtime, frozen: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from openmvno.cli import app
+
+    settings = rt.settings.model_copy(update={"email_adapter": "smtp", "smtp_port": _free_port()})
+    dead_rt = build_runtime(settings)
+    try:
+        await _queue_email(dead_rt, "mail:dead")
+        for _ in range(runner.MAX_ATTEMPTS):
+            await runner.run_once(dead_rt)
+            frozen.advance(hours=2)
+    finally:
+        await dead_rt.close()
+    monkeypatch.setenv("OPENMVNO_DATABASE_URL", rt.settings.database_url)
+    cli = CliRunner()
+    shown = await asyncio.to_thread(cli.invoke, app, ["outbox", "status"])
+    assert shown.exit_code == 0, shown.output
+    assert "dead" in shown.output and "li@example.com" in shown.output
+    retried = await asyncio.to_thread(cli.invoke, app, ["outbox", "retry"])
+    assert "requeued 1" in retried.output
+    row = await _row(rt, "mail:dead")
+    assert row.state is OutboxState.pending and row.attempts == 0

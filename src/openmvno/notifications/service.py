@@ -6,10 +6,11 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from openmvno.notifications.models import OutboxKind, OutboxMessage
+from openmvno import clock
+from openmvno.notifications.models import OutboxKind, OutboxMessage, OutboxState
 
 
 async def enqueue(
@@ -87,3 +88,35 @@ async def list_messages(
         .limit(limit)
     )
     return rows.all()
+
+
+async def counts(session: AsyncSession) -> dict[tuple[str, str], int]:
+    """How many outbox messages there are per (kind, state)."""
+    rows = await session.execute(
+        select(OutboxMessage.kind, OutboxMessage.state, func.count()).group_by(
+            OutboxMessage.kind, OutboxMessage.state
+        )
+    )
+    return {(str(kind), str(state)): n for kind, state, n in rows.all()}
+
+
+async def dead(session: AsyncSession, *, limit: int = 20) -> Sequence[OutboxMessage]:
+    """The newest messages that gave up after every retry."""
+    rows = await session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.state == OutboxState.dead)
+        .order_by(OutboxMessage.created_at.desc())
+        .limit(limit)
+    )
+    return rows.all()
+
+
+async def requeue_dead(session: AsyncSession) -> int:
+    """Give every dead message a fresh set of attempts, due now; returns how many."""
+    result = await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.state == OutboxState.dead)
+        .values(state=OutboxState.pending, attempts=0, next_attempt_at=clock.now(),
+                claimed_until=None)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
