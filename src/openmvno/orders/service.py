@@ -14,7 +14,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,7 +30,7 @@ from openmvno.errors import Conflict, DomainError, InvalidInput, NotFound, Unaut
 from openmvno.formatting import Formatter
 from openmvno.i18n import N_, translate
 from openmvno.ledger import service as ledger
-from openmvno.ledger.models import BucketKind, EntryReason
+from openmvno.ledger.models import BalanceEntry, BucketKind, EntryReason
 from openmvno.lines import service as lines
 from openmvno.lines import states as line_states
 from openmvno.lines.esim import activation_code
@@ -447,7 +447,11 @@ async def _carry_out(
     else:
         found = await session.get(Line, order.line_id, with_for_update=True,
                                   populate_existing=True)
-        if found is None or found.state == LineState.terminated:
+        if (
+            found is None
+            or found.state == LineState.terminated
+            or found.account_id != order.account_id  # unbound or bound elsewhere since
+        ):
             raise FulfilmentImpossible("line_unavailable")
         line = found
     result = await _grant(session, rt, order, line, plan)
@@ -579,24 +583,17 @@ async def refund(
     state = OrderState(order.state)
     if not states.can_transition(state, OrderState.refunded):
         raise Conflict("order_not_refundable", states.WHY_NOT[state])
-    paid = await session.scalar(
-        select(PaymentAttempt).where(
-            PaymentAttempt.order_id == order.id, PaymentAttempt.state == AttemptState.succeeded
-        )
-    )
+    paid = await _paying_attempt(session, order)
     result = dict(order.result)
     if state is OrderState.fulfilled:
         if order.kind in (OrderKind.topup, OrderKind.guest_topup):
-            owner = order.account_id
-            if order.kind is OrderKind.guest_topup:
-                target = await session.scalar(select(Line).where(Line.msisdn == order.msisdn))
-                owner = target.account_id if target else None
-            assert owner is not None
-            await ledger.debit_wallet(
-                session, account_id=owner, currency=order.currency,
-                amount_minor=order.amount_minor, reason=EntryReason.refund,
-                key=f"order:{order.id}:revoke", order_id=order.id, memo=order.number,
-            )
+            credited = await _credited_account(session, order)
+            if credited is not None:
+                await ledger.debit_wallet(
+                    session, account_id=credited, currency=order.currency,
+                    amount_minor=order.amount_minor, reason=EntryReason.refund,
+                    key=f"order:{order.id}:revoke", order_id=order.id, memo=order.number,
+                )
         else:
             result["revoked_buckets"] = await ledger.revoke_order_grants(
                 session, order_id=order.id, key=f"order:{order.id}:revoke"
@@ -622,6 +619,32 @@ async def refund(
     )
     await states.transition(session, order, OrderState.refunded, result=result)
     return order
+
+
+async def _paying_attempt(session: AsyncSession, order: Order) -> PaymentAttempt | None:
+    """The attempt that paid the order; a late duplicate success (``refund_due``, listed
+    in ``result.refund_due_attempts``) is owed back separately and is never this one."""
+    return await session.scalar(
+        select(PaymentAttempt)
+        .where(
+            PaymentAttempt.order_id == order.id,
+            PaymentAttempt.state == AttemptState.succeeded,
+            or_(PaymentAttempt.failure_code.is_(None),
+                PaymentAttempt.failure_code != "refund_due"),
+        )
+        .order_by(PaymentAttempt.settled_at, PaymentAttempt.created_at)
+        .limit(1)
+    )
+
+
+async def _credited_account(session: AsyncSession, order: Order) -> uuid.UUID | None:
+    """The account whose wallet a top-up credited (from its ledger entry: the number of a
+    guest top-up may have changed hands since)."""
+    return await session.scalar(
+        select(BalanceEntry.account_id).where(
+            BalanceEntry.idempotency_key == f"order:{order.id}:topup"
+        )
+    )
 
 
 async def _undo_expiry(session: AsyncSession, order: Order) -> None:
