@@ -14,7 +14,7 @@ from openmvno import clock
 from openmvno.accounts import service as accounts
 from openmvno.catalog import service as catalog
 from openmvno.catalog.schemas import PlanIn
-from openmvno.channels.portal.shop_pages import parse_amount
+from openmvno.channels.portal.topup_pages import parse_amount
 from openmvno.db import unit_of_work
 from openmvno.errors import InvalidInput
 from openmvno.formatting import Formatter

@@ -12,9 +12,10 @@ def all_routers(rt: Runtime) -> list[APIRouter]:
 
     routers: list[APIRouter] = []
     routers += [auth_pages.router, account_pages.router]
-    from openmvno.channels.portal import orders_pages, shop_pages
+    from openmvno.channels.portal import checkout_pages, orders_pages, payment_pages, topup_pages
 
-    routers += [shop_pages.router, orders_pages.router]
+    routers += [checkout_pages.router, topup_pages.router, payment_pages.router]
+    routers.append(orders_pages.router)
     if rt.settings.dev_outbox_enabled:
         routers.append(dev_outbox.router)
     from openmvno.channels.api import lines, plans

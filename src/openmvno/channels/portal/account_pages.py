@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from openmvno.accounts.models import Account
 from openmvno.catalog import service as catalog
 from openmvno.catalog.models import PlanKind
 from openmvno.channels.api.deps import RT, Session
-from openmvno.channels.portal import shop_pages
+from openmvno.channels.portal.order_views import wallet_minor
 from openmvno.channels.portal.web import (
+    PRIVATE,
     Viewer,
     attempt,
     checked_form,
@@ -19,12 +23,17 @@ from openmvno.channels.portal.web import (
     login_redirect,
     not_found,
     page,
+    parse_uuid,
     redirect,
 )
 from openmvno.errors import DomainError, NotFound
+from openmvno.formatting import Formatter
 from openmvno.i18n import N_, translate
+from openmvno.ledger import service as ledger
 from openmvno.lines import esim
 from openmvno.lines import service as lines
+from openmvno.lines.models import Line, LineState
+from openmvno.runtime import Runtime
 
 router = APIRouter(include_in_schema=False)
 
@@ -61,10 +70,10 @@ ANDROID_STEPS = (
 
 def _line_id(raw: str) -> uuid.UUID:
     """A line id from the URL; garbage is simply "not found"."""
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise NotFound("line_not_found", "There is no such line on your account.") from None
+    line_id = parse_uuid(raw)
+    if line_id is None:
+        raise NotFound("line_not_found", "There is no such line on your account.")
+    return line_id
 
 
 def _labels(request: Request) -> dict[str, dict[str, str]]:
@@ -76,15 +85,32 @@ def _labels(request: Request) -> dict[str, dict[str, str]]:
     }
 
 
+async def _account_context(
+    request: Request, session: AsyncSession, rt: Runtime, account: Account
+) -> dict[str, Any]:
+    """What "My account" shows: the lines, each live line's balance, and the wallet."""
+    language = request.state.language
+    views = await lines.list_for_account(session, account.id)
+    balances: dict[uuid.UUID, ledger.LineBalance] = {}
+    for view in views:
+        if view.state == LineState.terminated:
+            continue
+        line = await lines.get_owned(session, account_id=account.id, line_id=view.id)
+        balances[view.id] = await ledger.line_balance(
+            session, line=line, language=language, currency=rt.settings.default_currency
+        )
+    minor = await wallet_minor(session, rt, account)
+    wallet_text = Formatter(language).money(minor, rt.settings.default_currency)
+    return {"lines": views, "balances": balances, "wallet_text": wallet_text,
+            **_labels(request)}
+
+
 @router.get("/account")
 async def my_account(request: Request, visitor: Viewer, session: Session, rt: RT) -> Response:
     if visitor.account is None:
         return login_redirect(request, visitor)
-    views = await lines.list_for_account(session, visitor.account.id)
-    money = await shop_pages.account_money(
-        session, rt, visitor.account, views, request.state.language
-    )
-    return page(request, visitor, "account.html", {"lines": views, **money, **_labels(request)})
+    ctx = await _account_context(request, session, rt, visitor.account)
+    return page(request, visitor, "account.html", ctx)
 
 
 @router.get("/plans")
@@ -132,10 +158,10 @@ async def bind_submit(request: Request, visitor: Viewer, session: Session, rt: R
 
 @router.post("/lines/{line_id}/unbind")
 async def unbind(
-    request: Request, line_id: str, visitor: Viewer, session: Session
+    request: Request, line_id: str, visitor: Viewer, session: Session, rt: RT
 ) -> Response:
     if visitor.account is None:
-        return login_redirect(request, visitor)
+        return login_redirect(request, visitor, back="/account")
     await checked_form(request, visitor, login=True)
     try:
         await attempt(
@@ -145,16 +171,21 @@ async def unbind(
     except NotFound:
         return not_found(request, visitor)
     except DomainError as exc:
-        views = await lines.list_for_account(session, visitor.account.id)
-        return page(
-            request, visitor, "account.html",
-            {"lines": views, "error": describe(request, exc), **_labels(request)},
-            status_code=exc.status,
-        )
+        ctx = await _account_context(request, session, rt, visitor.account)
+        return page(request, visitor, "account.html", {**ctx, "error": describe(request, exc)},
+                    status_code=exc.status, at="/account")
     return redirect(request, visitor, "/account?done=unbound")
 
 
 # ---------------------------------------------------------------- eSIM
+
+
+async def _my_esim(
+    session: AsyncSession, rt: Runtime, account: Account, line_id: str
+) -> tuple[Line, str]:
+    """One of the account's eSIM lines and its activation code, else "not found"."""
+    line = await lines.get_owned(session, account_id=account.id, line_id=_line_id(line_id))
+    return line, esim.activation_code(rt, line)
 
 
 @router.get("/lines/{line_id}/esim")
@@ -164,10 +195,7 @@ async def esim_page(
     if visitor.account is None:
         return login_redirect(request, visitor)
     try:
-        line = await lines.get_owned(
-            session, account_id=visitor.account.id, line_id=_line_id(line_id)
-        )
-        code = esim.activation_code(rt, line)
+        line, code = await _my_esim(session, rt, visitor.account, line_id)
     except NotFound:
         return not_found(request, visitor)
     view = await lines.view(session, line)
@@ -191,13 +219,7 @@ async def esim_qr(
     if visitor.account is None:
         return login_redirect(request, visitor)
     try:
-        line = await lines.get_owned(
-            session, account_id=visitor.account.id, line_id=_line_id(line_id)
-        )
-        code = esim.activation_code(rt, line)
+        _, code = await _my_esim(session, rt, visitor.account, line_id)
     except NotFound:
         return not_found(request, visitor)
-    return Response(
-        esim.qr_png(code), media_type="image/png",
-        headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
-    )
+    return Response(esim.qr_png(code), media_type="image/png", headers=PRIVATE)

@@ -93,7 +93,7 @@ def _verify_page(
     return page(
         request, visitor, "verify.html",
         {"login": login, "sent": sent, "error": error}, status_code=status_code,
-        keep={"login": login} if login else None,
+        at="/verify", keep={"login": login} if login else None,
     )
 
 

@@ -3,13 +3,15 @@ receipts (HTML view and PDF download, owner only)."""
 
 from __future__ import annotations
 
-import uuid
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from openmvno.accounts.models import Account
 from openmvno.channels.api.deps import RT, Session
-from openmvno.channels.portal.shop_pages import (
+from openmvno.channels.portal.order_views import (
     STATE_TITLES,
     order_context,
     order_what,
@@ -17,6 +19,7 @@ from openmvno.channels.portal.shop_pages import (
 )
 from openmvno.channels.portal.web import (
     FLASHES,
+    PRIVATE,
     Viewer,
     attempt,
     checked_form,
@@ -24,33 +27,41 @@ from openmvno.channels.portal.web import (
     login_redirect,
     not_found,
     page,
+    page_number,
+    parse_uuid,
     redirect,
 )
 from openmvno.errors import DomainError, NotFound
 from openmvno.formatting import Formatter
 from openmvno.i18n import N_, translate
 from openmvno.orders import service as orders
-from openmvno.orders.models import OrderState
+from openmvno.orders.models import Order, OrderState
 from openmvno.receipts import pdf
 from openmvno.receipts import service as receipts
+from openmvno.receipts.models import Receipt
 from openmvno.receipts.service import method_name
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 20
 FLASHES["order_cancelled"] = N_("The order was cancelled.")
-_PRIVATE = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
 
 
-def _uuid(raw: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        return None
+async def _my_order(session: AsyncSession, order_id: str, account: Account) -> Order:
+    """One of the account's own orders, else "not found"."""
+    oid = parse_uuid(order_id)
+    order = await orders.get_visible(session, oid, account) if oid else None
+    if order is None or order.account_id != account.id:
+        raise NotFound("order_not_found", "There is no such order.")
+    return order
 
 
-def _page_no(request: Request) -> int:
-    raw = request.query_params.get("page", "1")
-    return max(1, int(raw)) if raw.isdigit() and len(raw) < 6 else 1
+async def _my_receipt(session: AsyncSession, receipt_id: str, account: Account) -> Receipt:
+    """One of the account's own receipts, else "not found"."""
+    rid = parse_uuid(receipt_id)
+    receipt = await receipts.get_visible(session, rid, account) if rid else None
+    if receipt is None or receipt.account_id != account.id:
+        raise NotFound("receipt_not_found", "There is no such receipt.")
+    return receipt
 
 
 @router.get("/orders")
@@ -59,7 +70,7 @@ async def my_orders(request: Request, visitor: Viewer, session: Session) -> Resp
         return login_redirect(request, visitor)
     lang = request.state.language
     fmt = Formatter(lang)
-    number = _page_no(request)
+    number = page_number(request)
     items, total = await orders.list_for_account(
         session, visitor.account.id, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE
     )
@@ -77,27 +88,25 @@ async def my_orders(request: Request, visitor: Viewer, session: Session) -> Resp
         }
         for o in items
     ]
-    return page(
-        request, visitor, "orders.html",
-        {"rows": rows, "total": total, "page_no": number,
-         "has_next": number * PAGE_SIZE < total, "has_prev": number > 1},
-    )
+    return page(request, visitor, "orders.html", _paged(rows, total, number))
+
+
+def _paged(rows: list[dict[str, Any]], total: int, number: int) -> dict[str, Any]:
+    return {"rows": rows, "total": total, "page_no": number,
+            "has_next": number * PAGE_SIZE < total, "has_prev": number > 1}
 
 
 @router.get("/orders/{order_id}")
 async def order_detail(
     request: Request, order_id: str, visitor: Viewer, session: Session, rt: RT
 ) -> Response:
-    oid = _uuid(order_id)
-    if oid is None:
+    if parse_uuid(order_id) is None:
         return not_found(request, visitor)
     if visitor.account is None:
         return login_redirect(request, visitor)
     try:
-        order = await orders.get_visible(session, oid, visitor.account)
+        order = await _my_order(session, order_id, visitor.account)
     except NotFound:
-        return not_found(request, visitor)
-    if order.account_id != visitor.account.id:
         return not_found(request, visitor)
     ctx = await order_context(request, visitor, session, rt, order)
     return page(request, visitor, "order_detail.html", ctx)
@@ -108,24 +117,20 @@ async def order_cancel(
     request: Request, order_id: str, visitor: Viewer, session: Session, rt: RT
 ) -> Response:
     if visitor.account is None:
-        return login_redirect(request, visitor)
+        return login_redirect(request, visitor, back=f"/orders/{order_id}")
     await checked_form(request, visitor, login=True)
-    oid = _uuid(order_id)
-    if oid is None:
-        return not_found(request, visitor)
     try:
-        order = await orders.get_visible(session, oid, visitor.account)
-        if order.account_id != visitor.account.id:
-            raise NotFound("order_not_found", "There is no such order.")
+        order = await _my_order(session, order_id, visitor.account)
     except NotFound:
         return not_found(request, visitor)
     try:
         await attempt(session, orders.cancel(session, order))
     except DomainError as exc:
-        order = await orders.get_visible(session, oid, visitor.account)
+        order = await _my_order(session, order_id, visitor.account)
         ctx = await order_context(request, visitor, session, rt, order)
         return page(request, visitor, "order_detail.html",
-                    {**ctx, "error": describe(request, exc)}, status_code=exc.status)
+                    {**ctx, "error": describe(request, exc)}, status_code=exc.status,
+                    at=f"/orders/{order.id}")
     return redirect(request, visitor, f"/orders/{order.id}?done=order_cancelled")
 
 
@@ -138,7 +143,7 @@ async def my_receipts(request: Request, visitor: Viewer, session: Session) -> Re
         return login_redirect(request, visitor)
     lang = request.state.language
     fmt = Formatter(lang)
-    number = _page_no(request)
+    number = page_number(request)
     items, total = await receipts.list_for_account(
         session, visitor.account.id, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE
     )
@@ -153,11 +158,7 @@ async def my_receipts(request: Request, visitor: Viewer, session: Session) -> Re
         }
         for r in items
     ]
-    return page(
-        request, visitor, "receipts.html",
-        {"rows": rows, "total": total, "page_no": number,
-         "has_next": number * PAGE_SIZE < total, "has_prev": number > 1},
-    )
+    return page(request, visitor, "receipts.html", _paged(rows, total, number))
 
 
 @router.get("/receipts/{receipt_id}.pdf")
@@ -166,18 +167,15 @@ async def receipt_pdf(
 ) -> Response:
     if visitor.account is None:
         return login_redirect(request, visitor)
-    rid = _uuid(receipt_id)
     try:
-        if rid is None:
-            raise NotFound("receipt_not_found", "There is no such receipt.")
-        receipt = await receipts.get_visible(session, rid, visitor.account)
+        receipt = await _my_receipt(session, receipt_id, visitor.account)
     except NotFound:
         return not_found(request, visitor)
     data = pdf.render_pdf(
         receipt, language=request.state.language, operator=rt.settings.operator_name,
         font_path=rt.settings.receipt_font_path,
     )
-    headers = {**_PRIVATE, "Content-Disposition": f'attachment; filename="{receipt.number}.pdf"'}
+    headers = {**PRIVATE, "Content-Disposition": f'attachment; filename="{receipt.number}.pdf"'}
     return Response(data, media_type="application/pdf", headers=headers)
 
 
@@ -187,14 +185,11 @@ async def receipt_html(
 ) -> Response:
     if visitor.account is None:
         return login_redirect(request, visitor)
-    rid = _uuid(receipt_id)
     try:
-        if rid is None:
-            raise NotFound("receipt_not_found", "There is no such receipt.")
-        receipt = await receipts.get_visible(session, rid, visitor.account)
+        receipt = await _my_receipt(session, receipt_id, visitor.account)
     except NotFound:
         return not_found(request, visitor)
     html = receipts.render_html(
         receipt, language=request.state.language, operator=rt.settings.operator_name
     )
-    return HTMLResponse(html, headers=_PRIVATE)
+    return HTMLResponse(html, headers=PRIVATE)

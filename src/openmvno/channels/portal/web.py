@@ -4,6 +4,7 @@ safe redirects, form parsing and rendering a service error on its form."""
 from __future__ import annotations
 
 import secrets
+import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
@@ -132,12 +133,19 @@ FLASHES: dict[str, str] = {
 }
 
 
-def _lang_links(request: Request, keep: dict[str, str] | None) -> list[dict[str, str]]:
+def _lang_links(
+    request: Request, keep: dict[str, str] | None, at: str | None
+) -> list[dict[str, str]]:
+    # A page that answers a form POST switches language on the page's own GET address
+    # (``at``: the POST address may have no page at all), carrying what the form held.
+    posted = request.method != "GET"
+    base = (at or "") if posted else ""
+    kept = (keep or {}) if posted else {}
     links = []
     for code, label in (("zh-CN", "中文"), ("en", "English")):
-        params = {**(keep or {}), **dict(request.query_params)}
+        params = {**kept, **dict(request.query_params)}
         params["lang"] = code
-        links.append({"code": code, "label": label, "href": "?" + urlencode(params)})
+        links.append({"code": code, "label": label, "href": base + "?" + urlencode(params)})
     return links
 
 
@@ -149,16 +157,18 @@ def page(
     status_code: int = 200,
     *,
     keep: dict[str, str] | None = None,
+    at: str | None = None,
 ) -> HTMLResponse:
-    """Render a portal page with the visitor, CSRF tokens and language links
-    (``keep``: query values the language links must carry, e.g. after a form POST)."""
+    """Render a portal page with the visitor, CSRF tokens and language links.
+    On a page answering a form POST, the language links go to ``at`` (the page's GET
+    address; default: the same path) with the query values in ``keep``."""
     language: str = request.state.language
     flash_key = request.query_params.get("done", "")
     ctx: dict[str, Any] = {
         "account": visitor.account,
         "csrf": visitor.csrf,
         "anon_csrf": visitor.anon_csrf,
-        "lang_links": _lang_links(request, keep),
+        "lang_links": _lang_links(request, keep, at),
         "languages": LANGUAGES,
         "flash": translate(language, FLASHES[flash_key]) if flash_key in FLASHES else None,
     }
@@ -185,10 +195,30 @@ def safe_next(value: str | None, default: str = "/account") -> str:
     return value
 
 
-def login_redirect(request: Request, visitor: Visitor) -> Response:
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+def login_redirect(request: Request, visitor: Visitor, back: str | None = None) -> Response:
+    """To the login page, coming back afterwards to this page, or to ``back`` (the page
+    holding a form whose POST address has no page of its own)."""
+    target = back or request.url.path + (f"?{request.url.query}" if request.url.query else "")
     query = urlencode({"next": target, "done": "login_required"})
     return redirect(request, visitor, "/login?" + query)
+
+
+def parse_uuid(raw: str) -> uuid.UUID | None:
+    """An id from the URL; garbage is None (the caller answers "not found")."""
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        return None
+
+
+def page_number(request: Request) -> int:
+    """``?page=`` of a list: a positive number, anything else is the first page."""
+    raw = request.query_params.get("page", "1")
+    return max(1, int(raw)) if raw.isascii() and raw.isdigit() and len(raw) < 6 else 1
+
+
+PRIVATE = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
+"""Headers of a download only its owner may see (receipt, eSIM QR code)."""
 
 
 def error_page(

@@ -1,0 +1,183 @@
+"""Top-ups: my own wallet (``/wallet/topup``, logged in) and a guest top-up of any line in
+service (``/topup``: number, confirm the masked owner, amount, pay; no login needed).
+Like checkout, each rendered amount form carries its own idempotency key."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from openmvno.channels.api.deps import RT, Session
+from openmvno.channels.portal.order_views import method_choices, pay_form
+from openmvno.channels.portal.payment_pages import create_and_pay
+from openmvno.channels.portal.web import (
+    Viewer,
+    Visitor,
+    checked_form,
+    describe,
+    login_redirect,
+    page,
+)
+from openmvno.errors import DomainError, InvalidInput
+from openmvno.formatting import Formatter
+from openmvno.i18n import translate
+from openmvno.orders import service as orders
+from openmvno.orders.models import OrderKind
+from openmvno.runtime import Runtime
+
+router = APIRouter(include_in_schema=False)
+
+_AMOUNT = re.compile(r"^(\d{1,9})(?:\.(\d+))?$")
+
+
+def parse_amount(text: str, rt: Runtime) -> int:
+    """Yuan as typed ("50", "50.5", "¥50.50") to integer minor units (fen), exactly;
+    more than two decimals or outside the operator's top-up range is refused."""
+    cleaned = text.strip().lstrip("¥￥").strip().replace(",", "")
+    match = _AMOUNT.match(cleaned)
+    if not match:
+        raise InvalidInput(
+            "amount_not_a_number", "Enter the amount in yuan, for example 50 or 50.5."
+        )
+    if match.group(2) is not None and len(match.group(2)) > 2:
+        raise InvalidInput("amount_too_precise", "Amounts can have at most two decimal places.")
+    try:
+        minor = int(Decimal(cleaned) * 100)
+    except InvalidOperation:  # pragma: no cover - the pattern already checked it
+        raise InvalidInput(
+            "amount_not_a_number", "Enter the amount in yuan, for example 50 or 50.5."
+        ) from None
+    low, high = rt.settings.topup_min_minor, rt.settings.topup_max_minor
+    if not low <= minor <= high:
+        fmt = Formatter(rt.settings.default_language)
+        cur = rt.settings.default_currency
+        raise InvalidInput(
+            "topup_amount_out_of_range", "A top-up must be between {min} and {max}.",
+            min=fmt.money(low, cur), max=fmt.money(high, cur),
+        )
+    return minor
+
+
+def _amount_form(
+    request: Request, visitor: Visitor, rt: Runtime, template: str, *,
+    context: dict[str, Any] | None = None, amount: str = "", key: str | None = None,
+    method: str = "", error: str | None = None, status_code: int = 200,
+    at: str | None = None, keep: dict[str, str] | None = None,
+) -> Response:
+    """An amount form (wallet or guest top-up): the amount, the allowed range and the
+    payment methods (never the wallet: a top-up cannot be paid from it)."""
+    lang = request.state.language
+    fmt = Formatter(lang)
+    cur = rt.settings.default_currency
+    allowed = translate(
+        lang, "From {min} to {max}.",
+        min=fmt.money(rt.settings.topup_min_minor, cur),
+        max=fmt.money(rt.settings.topup_max_minor, cur),
+    )
+    methods = method_choices(request, rt, wallet=False)
+    return page(
+        request, visitor, template,
+        {**(context or {}), "amount": amount, "range": allowed, "error": error,
+         **pay_form(methods, key=key, method=method)},
+        status_code=status_code, at=at, keep=keep,
+    )
+
+
+# ---------------------------------------------------------------- my wallet
+
+
+@router.get("/wallet/topup")
+async def wallet_topup_page(request: Request, visitor: Viewer, rt: RT) -> Response:
+    if visitor.account is None:
+        return login_redirect(request, visitor)
+    return _amount_form(request, visitor, rt, "wallet_topup.html",
+                        amount=request.query_params.get("amount", ""))
+
+
+@router.post("/wallet/topup")
+async def wallet_topup_submit(
+    request: Request, visitor: Viewer, session: Session, rt: RT
+) -> Response:
+    if visitor.account is None:
+        return login_redirect(request, visitor)
+    form = await checked_form(request, visitor, login=True)
+    amount, key, method = form.get("amount", ""), form.get("key", ""), form.get("method", "")
+    try:
+        minor = parse_amount(amount, rt)
+        body = {"kind": OrderKind.topup.value, "amount_minor": minor}
+        return await create_and_pay(request, visitor, session, rt, body=body, key=key,
+                                    method=method)
+    except DomainError as exc:
+        return _amount_form(request, visitor, rt, "wallet_topup.html", amount=amount, key=key,
+                            method=method, error=describe(request, exc), status_code=exc.status)
+
+
+# ---------------------------------------------------------------- guest top-up
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _number_form(
+    request: Request, visitor: Visitor, msisdn: str, exc: DomainError | None = None
+) -> Response:
+    """Step one: which number (after a POST, with why it was refused)."""
+    return page(
+        request, visitor, "topup_number.html",
+        {"msisdn": msisdn, **({"error": describe(request, exc)} if exc else {})},
+        status_code=exc.status if exc else 200, at="/topup", keep={"msisdn": msisdn},
+    )
+
+
+def _confirm_form(
+    request: Request, visitor: Visitor, rt: Runtime, msisdn: str, found: dict[str, str],
+    **kwargs: Any,
+) -> Response:
+    """Step two: the masked number and owner to check, the amount and the method."""
+    return _amount_form(
+        request, visitor, rt, "topup_guest.html", context={"msisdn": msisdn, "found": found},
+        at="/topup", keep={"msisdn": msisdn}, **kwargs,
+    )
+
+
+@router.get("/topup")
+async def guest_topup_page(request: Request, visitor: Viewer) -> Response:
+    return _number_form(request, visitor, request.query_params.get("msisdn", ""))
+
+
+@router.post("/topup")
+async def guest_topup_lookup(
+    request: Request, visitor: Viewer, session: Session, rt: RT
+) -> Response:
+    form = await checked_form(request, visitor, login=False)
+    msisdn = form.get("msisdn", "")
+    try:
+        found = await orders.guest_lookup(session, rt, msisdn, client=_client(request))
+    except DomainError as exc:
+        return _number_form(request, visitor, msisdn, exc)
+    return _confirm_form(request, visitor, rt, msisdn, found)
+
+
+@router.post("/topup/pay")
+async def guest_topup_pay(request: Request, visitor: Viewer, session: Session, rt: RT) -> Response:
+    form = await checked_form(request, visitor, login=False)
+    msisdn, amount = form.get("msisdn", ""), form.get("amount", "")
+    key, method = form.get("key", ""), form.get("method", "")
+    try:
+        found = await orders.guest_lookup(session, rt, msisdn, client=_client(request))
+    except DomainError as exc:
+        return _number_form(request, visitor, msisdn, exc)
+    try:
+        minor = parse_amount(amount, rt)
+        body = {"kind": OrderKind.guest_topup.value, "msisdn": msisdn, "amount_minor": minor}
+        return await create_and_pay(request, visitor, session, rt, body=body, key=key,
+                                    method=method)
+    except DomainError as exc:
+        return _confirm_form(request, visitor, rt, msisdn, found, amount=amount, key=key,
+                             method=method, error=describe(request, exc),
+                             status_code=exc.status)
