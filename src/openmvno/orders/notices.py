@@ -1,0 +1,67 @@
+"""The "order done" notice: one SMS (to the buyer, or to the topped-up number) and one
+email when the buyer has an address, each queued once per order in the outbox."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openmvno.accounts.identity import mask_phone
+from openmvno.accounts.models import Account
+from openmvno.catalog.models import Plan
+from openmvno.formatting import Formatter
+from openmvno.i18n import N_, translate
+from openmvno.notifications import service as notifications
+from openmvno.orders.models import Order, OrderKind
+from openmvno.runtime import Runtime
+
+SUCCESS_PLAN = N_("{operator}: order {number} is done. {plan} is on {msisdn} until {expiry}.")
+SUCCESS_ADDON = N_("{operator}: order {number} is done. Add-on {plan} is on {msisdn}.")
+SUCCESS_TOPUP = N_("{operator}: {amount} was added to your wallet. Balance: {balance}.")
+SUCCESS_GUEST = N_("{operator}: {amount} was added to the wallet of {msisdn}.")
+SUCCESS_SUBJECT = N_("Your order {number} is complete")
+
+
+async def notify_done(
+    session: AsyncSession, rt: Runtime, order: Order, buyer: Account | None, plan: Plan | None
+) -> None:
+    """Queue the success SMS and email for a just-fulfilled ``order``."""
+    language = buyer.language if buyer else rt.settings.default_language
+    fmt = Formatter(language)
+    r = order.result
+    params: dict[str, Any] = {
+        "operator": rt.settings.operator_name, "number": order.number,
+        "amount": fmt.money(order.amount_minor, order.currency),
+        "msisdn": order.msisdn or "", "plan": plan.name(language) if plan else "",
+    }
+    if order.kind is OrderKind.topup:
+        balance = fmt.money(int(r.get("wallet_balance_minor", 0)), order.currency)
+        body = translate(language, SUCCESS_TOPUP, balance=balance, **params)
+    elif order.kind is OrderKind.guest_topup:
+        params["msisdn"] = mask_phone(order.msisdn or "")
+        body = translate(language, SUCCESS_GUEST, **params)
+    elif order.kind is OrderKind.addon:
+        body = translate(language, SUCCESS_ADDON, **params)
+    else:
+        expiry = r.get("expires_at")
+        when = fmt.date(datetime.fromisoformat(expiry)) if expiry else "—"
+        body = translate(language, SUCCESS_PLAN, expiry=when, **params)
+    phone = buyer.phone if buyer else order.msisdn
+    if order.kind is OrderKind.guest_topup:
+        phone = order.msisdn
+    if phone:
+        await notifications.send_sms(
+            session, to=phone, body=body, dedupe_key=f"order-done-sms:{order.id}",
+            account_id=order.account_id,
+        )
+    if buyer is not None and buyer.email:
+        await notifications.send_email(
+            session, to=buyer.email, body=body, dedupe_key=f"order-done-email:{order.id}",
+            subject=translate(language, SUCCESS_SUBJECT, number=order.number),
+            account_id=order.account_id,
+        )
+
+
+__all__ = ["notify_done"]
