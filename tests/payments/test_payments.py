@@ -401,3 +401,18 @@ async def test_number_lookups_are_rate_limited_per_client(
     ok = await client.post("/api/v1/guest/topup/lookup", json={"msisdn": line.msisdn})
     assert ok.status_code == 200
     assert ok.json()["owner"] == "张*明"
+
+
+async def test_staff_cannot_pay_a_subscribers_order_from_the_subscribers_wallet(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    from tests.orders.helpers import staff
+
+    headers, me, _, o = await _plan_order(client, rt)
+    await fund_wallet(rt, me, 100_000)
+    agent = await staff(client, rt)
+    r = await pay(client, agent, str(o["id"]), "wallet")
+    assert r.status_code == 403
+    assert r.json()["code"] == "wallet_not_yours"
+    assert await wallet_minor(rt, me) == 100_000
+    assert (await client.get(f"/api/v1/orders/{o['id']}", headers=headers)).json()["state"] == "pending_payment"

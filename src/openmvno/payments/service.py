@@ -34,7 +34,14 @@ from openmvno.adapters.payments import (
     UnsupportedEvent,
 )
 from openmvno.db import unit_of_work
-from openmvno.errors import Conflict, DomainError, InvalidInput, NotFound, TooManyAttempts
+from openmvno.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TooManyAttempts,
+)
 from openmvno.ledger import service as ledger
 from openmvno.ledger.models import EntryReason
 from openmvno.orders import service as orders
@@ -211,6 +218,10 @@ async def _pay_from_wallet(
 ) -> PaymentAttempt:
     if payer is None or order.account_id is None:
         raise InvalidInput("wallet_needs_login", "Log in to pay from your wallet.")
+    if payer.id != order.account_id:
+        raise Forbidden(
+            "wallet_not_yours", "Only the account holder can pay from their own wallet."
+        )
     if order.kind in (OrderKind.topup, OrderKind.guest_topup):
         raise InvalidInput("wallet_cannot_topup", "A top-up cannot be paid from the wallet.")
     attempt = PaymentAttempt(
