@@ -27,7 +27,15 @@ CLAIM_SECONDS = 120
 
 
 def handlers(rt: Runtime) -> dict[OutboxKind, Handler]:
-    """Delivery function per outbox kind; other domains register theirs in ``rt.extras``."""
+    """Delivery function per outbox kind, built once per runtime (adapters included);
+    other domains may add theirs in ``rt.extras["outbox_handlers"]`` before the first round."""
+    built: dict[OutboxKind, Handler] | None = rt.extras.get("_outbox_table")
+    if built is None:
+        built = rt.extras["_outbox_table"] = _build_handlers(rt)
+    return built
+
+
+def _build_handlers(rt: Runtime) -> dict[OutboxKind, Handler]:
     sms = sms_sender(rt.settings)
     email = email_sender(rt.settings)
 
