@@ -56,6 +56,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings(
+        environment="development",  # the dev outbox page (last_code) exists only in development
         database_url=database_url,
         data_dir=tmp_path,
         secret_key="test-secret-key-0123456789",  # type: ignore[arg-type]

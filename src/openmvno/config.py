@@ -21,6 +21,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="OPENMVNO_", env_file=".env", extra="ignore")
 
+    environment: Literal["development", "production"] = "production"
+    """``production`` unless said otherwise: a forgotten setting must fail safe."""
     data_dir: Path = Path("./openmvno-data")
     database_url: str = ""
     """SQLAlchemy async URL; empty means SQLite in ``data_dir``."""
