@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from openmvno import __version__
-from openmvno.channels import middleware
+from openmvno.channels import json_limits, middleware
 from openmvno.channels.api import auth, health, problems
 from openmvno.channels.portal import web as portal_web
 from openmvno.config import Settings
@@ -65,6 +65,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(auth.router)
     _mount_extras(app, rt)
+    app.add_middleware(json_limits.JsonDepthMiddleware)  # inside the body-size cap below
     app.add_middleware(
         middleware.RequestContextMiddleware,
         max_body=rt.settings.max_body_bytes,
