@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -21,8 +21,10 @@ from openmvno.catalog.models import Plan, PlanKind
 from openmvno.db import unit_of_work
 from openmvno.errors import InvalidInput
 from openmvno.ledger import service as ledger
-from openmvno.ledger.models import BalanceEntry, EntryReason
+from openmvno.ledger.models import BalanceEntry, Bucket, BucketKind, EntryReason
 from openmvno.lines.models import Line
+from openmvno.orders import service as orders
+from openmvno.payments import service as payments
 from openmvno.runtime import Runtime
 from tests.conftest import FrozenClock
 from tests.ledger.helpers import GB, books, make_account, make_line, make_order, make_plan
@@ -126,34 +128,54 @@ async def test_buy_a_plan_paying_from_the_wallet(rt: Runtime, frozen: FrozenCloc
     assert (await books(rt))["M30 sms until 12-25"] == 48
 
 
+async def _buy(rt: Runtime, who: Account, line: Line, plan: Plan, kind: str = "plan") -> dict[str, object]:
+    """Buy ``plan`` for ``line`` the way a subscriber does: an order paid from the wallet.
+    Fulfilment applies the real rules (stacking, add-ons); returns the order's result."""
+    async with unit_of_work(rt.sessions) as s:
+        order, _ = await orders.create(
+            s, rt, account=await s.get(Account, who.id), idempotency_key=uuid.uuid4().hex,
+            body={"kind": kind, "line_id": str(line.id), "plan_code": plan.code},
+            language="en",
+        )
+    _, paid = await payments.pay(rt, order_id=order.id, method="wallet", viewer=who)
+    assert paid.state == "fulfilled", paid.failure_code
+    return dict(paid.result or {})
+
+
+async def _expiry(rt: Runtime, line: Line) -> datetime | None:
+    async with unit_of_work(rt.sessions) as s:
+        found = await s.get(Line, line.id)
+        assert found is not None
+        return found.expires_at
+
+
 async def test_renew_early_stacks_the_new_buckets_after_the_current_expiry(
     rt: Runtime, frozen: FrozenClock
 ) -> None:
     cast = await _cast(rt)
     li, m30, line = cast.li, cast.m30, cast.line
-    start, expiry = frozen.now, frozen.now + timedelta(days=30)
+    await _top_up(rt, li.id, 10000, "topup:1")
+    await _buy(rt, li, line, m30)
+    assert await _expiry(rt, line) == frozen.now + timedelta(days=30)
     async with unit_of_work(rt.sessions) as s:
-        first = await ledger.grant_plan(
-            s, account_id=li.id, line_id=line.id, plan=m30, order_id=None,
-            valid_from=start, valid_until=expiry, key="buy",
-        )
+        first = await s.scalar(select(Bucket).where(Bucket.kind == BucketKind.data))
+        assert first is not None
         await ledger.post(
-            s, bucket_id=first[0].id, account_id=li.id, delta=-4 * GB,
+            s, bucket_id=first.id, account_id=li.id, delta=-4 * GB,
             reason=EntryReason.usage, key="cdr-1",
         )
     assert await books(rt) == {
+        "Li Lei wallet CNY": 5000,
         "M30 data until 12-25": 6 * GB, "M30 voice until 12-25": 6000, "M30 sms until 12-25": 50,
     }
 
-    # Day 20: he renews. Orders says the new period runs from the current expiry
-    # (12-25) for 30 days; the ledger creates buckets for exactly that window.
+    # Day 20: he renews. The new period runs from the current expiry (12-25) for 30
+    # days, so nothing he paid for is lost; the line's expiry moves to 01-24.
     frozen.advance(days=20)
-    async with unit_of_work(rt.sessions) as s:
-        await ledger.grant_plan(
-            s, account_id=li.id, line_id=line.id, plan=m30, order_id=None,
-            valid_from=expiry, valid_until=expiry + timedelta(days=30), key="renew-1",
-        )
+    await _buy(rt, li, line, m30)
+    assert await _expiry(rt, line) == frozen.now + timedelta(days=10 + 30)
     assert await books(rt) == {
+        "Li Lei wallet CNY": 0,
         "M30 data until 12-25": 6 * GB, "M30 voice until 12-25": 6000, "M30 sms until 12-25": 50,
         "M30 data until 01-24": 10 * GB, "M30 voice until 01-24": 6000, "M30 sms until 01-24": 50,
     }
@@ -170,6 +192,7 @@ async def test_renew_early_stacks_the_new_buckets_after_the_current_expiry(
     async with unit_of_work(rt.sessions) as s:
         assert await ledger.expire_due(s) == 3
     assert await books(rt) == {
+        "Li Lei wallet CNY": 0,
         "M30 data until 12-25": 0, "M30 voice until 12-25": 0, "M30 sms until 12-25": 0,
         "M30 data until 01-24": 10 * GB, "M30 voice until 01-24": 6000, "M30 sms until 01-24": 50,
     }
@@ -184,27 +207,23 @@ async def test_renew_early_stacks_the_new_buckets_after_the_current_expiry(
 async def test_renew_after_expiry_starts_now(rt: Runtime, frozen: FrozenClock) -> None:
     cast = await _cast(rt)
     li, m30, line = cast.li, cast.m30, cast.line
-    async with unit_of_work(rt.sessions) as s:
-        await ledger.grant_plan(
-            s, account_id=li.id, line_id=line.id, plan=m30, order_id=None,
-            valid_from=frozen.now, valid_until=frozen.now + timedelta(days=30), key="buy",
-        )
+    await _top_up(rt, li.id, 10000, "topup:1")
+    await _buy(rt, li, line, m30)
 
     # He forgets. On day 35 the worker expires what was left.
     frozen.advance(days=35)
     async with unit_of_work(rt.sessions) as s:
         assert await ledger.expire_due(s) == 3
     expired = {"M30 data until 12-25": 0, "M30 voice until 12-25": 0, "M30 sms until 12-25": 0}
-    assert await books(rt) == expired
+    assert await books(rt) == expired | {"Li Lei wallet CNY": 5000}
 
-    # He renews on day 35: the new period starts now (12-30) and ends 01-29.
-    async with unit_of_work(rt.sessions) as s:
-        renewed = await ledger.grant_plan(
-            s, account_id=li.id, line_id=line.id, plan=m30, order_id=None,
-            valid_from=frozen.now, valid_until=frozen.now + timedelta(days=30), key="renew-1",
-        )
-    assert all(b.valid_from == frozen.now for b in renewed)
+    # He renews on day 35: the new period starts now (12-30), not at the old expiry,
+    # and ends 01-29.
+    result = await _buy(rt, li, line, m30)
+    assert await _expiry(rt, line) == frozen.now + timedelta(days=30)
+    assert {g["valid_from"] for g in result["granted"]} == {frozen.now.isoformat()}  # type: ignore[union-attr]
     assert await books(rt) == expired | {
+        "Li Lei wallet CNY": 0,
         "M30 data until 01-29": 10 * GB, "M30 voice until 01-29": 6000, "M30 sms until 01-29": 50,
     }
 
@@ -220,29 +239,23 @@ async def test_an_add_on_is_its_own_bucket_and_never_moves_the_expiry(
             s, "BOOST5", kind=PlanKind.addon, price_minor=1000, data_bytes=5 * GB,
             voice_seconds=0, sms_count=0, validity_days=7,
         )
-        the_line = await s.get(Line, line.id)
-        assert the_line is not None
-        the_line.expires_at = expiry
-        await ledger.grant_plan(
-            s, account_id=li.id, line_id=line.id, plan=m30, order_id=None,
-            valid_from=frozen.now, valid_until=expiry, key="buy",
-        )
+    await _top_up(rt, li.id, 6000, "topup:1")
+    await _buy(rt, li, line, m30)
     frozen.advance(days=3)
-    async with unit_of_work(rt.sessions) as s:
-        addon = await ledger.grant_plan(
-            s, account_id=li.id, line_id=line.id, plan=booster, order_id=None,
-            valid_from=frozen.now, valid_until=frozen.now + timedelta(days=7),
-            key="addon-1", priority=50,
-        )
-    assert [(b.kind, b.priority) for b in addon] == [("data", 50)]  # no voice/SMS buckets
+    result = await _buy(rt, li, line, booster, kind="addon")
+    assert [g["kind"] for g in result["granted"]] == ["data"]  # type: ignore[union-attr]
+    assert await _expiry(rt, line) == expiry  # the add-on never moves it
     assert await books(rt) == {
+        "Li Lei wallet CNY": 0,
         "M30 data until 12-25": 10 * GB, "M30 voice until 12-25": 6000, "M30 sms until 12-25": 50,
         "BOOST5 data until 12-05": 5 * GB,
     }
     async with unit_of_work(rt.sessions) as s:
         the_line = await s.get(Line, line.id)
-        assert the_line is not None and the_line.expires_at == expiry
+        assert the_line is not None
         view = await ledger.line_balance(s, line=the_line, language="en")
+        # used before the plan's data (lower priority number first)
+        assert next(b.priority for b in view.buckets if b.kind == "data") < 100
     assert [(t.kind, t.remaining) for t in view.totals] == [("data", 15 * GB), ("voice", 6000), ("sms", 50)]
 
     # A week later the booster is gone, the plan is untouched.
@@ -250,9 +263,26 @@ async def test_an_add_on_is_its_own_bucket_and_never_moves_the_expiry(
     async with unit_of_work(rt.sessions) as s:
         assert await ledger.expire_due(s) == 1
     assert await books(rt) == {
+        "Li Lei wallet CNY": 0,
         "M30 data until 12-25": 10 * GB, "M30 voice until 12-25": 6000, "M30 sms until 12-25": 50,
         "BOOST5 data until 12-05": 0,
     }
+    assert await _expiry(rt, line) == expiry
+
+
+async def test_an_add_on_never_outlives_the_line(rt: Runtime, frozen: FrozenClock) -> None:
+    cast = await _cast(rt)
+    li, m30, line = cast.li, cast.m30, cast.line
+    async with unit_of_work(rt.sessions) as s:
+        booster = await make_plan(
+            s, "BOOST60", kind=PlanKind.addon, price_minor=1000, data_bytes=5 * GB,
+            voice_seconds=0, sms_count=0, validity_days=60,
+        )
+    await _top_up(rt, li.id, 6000, "topup:1")
+    await _buy(rt, li, line, m30)
+    await _buy(rt, li, line, booster, kind="addon")
+    # A 60-day add-on on a line that ends in 30 days ends with the line.
+    assert "BOOST60 data until 12-25" in await books(rt)
 
 
 async def test_wallet_top_up_and_pay(rt: Runtime, frozen: FrozenClock) -> None:
