@@ -54,8 +54,17 @@ class Order(IdMixin, TimestampMixin, Base):
 
     number: Mapped[str] = mapped_column(String(24), unique=True)
     account_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("accounts.id"))
-    """None for a guest top-up."""
+    """The buyer; None for a guest top-up."""
     line_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("lines.id"), index=True)
+    """The line the order is for (for a guest top-up: the line confirmed at look-up)."""
+    credited_account_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("accounts.id"), index=True
+    )
+    """A guest top-up: the owner of the number when the guest confirmed it; fulfilment
+    credits this account only (never whoever holds the number when the payment lands)."""
+    guest_link_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    """A guest order: SHA-256 (hex) of its link token, the only way a guest reaches it
+    (the token itself is never stored)."""
     msisdn: Mapped[str | None] = mapped_column(String(20))
     kind: Mapped[OrderKind] = mapped_column(str_enum(OrderKind, 20))
     plan_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("plans.id"))

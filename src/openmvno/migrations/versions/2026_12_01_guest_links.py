@@ -7,8 +7,8 @@ Create Date: 2026-12-01 17:00:00
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 revision: str = '20261201_guest_links'
 down_revision: str | None = '20261125_ratelimit'
@@ -17,8 +17,41 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table('orders', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('credited_account_id', sa.Uuid(), nullable=True))
+        batch_op.add_column(sa.Column('guest_link_hash', sa.String(length=64), nullable=True))
+        batch_op.create_index(
+            batch_op.f('ix_orders_credited_account_id'), ['credited_account_id'], unique=False
+        )
+        batch_op.create_unique_constraint(
+            batch_op.f('uq_orders_guest_link_hash'), ['guest_link_hash']
+        )
+        batch_op.create_foreign_key(
+            batch_op.f('fk_orders_credited_account_id_accounts'), 'accounts',
+            ['credited_account_id'], ['id'],
+        )
+    with op.batch_alter_table('audit_events', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('account_id', sa.Uuid(), nullable=True))
+        batch_op.create_index(
+            batch_op.f('ix_audit_events_account_id'), ['account_id'], unique=False
+        )
+        batch_op.create_foreign_key(
+            batch_op.f('fk_audit_events_account_id_accounts'), 'accounts', ['account_id'], ['id'],
+        )
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('audit_events', schema=None) as batch_op:
+        batch_op.drop_constraint(
+            batch_op.f('fk_audit_events_account_id_accounts'), type_='foreignkey'
+        )
+        batch_op.drop_index(batch_op.f('ix_audit_events_account_id'))
+        batch_op.drop_column('account_id')
+    with op.batch_alter_table('orders', schema=None) as batch_op:
+        batch_op.drop_constraint(
+            batch_op.f('fk_orders_credited_account_id_accounts'), type_='foreignkey'
+        )
+        batch_op.drop_constraint(batch_op.f('uq_orders_guest_link_hash'), type_='unique')
+        batch_op.drop_index(batch_op.f('ix_orders_credited_account_id'))
+        batch_op.drop_column('guest_link_hash')
+        batch_op.drop_column('credited_account_id')
