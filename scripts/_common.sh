@@ -15,8 +15,10 @@ apt_install() {
   done
   [ "${#missing[@]}" -eq 0 ] && return 0
   echo "==> installing Debian packages: ${missing[*]}"
-  as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Wait for another apt/dpkg run to finish instead of failing at once on its lock.
+  as_root apt-get -o DPkg::Lock::Timeout=300 update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+    --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 ensure_venv() {

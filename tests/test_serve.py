@@ -23,7 +23,10 @@ def _free_port() -> int:
 def test_serve_with_two_processes_on_a_fresh_data_dir(tmp_path: Path) -> None:
     port = _free_port()
     data_dir = tmp_path / "fresh" / "data"
-    env = {**os.environ, "OPENMVNO_ARGON2_TIME_COST": "1", "OPENMVNO_ARGON2_MEMORY_COST": "1024",
+    # Development: the test reads the code from /dev/outbox, and the two processes share
+    # the secret key generated into the data directory.
+    env = {**os.environ, "OPENMVNO_ENVIRONMENT": "development",
+           "OPENMVNO_ARGON2_TIME_COST": "1", "OPENMVNO_ARGON2_MEMORY_COST": "1024",
            "OPENMVNO_ARGON2_PARALLELISM": "1"}
     env.pop("OPENMVNO_DATABASE_URL", None)
     log = (tmp_path / "serve.log").open("wb")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -27,14 +28,41 @@ app.add_typer(setup_cli.staff_app, name="staff")
 app.command("demo")(setup_cli.demo)
 
 
-def settings_for(data_dir: Path | None = None) -> Settings:
+def refusals(settings: Settings, *, serving: bool) -> list[str]:
+    """Why this process must not start (``serving``: ``serve``/``worker``, which also refuse
+    what production cannot run with); warnings go to stderr at once."""
+    found = settings.problems()
+    if serving:
+        found += settings.deploy_problems()
+        if not found:
+            for warning in settings.deploy_warnings():
+                print(f"warning: {warning}", file=sys.stderr)
+    return found
+
+
+def refuse(problems: list[str]) -> None:
+    """One line per problem on stderr (never wrapped), for the operator's terminal and logs."""
+    for problem in problems:
+        print(f"configuration: {problem}", file=sys.stderr)
+
+
+def settings_for(
+    data_dir: Path | None = None, *, serving: bool = False, demo: bool = False
+) -> Settings:
     """Settings from the environment, with the data directory created (SQLite lives there);
-    settings this release cannot run with stop the command with a clear message."""
+    settings this release cannot run with stop the command with a clear message and exit
+    code 2. ``serving``: also what production refuses; ``demo`` (``serve --demo``) means
+    development unless ``OPENMVNO_ENVIRONMENT`` is set."""
     settings = Settings(data_dir=data_dir) if data_dir else Settings()
-    problems = settings.problems()
+    if demo and "environment" not in settings.model_fields_set:
+        settings = (
+            Settings(data_dir=data_dir, environment="development")
+            if data_dir
+            else Settings(environment="development")
+        )
+    problems = refusals(settings, serving=serving)
     if problems:
-        for problem in problems:
-            console.print(f"[red]configuration:[/red] {problem}")
+        refuse(problems)
         raise typer.Exit(2)
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -59,7 +87,7 @@ def serve(
     from openmvno.logs import setup_logging
     from openmvno.migrate import upgrade
 
-    settings = settings_for(data_dir)
+    settings = settings_for(data_dir, serving=True, demo=demo)
     if "public_url" not in settings.model_fields_set:
         # Links, payment return pages and sandbox webhooks must reach this very server.
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
@@ -72,13 +100,22 @@ def serve(
         result = asyncio.run(load_demo(settings))
         print_demo(console, settings, result, host=host, port=port)
     embedded = settings.embedded_worker and not no_worker
-    options = {"host": host, "port": port, "log_config": None, "access_log": False}
+    options = {
+        "host": host, "port": port, "log_config": None, "access_log": False,
+        # Forwarded headers are honoured by the app itself, from OPENMVNO_TRUSTED_PROXIES
+        # only (see app.create_app); uvicorn's own handling, which trusts 127.0.0.1 or
+        # FORWARDED_ALLOW_IPS by default, stays off so nothing else widens that trust.
+        "proxy_headers": False,
+        "forwarded_allow_ips": ",".join(settings.trusted_proxies),
+    }
     if workers == 1:
         uvicorn.run(create_app(settings, embedded_worker=embedded), **options)  # type: ignore[arg-type]
         return
     # Several processes: each builds its app from the environment (see app.app_from_env).
+    os.environ["OPENMVNO_ENVIRONMENT"] = settings.environment
     os.environ["OPENMVNO_DATA_DIR"] = str(settings.data_dir)
     os.environ["OPENMVNO_DATABASE_URL"] = settings.database_url
+    os.environ["OPENMVNO_PUBLIC_URL"] = settings.public_url
     os.environ["OPENMVNO_EMBEDDED_WORKER"] = "true" if embedded else "false"
     uvicorn.run("openmvno.app:app_from_env", factory=True, workers=workers, **options)  # type: ignore[arg-type]
 
@@ -93,7 +130,7 @@ def worker(
     from openmvno.runtime import build_runtime
     from openmvno.worker.runner import drain, run_forever
 
-    settings = settings_for(data_dir)
+    settings = settings_for(data_dir, serving=True)
     setup_logging(json_lines=settings.log_json)
     rt = build_runtime(settings)
 

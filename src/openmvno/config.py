@@ -5,15 +5,35 @@ Adapters for the outside world are chosen here, never at import time.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PaymentMethod = Literal["card", "alipay", "wechat_pay", "bank_transfer", "wallet"]
 ALL_METHODS: tuple[PaymentMethod, ...] = ("card", "alipay", "wechat_pay", "bank_transfer", "wallet")
+SANDBOX_TEST_WEBHOOK_SECRET = "sandbox-webhook-secret"  # noqa: S105 - public, development only
+"""The sandbox's public test secret: filled in only in development."""
+MIN_SECRET_LENGTH = 32
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+class ConfigurationError(RuntimeError):
+    """A setting this process cannot run with (the message names the variable)."""
+
+
+def _is_local(host: str) -> bool:
+    if host in _LOCAL_HOSTS or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseSettings):
@@ -22,7 +42,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OPENMVNO_", env_file=".env", extra="ignore")
 
     environment: Literal["development", "production"] = "production"
-    """``production`` unless said otherwise: a forgotten setting must fail safe."""
+    """``production`` unless said otherwise: a forgotten setting must fail safe. Development
+    conveniences (the dev outbox page, the sandbox's public test secret, a secret key
+    generated into the data directory) exist only in ``development``."""
     data_dir: Path = Path("./openmvno-data")
     database_url: str = ""
     """SQLAlchemy async URL; empty means SQLite in ``data_dir``."""
@@ -54,6 +76,14 @@ class Settings(BaseSettings):
     bind_window_minutes: int = 15
     max_body_bytes: int = 64 * 1024
     secure_cookies: bool = False
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Addresses or networks (CIDR) of the reverse proxies in front of this server, comma
+    separated. Only a request from one of them may name the client (``X-Forwarded-For``)
+    and the scheme (``X-Forwarded-Proto``); otherwise the socket peer is the client."""
+    dev_outbox: bool | None = None
+    """The ``/dev/outbox`` page, which shows every SMS and email kept in the outbox (codes
+    included). Unset: on in development while a channel stays in the outbox; never in
+    production (``true`` there is refused)."""
 
     # adapters
     sms_adapter: Literal["outbox", "smpp", "http"] = "outbox"
@@ -68,7 +98,10 @@ class Settings(BaseSettings):
     stripe_api_key: SecretStr = SecretStr("")
     stripe_webhook_secret: SecretStr = SecretStr("")
     stripe_api_base: str = ""
-    sandbox_webhook_secret: SecretStr = SecretStr("sandbox-webhook-secret")
+    sandbox_webhook_secret: SecretStr = SecretStr("")
+    """Signs the sandbox's webhooks; the public test secret is filled in only in development."""
+    allow_sandbox_payments: bool = False
+    """Production refuses the sandbox provider (it takes no real money) unless this is on."""
     guest_lookups_per_hour: int = 30
     """Number look-ups (masked owner name) one client address may make per hour."""
     topup_min_minor: int = 1000
@@ -99,7 +132,22 @@ class Settings(BaseSettings):
     def _fill_defaults(self) -> Settings:
         if not self.database_url:
             self.database_url = f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'openmvno.db'}"
+        if self.environment == "development" and not self.sandbox_webhook_secret.get_secret_value():
+            self.sandbox_webhook_secret = SecretStr(SANDBOX_TEST_WEBHOOK_SECRET)
         return self
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment != "development"
 
     @property
     def is_sqlite(self) -> bool:
@@ -114,11 +162,97 @@ class Settings(BaseSettings):
             found.append("OPENMVNO_PAYMENT_PROVIDER=stripe needs OPENMVNO_STRIPE_API_KEY")
         if self.payment_provider == "stripe" and not self.stripe_webhook_secret.get_secret_value():
             found.append("OPENMVNO_PAYMENT_PROVIDER=stripe needs OPENMVNO_STRIPE_WEBHOOK_SECRET")
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                found.append(
+                    f"OPENMVNO_TRUSTED_PROXIES: {proxy!r} is not an IP address or network; "
+                    "list addresses or CIDR networks, comma separated"
+                )
+        return found
+
+    def deploy_problems(self) -> list[str]:
+        """What ``serve`` and ``worker`` refuse in production, one line each naming the
+        variable and what to set (empty in development)."""
+        if not self.is_production:
+            return []
+        found = []
+        if self.dev_outbox:
+            found.append(
+                "OPENMVNO_DEV_OUTBOX=true is refused in production: the page shows every code "
+                "sent; unset it (SMS and email stay in the outbox table, shown on no page)"
+            )
+        key = self.secret_key.get_secret_value()
+        if not key:
+            found.append(
+                "OPENMVNO_SECRET_KEY is not set: set the same random string of at least "
+                f"{MIN_SECRET_LENGTH} characters for every process (production never generates one)"
+            )
+        elif len(key) < MIN_SECRET_LENGTH:
+            found.append(
+                f"OPENMVNO_SECRET_KEY is shorter than {MIN_SECRET_LENGTH} characters: "
+                f"set a random string of at least {MIN_SECRET_LENGTH}"
+            )
+        if self.payment_provider == "sandbox":
+            webhook_secret = self.sandbox_webhook_secret.get_secret_value()
+            if not self.allow_sandbox_payments:
+                found.append(
+                    "OPENMVNO_PAYMENT_PROVIDER=sandbox takes no real money: set "
+                    "OPENMVNO_PAYMENT_PROVIDER=stripe, or OPENMVNO_ALLOW_SANDBOX_PAYMENTS=true "
+                    "for a test deployment"
+                )
+            elif webhook_secret in ("", SANDBOX_TEST_WEBHOOK_SECRET):
+                found.append(
+                    "OPENMVNO_SANDBOX_WEBHOOK_SECRET is unset or the public test secret: set a "
+                    f"random string of at least {MIN_SECRET_LENGTH} characters"
+                )
+            elif len(webhook_secret) < MIN_SECRET_LENGTH:
+                found.append(
+                    f"OPENMVNO_SANDBOX_WEBHOOK_SECRET is shorter than {MIN_SECRET_LENGTH} "
+                    f"characters: set a random string of at least {MIN_SECRET_LENGTH}"
+                )
+        url = urlsplit(self.public_url)
+        if "public_url" not in self.model_fields_set:
+            found.append(
+                "OPENMVNO_PUBLIC_URL is not set: set the https:// address people use "
+                "(links, payment returns and webhooks point there)"
+            )
+        elif url.scheme == "https" and not self.secure_cookies:
+            found.append(
+                "OPENMVNO_SECURE_COOKIES=false with an https:// OPENMVNO_PUBLIC_URL: "
+                "set OPENMVNO_SECURE_COOKIES=true"
+            )
+        elif url.scheme != "https" and not _is_local(url.hostname or ""):
+            found.append(
+                f"OPENMVNO_PUBLIC_URL={self.public_url} is not https: set the https:// address "
+                "(terminate TLS at your proxy) and OPENMVNO_SECURE_COOKIES=true"
+            )
+        return found
+
+    def deploy_warnings(self) -> list[str]:
+        """Production settings that run but that an operator should know about."""
+        if not self.is_production:
+            return []
+        found = []
+        if self.sms_adapter == "outbox":
+            found.append(
+                "OPENMVNO_SMS_ADAPTER=outbox: this release has no SMS gateway adapter; SMS stay "
+                "in the outbox table and reach no phone"
+            )
+        if self.email_adapter == "outbox":
+            found.append(
+                "OPENMVNO_EMAIL_ADAPTER=outbox: email stays in the outbox table and reaches no "
+                "inbox; set OPENMVNO_EMAIL_ADAPTER=smtp"
+            )
         return found
 
     @property
     def dev_outbox_enabled(self) -> bool:
-        """The dev outbox page exists only while a channel stays in the outbox."""
+        """The dev outbox page exists only in development while a channel stays in the
+        outbox (and ``dev_outbox`` is not turned off); never in production."""
+        if self.is_production or self.dev_outbox is False:
+            return False
         return self.sms_adapter == "outbox" or self.email_adapter == "outbox"
 
 

@@ -1,4 +1,8 @@
-"""``/dev/outbox``: the SMS and email that stayed in the outbox (dev adapters only)."""
+"""``/dev/outbox``: the SMS and email that stayed in the outbox (dev adapters only).
+
+Development only: the page shows every code sent, so it is mounted only while
+``settings.dev_outbox_enabled`` (never in production), and answers 404 itself should it
+ever be reached with settings that turn it off."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from openmvno.channels.api.deps import RT, Session
 from openmvno.channels.portal.templating import render
+from openmvno.errors import NotFound
 from openmvno.notifications import service as notifications
 from openmvno.notifications.models import OutboxKind
 
@@ -15,6 +20,8 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/dev/outbox", response_model=None)
 async def dev_outbox(request: Request, session: Session, rt: RT) -> Response:
+    if not rt.settings.dev_outbox_enabled:
+        raise NotFound("not_found", "Nothing was found at this address.")
     kinds = [
         k
         for k, on in (
