@@ -6,19 +6,22 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from openmvno import fields
 from openmvno.catalog.models import OverageRule, Plan, PlanKind
+from openmvno.fields import Days, LongText, MinorAmount, Name, Reason, Units
 from openmvno.formatting import Formatter
 
 _GB = 1024**3
 _MB = 1024**2
 
-PlanCode = Annotated[
-    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,39}$")
-]
+PlanCode = fields.PlanCode
 Zone = Annotated[
-    str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Z0-9_-]{2,20}$")
+    str,
+    fields.text(20, min_length=2),
+    StringConstraints(to_upper=True, pattern=r"^[A-Z0-9_-]{2,20}$"),
 ]
-Count = Annotated[int, Field(strict=True, ge=0)]
+Count = Units
+OverageUnit = Annotated[str, fields.text(20, min_length=1)]
 OVERAGE_UNITS = frozenset({"data_mb", "voice_min", "sms"})
 
 
@@ -45,23 +48,27 @@ def _expand_units(data: Any) -> Any:
 class _PlanFields(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    name_zh: str = Field(min_length=1, max_length=100)
-    name_en: str = Field(min_length=1, max_length=100)
-    price_minor: Count = Field(description="Price in minor units (fen, cents); never a float")
-    currency: str | None = Field(
-        default=None, pattern=r"^[A-Z]{3}$", description="ISO 4217; default: the operator's"
+    name_zh: Name
+    name_en: Name
+    price_minor: MinorAmount = Field(
+        description="Price in minor units (fen, cents); never a float"
     )
-    validity_days: Annotated[int, Field(strict=True, ge=0, le=3650)] = 30
+    currency: fields.Currency | None = Field(
+        default=None, description="ISO 4217; default: the operator's"
+    )
+    validity_days: Days = 30
     data_bytes: Count = 0
     voice_seconds: Count = 0
     sms_count: Count = 0
     roaming_zones: list[Zone] = Field(default_factory=list, max_length=50)
     overage_rule: OverageRule = OverageRule.block
-    overage_rates: dict[str, Count] = Field(
-        default_factory=dict, description='Minor units per unit: {"data_mb", "voice_min", "sms"}'
+    overage_rates: dict[OverageUnit, MinorAmount] = Field(
+        default_factory=dict,
+        max_length=len(OVERAGE_UNITS),
+        description='Minor units per unit: {"data_mb", "voice_min", "sms"}',
     )
-    terms_zh: str = Field(default="", max_length=4000)
-    terms_en: str = Field(default="", max_length=4000)
+    terms_zh: LongText = ""
+    terms_en: LongText = ""
 
 
 class PlanIn(_PlanFields):
@@ -86,20 +93,22 @@ class PlanPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    name_zh: str | None = Field(default=None, min_length=1, max_length=100)
-    name_en: str | None = Field(default=None, min_length=1, max_length=100)
-    price_minor: Count | None = None
-    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
-    validity_days: Annotated[int, Field(strict=True, ge=0, le=3650)] | None = None
+    name_zh: Name | None = None
+    name_en: Name | None = None
+    price_minor: MinorAmount | None = None
+    currency: fields.Currency | None = None
+    validity_days: Days | None = None
     data_bytes: Count | None = None
     voice_seconds: Count | None = None
     sms_count: Count | None = None
     roaming_zones: list[Zone] | None = Field(default=None, max_length=50)
     overage_rule: OverageRule | None = None
-    overage_rates: dict[str, Count] | None = None
-    terms_zh: str | None = Field(default=None, max_length=4000)
-    terms_en: str | None = Field(default=None, max_length=4000)
-    reason: str = Field(default="", max_length=500, description="Kept in the audit log")
+    overage_rates: dict[OverageUnit, MinorAmount] | None = Field(
+        default=None, max_length=len(OVERAGE_UNITS)
+    )
+    terms_zh: LongText | None = None
+    terms_en: LongText | None = None
+    reason: Reason = Field(default="", description="Kept in the audit log")
 
     @model_validator(mode="before")
     @classmethod
@@ -110,7 +119,7 @@ class PlanPatch(BaseModel):
 class RetireIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    reason: str = Field(default="", max_length=500)
+    reason: Reason = ""
 
 
 def check_plan_rules(p: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from openmvno import clock
+from openmvno import clock, fields
 from openmvno.accounts.identity import normalize_phone
 from openmvno.accounts.models import Account
 from openmvno.audit import service as audit
@@ -35,6 +35,8 @@ _SERIAL = re.compile(r"^[A-Z0-9]{4,40}$")
 _MATCHING_ID = re.compile(r"^[A-Za-z0-9-]{4,64}$")
 _PIN = re.compile(r"^[A-Z0-9]{4,12}$")
 _CHUNK = 500
+_CELL_MAX = 64
+"""No column holds more (``esim_matching_id``); a longer cell is refused, not echoed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +52,16 @@ class _Row:
 
 def _parse_row(rt: Runtime, lineno: int, raw: dict[str, Any]) -> tuple[_Row | None, list[str]]:
     problems: list[str] = []
-    value = {k: (raw.get(k) or "").strip() for k in (*REQUIRED, "pin")}
+    value: dict[str, str] = {}
+    for k in (*REQUIRED, "pin"):
+        try:
+            value[k] = fields.clean_text(raw.get(k) or "", max_length=_CELL_MAX, form="NFKC")
+        except ValueError:
+            problems.append(
+                f"{k} must be at most {_CELL_MAX} characters with no control characters"
+            )
+    if problems:
+        return None, problems
     try:
         kind: LineKind | None = LineKind(value["kind"].lower())
     except ValueError:

@@ -50,18 +50,39 @@ def problem(
         "status": status,
         "detail": translate(lang, message, **(params or {})),
         "code": code,
-        "instance": request.url.path,
+        "instance": printable(request.url.path, 300),
     }
     if extra:
         body.update(extra)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+MAX_FIELD_ERRORS = 20
+"""A body of 10,000 bad array items is answered with the first 20 errors, not 10,000."""
+
+
+def printable(value: object, limit: int = 64) -> str:
+    """A caller's text made safe to echo: lone surrogates and control characters replaced,
+    cut to ``limit`` characters (a 10,000-character unknown key is not sent back whole)."""
+    text = str(value)
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    return "".join(ch if ch.isprintable() else "\ufffd" for ch in text)
+
+
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     out = []
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
-        out.append({"field": ".".join(loc), "type": err.get("type"), "message": err.get("msg")})
+    for err in exc.errors()[:MAX_FIELD_ERRORS]:
+        where = err.get("loc", ())
+        loc = [printable(p) for p in where if p not in ("body", "query", "path", "header")]
+        out.append(
+            {
+                "field": ".".join(loc),
+                "type": printable(err.get("type", "")),
+                "message": printable(err.get("msg", ""), 300),
+            }
+        )
     return out
 
 
@@ -82,7 +103,7 @@ def install(app: FastAPI) -> None:
         errors = _field_errors(exc)
         if any(e["type"] == "json_invalid" for e in errors):
             return problem(request, 400, "invalid_json", N_("The body is not valid JSON."))
-        fields = ", ".join(e["field"] or "body" for e in errors)
+        fields = ", ".join(dict.fromkeys(e["field"] or "body" for e in errors[:10]))
         return problem(
             request,
             422,
