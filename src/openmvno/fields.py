@@ -169,8 +169,9 @@ def text(
             strip=strip,
         )
 
+    # The constraints first (they belong to the inner ``str`` schema, and so to the OpenAPI
+    # schema), then the cleaning validator, which runs before them.
     return _Text(
-        BeforeValidator(_validate),
         Field(
             min_length=min_length or None,
             max_length=max_length,
@@ -178,6 +179,7 @@ def text(
             description=description,
             examples=examples,
         ),
+        BeforeValidator(_validate),
     )
 
 

@@ -17,8 +17,8 @@ _MB = 1024**2
 PlanCode = fields.PlanCode
 Zone = Annotated[
     str,
+    StringConstraints(to_upper=True, pattern=r"^[A-Za-z0-9_-]{2,20}$"),
     fields.text(20, min_length=2),
-    StringConstraints(to_upper=True, pattern=r"^[A-Z0-9_-]{2,20}$"),
 ]
 Count = Units
 OverageUnit = Annotated[str, fields.text(20, min_length=1)]

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Annotated
+
+from fastapi import APIRouter, Path, status
 
 from openmvno.catalog import service as catalog
 from openmvno.catalog.models import PlanKind
 from openmvno.catalog.schemas import PlanIn, PlanOut, PlanPatch, RetireIn, plan_out
 from openmvno.channels.api.deps import RT, Admin, Language, Session
 from openmvno.channels.api.schemas import PROBLEMS
+from openmvno.fields import PlanCode
 
 router = APIRouter(prefix="/api/v1", tags=["plans"], responses=PROBLEMS)  # type: ignore[arg-type]
+Code = Annotated[PlanCode, Path(description="The plan's code, e.g. `DATA-10G`")]
 
 
 @router.get("/plans")
@@ -22,7 +26,7 @@ async def list_plans(
 
 
 @router.get("/plans/{code}")
-async def get_plan(code: str, session: Session, language: Language) -> PlanOut:
+async def get_plan(code: Code, session: Session, language: Language) -> PlanOut:
     """One plan; a retired plan is still shown (`active: false`) for lines that have it."""
     return plan_out(await catalog.get_plan(session, code), language)
 
@@ -49,7 +53,7 @@ async def create_plan(
 
 @router.patch("/admin/plans/{code}", tags=["admin"])
 async def update_plan(
-    code: str, body: PlanPatch, session: Session, language: Language, admin: Admin
+    code: Code, body: PlanPatch, session: Session, language: Language, admin: Admin
 ) -> PlanOut:
     """Change a plan (audited); lines already on it keep what they bought."""
     return plan_out(await catalog.update_plan(session, code, body, actor=admin), language)
@@ -57,7 +61,7 @@ async def update_plan(
 
 @router.post("/admin/plans/{code}/retire", tags=["admin"])
 async def retire_plan(
-    code: str, session: Session, language: Language, admin: Admin, body: RetireIn | None = None
+    code: Code, session: Session, language: Language, admin: Admin, body: RetireIn | None = None
 ) -> PlanOut:
     """Stop selling a plan (audited); lines on it keep it."""
     reason = body.reason if body else ""
