@@ -10,40 +10,41 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from openmvno.accounts.models import Channel, Role
 from openmvno.channels.api.schemas import Strict
+from openmvno.fields import Email, Login, Name, OneTimeCode, OpaqueToken, Phone
 
 
 class RegisterIn(Strict):
-    name: str = Field(min_length=1, max_length=100)
-    phone: str | None = Field(default=None, max_length=32)
-    email: str | None = Field(default=None, max_length=254)
+    name: Name
+    phone: Phone | None = None
+    email: Email | None = None
     password: str = Field(max_length=128)
     language: Literal["zh-CN", "en"] | None = None
     code_channel: Channel | None = None
 
 
 class VerifyIn(Strict):
-    login: str = Field(max_length=254, description="Phone number or email")
-    code: str = Field(min_length=4, max_length=12)
+    login: Login = Field(description="Phone number or email")
+    code: OneTimeCode
 
 
 class ResendIn(Strict):
-    login: str = Field(max_length=254)
+    login: Login
     channel: Channel | None = Field(default=None, description="sms or email; default sms")
     purpose: Literal["verify", "reset_password"] = "verify"
 
 
 class TokenIn(Strict):
-    login: str = Field(max_length=254)
+    login: Login
     password: str = Field(max_length=128)
 
 
 class RefreshIn(Strict):
-    refresh_token: str = Field(max_length=200)
+    refresh_token: OpaqueToken
 
 
 class ResetIn(Strict):
-    login: str = Field(max_length=254)
-    code: str = Field(min_length=4, max_length=12)
+    login: Login
+    code: OneTimeCode
     new_password: str = Field(max_length=128)
 
 
