@@ -11,13 +11,14 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from openmvno import __version__
-from openmvno.channels import json_limits, middleware
+from openmvno.channels import json_limits, middleware, security_headers
 from openmvno.channels.api import auth, health, problems
 from openmvno.channels.portal import web as portal_web
 from openmvno.config import Settings
 from openmvno.runtime import Runtime, build_runtime
 
 STATIC = Path(__file__).parent / "channels" / "portal" / "static"
+SANDBOX_STATIC = Path(__file__).parent / "adapters" / "payments" / "static"
 
 
 def create_app(
@@ -62,6 +63,8 @@ def create_app(
     problems.install(app)
     portal_web.install(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    if rt.settings.payment_provider == "sandbox":
+        app.mount("/sandbox/static", StaticFiles(directory=SANDBOX_STATIC), name="sandbox-static")
     app.include_router(health.router)
     app.include_router(auth.router)
     _mount_extras(app, rt)
@@ -71,14 +74,26 @@ def create_app(
         max_body=rt.settings.max_body_bytes,
         default_language=rt.settings.default_language,
     )
+    app.add_middleware(security_headers.SecurityHeadersMiddleware, settings=rt.settings)
+    if rt.settings.trusted_proxies:
+        # Outermost: the client address the log line and rate limits see is the real one,
+        # taken from X-Forwarded-For only when the peer is a trusted proxy.
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=rt.settings.trusted_proxies)
     return app
 
 
 def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` (``openmvno serve --workers N``): settings from env."""
+    from openmvno.cli import refusals, refuse
     from openmvno.logs import setup_logging
 
     settings = Settings()
+    problems = refusals(settings, serving=True)
+    if problems:
+        refuse(problems)
+        raise SystemExit(2)
     setup_logging(json_lines=settings.log_json)
     return create_app(settings, embedded_worker=settings.embedded_worker)
 

@@ -1,5 +1,8 @@
 """ASGI middleware: request id, one structured log line per request, body size cap,
-and the request language (``?lang=``, ``lang`` cookie, ``Accept-Language``)."""
+and the request language (``?lang=``, ``lang`` cookie, ``Accept-Language``).
+
+The log line's ``client`` is the address in the ASGI scope: the socket peer, or the one a
+trusted proxy named (``OPENMVNO_TRUSTED_PROXIES``, applied outside this middleware)."""
 
 from __future__ import annotations
 
@@ -122,8 +125,10 @@ class RequestContextMiddleware:
 
     @staticmethod
     def _log(scope: Scope, status: int, started: float, request_id: str) -> None:
+        client = scope.get("client")
         extra: dict[str, Any] = {
             "request_id": request_id,
+            "client": client[0] if client else None,
             "method": scope.get("method"),
             "path": scope.get("path"),  # never the query string: it may carry tokens
             "status": status,
