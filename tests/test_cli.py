@@ -25,6 +25,7 @@ Invoke = Callable[..., Awaitable[Result]]
 @pytest.fixture(name="invoke")
 def cli(settings: Settings, tmp_path: Path) -> Invoke:
     env = {
+        "OPENMVNO_ENVIRONMENT": "development",  # like the ``settings`` fixture
         "OPENMVNO_DATABASE_URL": settings.database_url,
         "OPENMVNO_DATA_DIR": str(tmp_path),
         "OPENMVNO_SECRET_KEY": settings.secret_key.get_secret_value(),
