@@ -3,6 +3,7 @@ safe redirects, form parsing and rendering a service error on its form."""
 
 from __future__ import annotations
 
+import inspect
 import secrets
 import uuid
 from collections.abc import Awaitable
@@ -12,12 +13,14 @@ from urllib.parse import urlencode, urlsplit
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmvno.accounts import service as accounts
 from openmvno.accounts import tokens
 from openmvno.accounts.models import Account, AuthToken, TokenKind
 from openmvno.channels.api.deps import RT, Session
+from openmvno.channels.portal import forms
 from openmvno.channels.portal.templating import render
 from openmvno.errors import DomainError, NotFound
 from openmvno.i18n import LANGUAGES, N_, normalize_language, translate
@@ -171,8 +174,12 @@ def page(
         "lang_links": _lang_links(request, keep, at),
         "languages": LANGUAGES,
         "flash": translate(language, FLASHES[flash_key]) if flash_key in FLASHES else None,
+        "error": getattr(request.state, "form_error", None),
     }
     ctx.update(context or {})
+    posted = getattr(request.state, "form_values", None)
+    if posted and isinstance(ctx.get("values"), dict):  # a refused form shown again
+        ctx["values"] = {**ctx["values"], **posted}
     response = render(request, template, ctx, status_code=status_code)
     _finish(request, visitor, response)
     return response
@@ -262,9 +269,16 @@ class CsrfRejected(Exception):
 
 
 async def checked_form(request: Request, visitor: Visitor, *, login: bool) -> dict[str, str]:
-    """The posted form, once its CSRF token is checked (else :class:`CsrfRejected`)."""
-    form = await read_form(request)
+    """The posted form, once its CSRF token is checked (else :class:`CsrfRejected`) and
+    every field is within the API's limits (else :class:`forms.FormInvalid`: the form's
+    page again, with the reason)."""
+    form, problem = forms.clean(await read_form(request))
+    if problem is not None and problem.field == CSRF_FIELD:
+        raise CsrfRejected(visitor)
     check_csrf(request, visitor, form, login=login)
+    if problem is not None:
+        problem.visitor = visitor
+        raise problem
     return form
 
 
@@ -274,6 +288,47 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(CsrfRejected)
     async def _csrf(request: Request, exc: CsrfRejected) -> Response:
         return csrf_rejected(request, exc.visitor)
+
+    @app.exception_handler(forms.FormInvalid)
+    async def _invalid(request: Request, exc: forms.FormInvalid) -> Response:
+        return await form_invalid(request, exc)
+
+
+async def form_invalid(request: Request, exc: forms.FormInvalid) -> Response:
+    """The form's own page again (its GET address, when that page needs nothing but the
+    visitor) with the reason on it, as a 422; otherwise an error page with the reason."""
+    language = request.state.language
+    message = exc.describe(language)
+    visitor: Visitor = exc.visitor
+    request.state.form_error = message
+    request.state.form_values = exc.values
+    endpoint = _page_endpoint(request.app, request.url.path)
+    if endpoint is not None:
+        given = {"request": request, "visitor": visitor, "rt": request.app.state.runtime}
+        wanted = inspect.signature(endpoint).parameters
+        response: Response = await endpoint(**{k: v for k, v in given.items() if k in wanted})
+        if response.status_code == 200 and isinstance(response, HTMLResponse):
+            response.status_code = 422
+            return response
+    return error_page(
+        request, visitor, 422, translate(language, "Please correct the form"), message
+    )
+
+
+def _page_endpoint(app: FastAPI, path: str) -> Any:
+    """The GET handler of the page at ``path`` if it needs only the visitor (and runtime)."""
+    for included in app.router.routes:
+        router = getattr(included, "original_router", None)
+        prefix = getattr(getattr(included, "include_context", None), "prefix", "")
+        for route in getattr(router, "routes", [included]):
+            if (
+                isinstance(route, APIRoute)
+                and "GET" in (route.methods or ())
+                and prefix + route.path == path
+            ):
+                params = set(inspect.signature(route.endpoint).parameters)
+                return route.endpoint if params <= {"request", "visitor", "rt"} else None
+    return None
 
 
 def check_csrf(request: Request, visitor: Visitor, form: dict[str, str], *, login: bool) -> None:
