@@ -105,6 +105,8 @@ REFUSALS: list[tuple[str, dict[str, str | None], str]] = [
      "configuration: OPENMVNO_PUBLIC_URL=http://mvno.example is not https"),
     ("public url unset", {"OPENMVNO_PUBLIC_URL": None},
      "configuration: OPENMVNO_PUBLIC_URL is not set"),
+    ("environment misspelt", {"OPENMVNO_ENVIRONMENT": "prod"},
+     "configuration: OPENMVNO_ENVIRONMENT: Input should be 'development' or 'production'"),
     ("trusted proxy not an address", {"OPENMVNO_TRUSTED_PROXIES": "10.0.0.1,proxy.internal"},
      "configuration: OPENMVNO_TRUSTED_PROXIES: 'proxy.internal' is not an IP address"),
 ]

@@ -86,14 +86,15 @@ def create_app(
 
 def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` (``openmvno serve --workers N``): settings from env."""
-    from openmvno.cli import refusals, refuse
+    from openmvno.cli import read_settings, refusals, refuse
     from openmvno.logs import setup_logging
 
-    settings = Settings()
-    problems = refusals(settings, serving=True)
+    settings = read_settings()
+    problems = settings if isinstance(settings, list) else refusals(settings, serving=True)
     if problems:
         refuse(problems)
         raise SystemExit(2)
+    assert isinstance(settings, Settings)
     setup_logging(json_lines=settings.log_json)
     return create_app(settings, embedded_worker=settings.embedded_worker)
 

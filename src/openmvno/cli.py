@@ -6,9 +6,10 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from openmvno.config import Settings
@@ -46,6 +47,21 @@ def refuse(problems: list[str]) -> None:
         print(f"configuration: {problem}", file=sys.stderr)
 
 
+def read_settings(data_dir: Path | None = None, **values: Any) -> Settings | list[str]:
+    """Settings from the environment (and ``values``), or what is wrong with them, one
+    line per variable (a value of the wrong kind, e.g. ``OPENMVNO_ENVIRONMENT=prod``)."""
+    if data_dir:
+        values["data_dir"] = data_dir
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        return [
+            f"OPENMVNO_{str(error['loc'][0]).upper()}: {error['msg']}" if error["loc"]
+            else str(error["msg"])
+            for error in exc.errors()
+        ]
+
+
 def settings_for(
     data_dir: Path | None = None, *, serving: bool = False, demo: bool = False
 ) -> Settings:
@@ -53,17 +69,14 @@ def settings_for(
     settings this release cannot run with stop the command with a clear message and exit
     code 2. ``serving``: also what production refuses; ``demo`` (``serve --demo``) means
     development unless ``OPENMVNO_ENVIRONMENT`` is set."""
-    settings = Settings(data_dir=data_dir) if data_dir else Settings()
-    if demo and "environment" not in settings.model_fields_set:
-        settings = (
-            Settings(data_dir=data_dir, environment="development")
-            if data_dir
-            else Settings(environment="development")
-        )
-    problems = refusals(settings, serving=serving)
+    settings = read_settings(data_dir)
+    if demo and isinstance(settings, Settings) and "environment" not in settings.model_fields_set:
+        settings = read_settings(data_dir, environment="development")
+    problems = settings if isinstance(settings, list) else refusals(settings, serving=serving)
     if problems:
         refuse(problems)
         raise typer.Exit(2)
+    assert isinstance(settings, Settings)
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     return settings
