@@ -28,11 +28,13 @@ class Limit:
     secret: bool = False
     """Checked only: a password is hashed exactly as typed (no normalising, no stripping)."""
     multiline: bool = False
+    visible: bool = False
+    """When given, it must show something (not only spaces or zero-width characters)."""
 
 
 # The API's limit for the same value (fields.py / the schemas), by form field name.
 FIELDS: dict[str, Limit] = {
-    "name": Limit(100, N_("Name")),
+    "name": Limit(100, N_("Name"), visible=True),
     "phone": Limit(32, N_("Phone number"), "NFKC"),
     "email": Limit(254, N_("Email"), "NFKC"),
     "login": Limit(254, N_("Phone number or email"), "NFKC"),
@@ -54,6 +56,7 @@ _MESSAGES = {
     fields.TOO_LONG: N_("{field} is too long: at most {max_length} characters."),
     fields.CONTROL: N_("{field} contains a character that cannot be used (such as a control "
                        "character); please type it again."),
+    fields.BLANK: N_("{field} is empty or shows nothing; please type it again."),
     fields.SURROGATE: N_("{field} contains a character that cannot be used (such as a control "
                          "character); please type it again."),
 }
@@ -104,6 +107,9 @@ def clean(form: dict[str, str]) -> tuple[dict[str, str], FormInvalid | None]:
             kind = getattr(exc, "type", "")
             if problem is None:
                 problem = FormInvalid(name, kind if isinstance(kind, str) else "", limit)
+            continue
+        if limit.visible and cleaned and not fields.has_visible(cleaned):
+            problem = problem or FormInvalid(name, fields.BLANK, limit)
             continue
         out[name] = value if limit.secret else cleaned
     if problem is not None:

@@ -82,7 +82,14 @@ async def get_visitor(request: Request, session: Session, rt: RT) -> Visitor:
         anon = _sign_anon(rt.secret_key, secrets.token_urlsafe(16))
     assert anon is not None
     csrf = keyed_digest(token.csrf_secret, "portal-csrf") if token and token.csrf_secret else ""
-    return Visitor(account, token is not None, csrf, anon, fresh, rt.secret_key)
+    visitor = Visitor(account, token is not None, csrf, anon, fresh, rt.secret_key)
+    # The address itself gets the forms' limits: no page reads a NUL or a 10,000-character
+    # value from its query string or path.
+    for values, status in ((request.path_params, 404), (request.query_params, 400)):
+        _, problem = forms.clean({str(k): str(v) for k, v in values.items()})
+        if problem is not None:
+            raise AddressRefused(visitor, problem, status)
+    return visitor
 
 
 Viewer = Annotated[Visitor, Depends(get_visitor)]
@@ -260,6 +267,16 @@ async def read_form(request: Request) -> dict[str, str]:
     return out
 
 
+class AddressRefused(Exception):
+    """A path or query value no page accepts (answered by :func:`install`'s handler)."""
+
+    def __init__(self, visitor: Visitor, problem: forms.FormInvalid, status: int) -> None:
+        super().__init__("address")
+        self.visitor = visitor
+        self.problem = problem
+        self.status = status
+
+
 class CsrfRejected(Exception):
     """A POST arrived without a valid CSRF token (answered by :func:`install`'s handler)."""
 
@@ -288,6 +305,16 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(CsrfRejected)
     async def _csrf(request: Request, exc: CsrfRejected) -> Response:
         return csrf_rejected(request, exc.visitor)
+
+    @app.exception_handler(AddressRefused)
+    async def _address(request: Request, exc: AddressRefused) -> Response:
+        if exc.status == 404:
+            return not_found(request, exc.visitor)
+        lang = request.state.language
+        return error_page(
+            request, exc.visitor, exc.status, translate(lang, "This address is not valid"),
+            exc.problem.describe(lang),
+        )
 
     @app.exception_handler(forms.FormInvalid)
     async def _invalid(request: Request, exc: forms.FormInvalid) -> Response:
