@@ -154,7 +154,7 @@ async def register_and_login(
     *,
     phone: str | None = None,
     email: str | None = None,
-    password: str = "s3cret-Pass",
+    password: str = "Harbour-Lights-2026",
     name: str = "Li Lei",
 ) -> dict[str, str]:
     """A verified subscriber; returns auth headers."""

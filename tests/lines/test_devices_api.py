@@ -158,7 +158,7 @@ async def test_guessing_is_locked_out_per_account_until_the_window_passes(
 
     frozen.advance(seconds=expected)
     r = await client.post(
-        "/api/v1/auth/token", json={"login": me["X-Phone"], "password": "s3cret-Pass"}
+        "/api/v1/auth/token", json={"login": me["X-Phone"], "password": "Harbour-Lights-2026"}
     )
     me = {"Authorization": f"Bearer {r.json()['access_token']}"}  # the old token expired
     r = await client.post("/api/v1/devices/bind", json=right, headers=me)
