@@ -34,6 +34,7 @@ STAFF = frozenset({"agent", "admin"})
 # parameters name subscriber A's objects.
 OWNER = frozenset({"subscriber_a"})
 OWNER_OR_STAFF = OWNER | STAFF
+LINK_HOLDER: frozenset[str] = frozenset()  # a guest order: only its link token opens it
 MATRIX: dict[str, frozenset[str]] = {
     # health and docs
     "GET /healthz": EVERYONE,
@@ -75,6 +76,12 @@ MATRIX: dict[str, frozenset[str]] = {
     "POST /api/v1/orders/{order_id}/refund": STAFF,
     "POST /api/v1/orders/{order_id}/payments": OWNER_OR_STAFF,
     "POST /api/v1/guest/topup/lookup": EVERYONE,
+    "GET /api/v1/guest/orders/{token}": LINK_HOLDER,
+    "POST /api/v1/guest/orders/{token}/cancel": LINK_HOLDER,
+    "POST /api/v1/guest/orders/{token}/payments": LINK_HOLDER,
+    "GET /api/v1/guest/orders/{token}/receipt": LINK_HOLDER,
+    "GET /api/v1/guest/orders/{token}/receipt.html": LINK_HOLDER,
+    "GET /api/v1/guest/orders/{token}/receipt.pdf": LINK_HOLDER,
     "GET /api/v1/payment-methods": EVERYONE,
     "GET /api/v1/receipts": SIGNED_IN,
     "GET /api/v1/receipts/{receipt_id}": OWNER_OR_STAFF,
@@ -99,6 +106,11 @@ MATRIX: dict[str, frozenset[str]] = {
     "GET /topup": EVERYONE,
     "POST /topup": EVERYONE,
     "POST /topup/pay": EVERYONE,
+    "GET /topup/orders/{token}": LINK_HOLDER,
+    "POST /topup/orders/{token}/pay": LINK_HOLDER,
+    "POST /topup/orders/{token}/cancel": LINK_HOLDER,
+    "GET /topup/orders/{token}/receipt": LINK_HOLDER,
+    "GET /topup/orders/{token}/receipt.pdf": LINK_HOLDER,
     # portal: signed-in pages
     "GET /account": SIGNED_IN,
     "GET /devices/bind": SIGNED_IN,
@@ -193,6 +205,7 @@ def is_denied(path: str, r: httpx.Response) -> bool:
 # A valid body where the route checks the caller only after reading it.
 BODIES: dict[str, dict[str, Any]] = {
     "POST /api/v1/orders/{order_id}/payments": {"method": "card"},
+    "POST /api/v1/guest/orders/{token}/payments": {"method": "card"},
 }
 
 

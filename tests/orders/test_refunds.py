@@ -11,6 +11,7 @@ from sqlalchemy import update
 from openmvno.db import unit_of_work
 from openmvno.lines.models import Line, LineState
 from openmvno.runtime import Runtime
+from tests.orders.guests import guest_order, guest_pay
 from tests.orders.helpers import (
     fund_wallet,
     give_line,
@@ -68,9 +69,9 @@ async def test_guest_topup_refund_takes_back_from_the_account_credited(
     provider = use_tiny_provider(rt)
     _, first_owner = await subscriber(client)
     line = await give_line(rt, first_owner)
-    body = {"kind": "guest_topup", "msisdn": line.msisdn, "amount_minor": 3000}
-    oid = (await order(client, None, body)).json()["id"]
-    await send_webhook(client, provider, reference_of(await pay(client, None, oid, "alipay")),
+    created, token = await guest_order(client, line.msisdn, 3000)
+    oid = created["id"]
+    await send_webhook(client, provider, reference_of(await guest_pay(client, token, "alipay")),
                        "succeeded")
     assert await wallet_minor(rt, first_owner) == 3000
     _, new_owner = await subscriber(client)
@@ -90,9 +91,9 @@ async def test_guest_topup_refund_after_the_line_was_unbound(
     provider = use_tiny_provider(rt)
     _, owner = await subscriber(client)
     line = await give_line(rt, owner)
-    body = {"kind": "guest_topup", "msisdn": line.msisdn, "amount_minor": 3000}
-    oid = (await order(client, None, body)).json()["id"]
-    await send_webhook(client, provider, reference_of(await pay(client, None, oid, "alipay")),
+    created, token = await guest_order(client, line.msisdn, 3000)
+    oid = created["id"]
+    await send_webhook(client, provider, reference_of(await guest_pay(client, token, "alipay")),
                        "succeeded")
     await _set_owner(rt, line.id, None)
     agent = await staff(client, rt)

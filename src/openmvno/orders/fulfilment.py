@@ -14,7 +14,6 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmvno import clock
@@ -116,6 +115,26 @@ async def _grant(
     }
 
 
+async def _confirmed_owner(session: AsyncSession, order: Order) -> tuple[Line, uuid.UUID]:
+    """The line and owner a guest confirmed at look-up, if the line still has that number
+    and that owner. Otherwise the top-up is not credited to anybody: the order fails and
+    the payment is refunded (the guest paid for the person they were shown, and the money
+    never goes to a number's new owner)."""
+    line = (
+        await session.get(Line, order.line_id, with_for_update=True, populate_existing=True)
+        if order.line_id is not None else None
+    )
+    if line is None or line.state == LineState.terminated:
+        raise FulfilmentImpossible("line_unavailable")
+    if (
+        order.credited_account_id is None  # created before owners were confirmed
+        or line.account_id != order.credited_account_id  # unbound or bound elsewhere since
+        or line.msisdn != order.msisdn
+    ):
+        raise FulfilmentImpossible("number_owner_changed")
+    return line, order.credited_account_id
+
+
 async def _carry_out(
     session: AsyncSession, rt: Runtime, order: Order
 ) -> tuple[dict[str, Any], Line | None, Plan | None]:
@@ -126,10 +145,7 @@ async def _carry_out(
             owner_id = order.account_id
             target = None
         else:
-            target = await session.scalar(select(Line).where(Line.msisdn == order.msisdn))
-            if target is None or target.account_id is None or target.state == LineState.terminated:
-                raise FulfilmentImpossible("line_unavailable")
-            owner_id = target.account_id
+            target, owner_id = await _confirmed_owner(session, order)
         wallet = await ledger.credit_wallet(
             session, account_id=owner_id, currency=order.currency,
             amount_minor=order.amount_minor, reason=EntryReason.topup,
@@ -177,8 +193,9 @@ async def fulfil(
         return await _fail_paid(session, rt, order, attempt, exc.code)
     buyer = await session.get(Account, order.account_id) if order.account_id else None
     items = [_item(order, plan)]
+    shown = mask_phone(order.msisdn or "") if order.kind is OrderKind.guest_topup else order.msisdn
     receipt = await receipts.issue(
-        session, order=order, buyer=buyer.name if buyer else "", msisdn=order.msisdn,
+        session, order=order, buyer=buyer.name if buyer else "", msisdn=shown,
         items=items, payment_method=str(attempt.method),
     )
     result.update(receipt_id=str(receipt.id), receipt_number=receipt.number)

@@ -15,13 +15,16 @@ from openmvno.payments.schemas import AttemptOut
 
 class OrderIn(Strict):
     """What to buy. ``new_line``: plan_code. ``plan`` / ``addon``: line_id and plan_code.
-    ``topup``: amount_minor. ``guest_topup`` (no login needed): msisdn and amount_minor."""
+    ``topup``: amount_minor. ``guest_topup`` (no login needed): msisdn and amount_minor,
+    and the ``confirmation`` from the number look-up (then only the owner shown there can
+    be credited; a 409 ``number_owner_changed`` if the number changed hands since)."""
 
     kind: OrderKind
     plan_code: str | None = Field(default=None, max_length=40)
     line_id: uuid.UUID | None = None
     amount_minor: int | None = Field(default=None, ge=1)
     msisdn: str | None = Field(default=None, max_length=32)
+    confirmation: str | None = Field(default=None, max_length=64)
 
 
 class RefundIn(Strict):
@@ -36,6 +39,8 @@ class GuestLookupOut(BaseModel):
     msisdn: str
     owner: str
     """Masked name of the line's owner, e.g. ``张*明``."""
+    confirmation: str
+    """Send it with the ``guest_topup`` order: only this owner can then be credited."""
 
 
 class OrderOut(BaseModel):
@@ -60,6 +65,13 @@ class OrderOut(BaseModel):
     fulfilled_at: datetime | None
     cancelled_at: datetime | None
     refunded_at: datetime | None
+    guest_token: str | None = None
+    """A guest order, in the response that created it only: the secret of its link, the
+    only way to the order (``/api/v1/guest/orders/{guest_token}``); it is not shown again."""
+    guest_url: str | None = None
+    """The order's address for the guest (API), in the creating response only."""
+    result_page_url: str | None = None
+    """The order's page for the guest (portal), in the creating response only."""
 
 
 class OrderPage(BaseModel):

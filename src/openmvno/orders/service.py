@@ -1,5 +1,10 @@
 """Orders: create (idempotently), see, list, cancel; the guest top-up number check.
 
+Who reaches an order: its owner (by id), staff (by id, audited when it is someone
+else's), and for a guest order (no owner) only the holder of its link token, given
+once when the order is created (only its SHA-256 is stored). A guest top-up credits
+the owner of the number confirmed at look-up, stored on the order.
+
 The rest of the domain lives beside it, one job each, and is re-exported here so
 ``from openmvno.orders import service as orders`` keeps giving every public name:
 
@@ -26,7 +31,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmvno import clock
 from openmvno.accounts.identity import mask_name, mask_phone, normalize_phone
-from openmvno.accounts.models import Account, Role
+from openmvno.accounts.models import Account
+from openmvno.audit import service as audit
 from openmvno.catalog import service as catalog
 from openmvno.catalog.models import Plan, PlanKind
 from openmvno.errors import Conflict, DomainError, InvalidInput, NotFound, Unauthorized
@@ -44,6 +50,7 @@ from openmvno.orders.texts import GUEST_TOPUP, WALLET_TOPUP, failure_reason
 from openmvno.payments.models import AttemptState, PaymentAttempt
 from openmvno.ratelimit import service as ratelimit
 from openmvno.runtime import Runtime
+from openmvno.security import keyed_digest, new_token, same, sha256
 
 MAIN_PLAN_KINDS = (PlanKind.data, PlanKind.voice, PlanKind.mixed)
 
@@ -84,10 +91,18 @@ async def guest_line(session: AsyncSession, rt: Runtime, msisdn: str) -> Line:
     return line
 
 
+def confirmation(rt: Runtime, line: Line) -> str:
+    """What a look-up showed, as an opaque keyed digest of the line, its number and its
+    owner: sent back with the order, it proves the owner has not changed since."""
+    value = f"guest-topup-confirm:{line.id}:{line.msisdn}:{line.account_id}"
+    return keyed_digest(rt.secret_key, value)[:32]
+
+
 async def guest_lookup(
     session: AsyncSession, rt: Runtime, msisdn: str, *, client: str
 ) -> dict[str, str]:
-    """Confirm a number before a guest pays: the owner's masked name and the masked number.
+    """Confirm a number before a guest pays: the owner's masked name, the masked number and
+    the ``confirmation`` to send with the order (so only this owner can be credited).
     Limited per client address, so numbers cannot be harvested for names."""
     await ratelimit.hit(
         session, scope="guest_lookup", key=client, limit=rt.settings.guest_lookups_per_hour,
@@ -100,7 +115,8 @@ async def guest_lookup(
         raise
     owner = await session.get(Account, line.account_id)
     assert owner is not None
-    return {"msisdn": mask_phone(line.msisdn), "owner": mask_name(owner.name)}
+    return {"msisdn": mask_phone(line.msisdn), "owner": mask_name(owner.name),
+            "confirmation": confirmation(rt, line)}
 
 
 async def _stock_available(session: AsyncSession) -> bool:
@@ -121,7 +137,16 @@ async def _build(
     order = Order(kind=kind, number=_order_number(), account_id=account.id if account else None)
     if kind is OrderKind.guest_topup:
         line = await guest_line(session, rt, str(_require(body, "msisdn")))
+        confirmed = body.get("confirmation")
+        if confirmed is not None and not same(str(confirmed), confirmation(rt, line)):
+            raise Conflict(
+                "number_owner_changed",
+                "The owner of this number has changed since you checked it; check the "
+                "number again.",
+            )
         order.msisdn = line.msisdn
+        order.line_id = line.id
+        order.credited_account_id = line.account_id
         order.amount_minor = _topup_amount(rt, body)
         order.currency = rt.settings.default_currency
         order.description = translate(language, GUEST_TOPUP, msisdn=mask_phone(line.msisdn))
@@ -194,6 +219,26 @@ def _same_request(order: Order, digest: str) -> Order:
     return order
 
 
+def new_guest_link() -> str:
+    """A guest order's link token (256 random bits, URL-safe)."""
+    return new_token()
+
+
+def link_hash(token: str) -> str:
+    return sha256(token)
+
+
+def _valid_link(token: str) -> bool:
+    return 32 <= len(token) <= 128 and all(c.isascii() and (c.isalnum() or c in "-_")
+                                           for c in token)
+
+
+def link_matches(order: Order, token: str | None) -> bool:
+    """True if ``token`` is the link of this guest order."""
+    return bool(token and order.guest_link_hash
+                and same(link_hash(token), order.guest_link_hash))
+
+
 async def create(
     session: AsyncSession,
     rt: Runtime,
@@ -202,9 +247,15 @@ async def create(
     idempotency_key: str,
     body: dict[str, Any],
     language: str,
+    guest_link: str | None = None,
 ) -> tuple[Order, bool]:
     """Create an order once per ``(scope, Idempotency-Key)``; returns ``(order, created)``.
-    The same key with the same body returns the first order; with another body, a 409."""
+    The same key with the same body returns the first order; with another body, a 409.
+
+    A guest order (no account) needs ``guest_link``, a token from :func:`new_guest_link`
+    that the caller hands to the guest: its hash is stored and it is the only way to the
+    order. A guest replay returns the first order only with the same link (a 409
+    ``guest_order_exists`` otherwise): the link is never given out again."""
     if not idempotency_key or len(idempotency_key) > 128:
         raise InvalidInput(
             "idempotency_key_required", "Send an Idempotency-Key header (up to 128 characters)."
@@ -220,8 +271,14 @@ async def create(
         scope = f"guest:{number}"
     existing = await _by_key(session, scope, idempotency_key)
     if existing is not None:
-        return _same_request(existing, digest), False
+        return _replay(existing, digest, guest=account is None, guest_link=guest_link), False
     order = await _build(session, rt, account=account, body=body, language=language)
+    if account is None:
+        if guest_link is None or not _valid_link(guest_link):
+            raise InvalidInput(
+                "guest_link_invalid", "This form has expired; reload the page and try again."
+            )
+        order.guest_link_hash = link_hash(guest_link)
     order.idempotency_scope = scope
     order.idempotency_key = idempotency_key
     order.request_hash = digest
@@ -235,27 +292,94 @@ async def create(
         existing = await _by_key(session, scope, idempotency_key)
         if existing is None:
             raise
-        return _same_request(existing, digest), False
+        return _replay(existing, digest, guest=account is None, guest_link=guest_link), False
     return order, True
 
 
+def _replay(order: Order, digest: str, *, guest: bool, guest_link: str | None) -> Order:
+    """The first order again, for a replayed create. A guest replay shows the order only
+    to the holder of its link (the same form sent twice), never to whoever guesses the
+    number and key."""
+    _same_request(order, digest)
+    if guest and not link_matches(order, guest_link):
+        raise Conflict(
+            "guest_order_exists",
+            "This top-up was already created; open it with the link you were given, or "
+            "start a new top-up.",
+        )
+    return order
+
+
 def can_see(order: Order, account: Account | None) -> bool:
-    """Owner or staff; a guest order (no account) is reachable by its unguessable id."""
-    if order.account_id is None:
-        return True
+    """By id: the owner, or staff. A guest order (no owner) only staff; a guest reaches it
+    through its link (:func:`get_by_link`) and never by id."""
     if account is None:
         return False
-    return order.account_id == account.id or account.role in (Role.agent, Role.admin)
+    if order.account_id is not None and order.account_id == account.id:
+        return True
+    return account.role in audit.STAFF_ROLES
+
+
+def _not_found() -> NotFound:
+    return NotFound("order_not_found", "There is no such order.")
+
+
+async def get_by_link(session: AsyncSession, token: str) -> Order:
+    """The guest order whose link token this is, else "not found"."""
+    if not _valid_link(token):
+        raise _not_found()
+    order = await session.scalar(
+        select(Order)
+        .where(Order.guest_link_hash == link_hash(token))
+        .execution_options(populate_existing=True)
+    )
+    if order is None:
+        raise _not_found()
+    return order
+
+
+def whose(order: Order) -> uuid.UUID | None:
+    """The subscriber an order's data is about: its buyer, or the account a guest credits."""
+    return order.account_id or order.credited_account_id
 
 
 async def get_visible(
-    session: AsyncSession, order_id: uuid.UUID, account: Account | None
+    session: AsyncSession, order_id: uuid.UUID | None, account: Account | None, *,
+    guest_link: str | None = None, audit_as: str | None = None,
 ) -> Order:
-    """An order the caller may see; anyone else's is "not found" (existence never leaks)."""
-    order = await session.get(Order, order_id, populate_existing=True)
+    """An order the caller may see; anyone else's is "not found" (existence never leaks).
+
+    ``guest_link``: the order is found by its link token instead (``order_id``, if given,
+    must be that order's). ``audit_as``: the audit action (``order.cancel``,
+    ``payment.start``) recorded when staff reach someone else's order, in this (writable)
+    transaction; a read-only request records its read with :func:`record_access`."""
+    if guest_link is not None:
+        linked = await get_by_link(session, guest_link)
+        if order_id is not None and linked.id != order_id:
+            raise _not_found()
+        return linked
+    order = await session.get(Order, order_id, populate_existing=True) if order_id else None
     if order is None or not can_see(order, account):
-        raise NotFound("order_not_found", "There is no such order.")
+        raise _not_found()
+    if audit_as is not None:
+        await record_access(session, order, account, audit_as)
     return order
+
+
+def staff_reaches(order: Order, account: Account | None) -> bool:
+    """True when staff reach an order that is not their own (an audited access)."""
+    return audit.acts_for_someone_else(account, order.account_id)
+
+
+async def record_access(
+    session: AsyncSession, order: Order, actor: Account | None, action: str
+) -> None:
+    """Audit staff reaching someone else's order (who, what, whose, when); nothing for a
+    subscriber's own. Needs a writable transaction."""
+    await audit.staff_access(
+        session, actor=actor, action=action, subject_type="order", subject_id=order.id,
+        account_id=whose(order), data={"number": order.number},
+    )
 
 
 async def list_for_account(
@@ -305,14 +429,22 @@ __all__ = [
     "attempts_for",
     "can_see",
     "cancel",
+    "confirmation",
     "create",
     "failure_reason",
     "fulfil",
+    "get_by_link",
     "get_visible",
     "guest_line",
     "guest_lookup",
+    "link_hash",
+    "link_matches",
     "list_for_account",
+    "new_guest_link",
     "provision",
+    "record_access",
     "refund",
     "request_hash",
+    "staff_reaches",
+    "whose",
 ]

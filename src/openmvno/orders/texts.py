@@ -22,6 +22,8 @@ FAILURE_REASONS: dict[str, str] = {
                        "refunded."),
     "line_unavailable": N_("The line can no longer take this order; the payment will be "
                            "refunded."),
+    "number_owner_changed": N_("The number changed owner after it was checked, so nobody "
+                               "was credited; the payment will be refunded."),
 }
 UNKNOWN_FAILURE = N_("The payment failed ({code}). Try another method.")
 WALLET_TOPUP = N_("Wallet top-up")

@@ -121,21 +121,32 @@ async def start(
 
 
 async def pay(
-    rt: Runtime, *, order_id: uuid.UUID, method: str, viewer: Account | None
+    rt: Runtime, *, order_id: uuid.UUID | None, method: str, viewer: Account | None,
+    guest_link: str | None = None,
 ) -> tuple[PaymentAttempt, Order]:
     """Pay an order the viewer may see. Three short transactions, never one held open
     across the network: record the attempt; ask the provider; record its answer.
     A crash in between leaves a ``created`` attempt that the janitor settles."""
     async with unit_of_work(rt.sessions) as session:
-        order = await orders.get_visible(session, order_id, viewer)
+        # A guest order by its link token; staff paying someone's order is audited.
+        order = await orders.get_visible(
+            session, order_id, viewer, guest_link=guest_link, audit_as="payment.start"
+        )
         attempt = await start(session, rt, order=order, method=method, payer=viewer)
     if attempt.provider == WALLET:
         return attempt, order
-    return await _ask_provider(rt, attempt, order)
+    return await _ask_provider(rt, attempt, order, guest_link)
+
+
+def return_url(rt: Runtime, order: Order, guest_link: str | None) -> str:
+    """Where the provider sends the payer back: the order's page (a guest's: its link)."""
+    if guest_link is not None:
+        return f"{rt.settings.public_url}/topup/orders/{guest_link}"
+    return f"{rt.settings.public_url}/orders/{order.id}/result"
 
 
 async def _ask_provider(
-    rt: Runtime, attempt: PaymentAttempt, order: Order
+    rt: Runtime, attempt: PaymentAttempt, order: Order, guest_link: str | None = None
 ) -> tuple[PaymentAttempt, Order]:
     provider = provider_for(rt)
     try:
@@ -143,7 +154,7 @@ async def _ask_provider(
             attempt_id=str(attempt.id), amount_minor=attempt.amount_minor,
             currency=attempt.currency, method=str(attempt.method),
             description=order.description or order.number,
-            return_url=f"{rt.settings.public_url}/orders/{order.id}/result",
+            return_url=return_url(rt, order, guest_link),
         )
     except Exception as exc:
         log.exception("payment provider refused", extra={"attempt": str(attempt.id)})
@@ -183,12 +194,16 @@ async def _record_failure(session: AsyncSession, attempt_id: uuid.UUID, code: st
     await fail_attempt(session, row, order, code)
 
 
-async def refresh_order(rt: Runtime, *, order_id: uuid.UUID, viewer: Account | None) -> Order:
+async def refresh_order(
+    rt: Runtime, *, order_id: uuid.UUID | None, viewer: Account | None,
+    guest_link: str | None = None,
+) -> Order:
     """Ask the provider about the order's open attempts and apply what it says (the
     same idempotent path as a webhook), so a payer coming back from the payment page
     sees the outcome at once, whether or not the webhook has arrived yet."""
     async with unit_of_work(rt.sessions) as session:
-        order = await orders.get_visible(session, order_id, viewer)
+        order = await orders.get_visible(session, order_id, viewer, guest_link=guest_link)
+        order_id = order.id
         open_refs = [
             (a.provider, a.provider_ref)
             for a in await orders.attempts_for(session, order.id)
@@ -205,7 +220,7 @@ async def refresh_order(rt: Runtime, *, order_id: uuid.UUID, viewer: Account | N
             async with unit_of_work(rt.sessions) as session:
                 await apply(session, rt, provider_name=provider_name, payment=payment)
     async with unit_of_work(rt.sessions) as session:
-        return await orders.get_visible(session, order_id, viewer)
+        return await orders.get_visible(session, order_id, viewer, guest_link=guest_link)
 
 
 def states_conflict(order: Order) -> DomainError:

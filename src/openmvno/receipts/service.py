@@ -12,7 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmvno import clock
-from openmvno.accounts.models import Account, Role
+from openmvno.accounts.models import Account
+from openmvno.audit import service as audit
 from openmvno.errors import NotFound
 from openmvno.formatting import Formatter
 from openmvno.i18n import N_, translate
@@ -110,12 +111,45 @@ async def list_for_account(
     return list(rows.all()), int(total or 0)
 
 
+def _not_found() -> NotFound:
+    return NotFound("receipt_not_found", "There is no such receipt.")
+
+
 async def get_visible(session: AsyncSession, receipt_id: uuid.UUID, account: Account) -> Receipt:
-    """A receipt its owner (or staff) may see; anyone else gets "not found"."""
+    """A receipt its owner (or staff) may see; anyone else gets "not found". A guest's
+    receipt (no owner) is reached through the guest's order link (:func:`of_order`). Staff
+    reading someone else's must be audited: see :func:`staff_reads` and :func:`record_view`."""
     receipt = await session.get(Receipt, receipt_id)
-    staff = account.role in (Role.agent, Role.admin)
-    if receipt is None or (receipt.account_id != account.id and not staff):
-        raise NotFound("receipt_not_found", "There is no such receipt.")
+    staff = account.role in audit.STAFF_ROLES
+    mine = receipt is not None and receipt.account_id is not None \
+        and receipt.account_id == account.id
+    if receipt is None or not (mine or staff):
+        raise _not_found()
+    return receipt
+
+
+def staff_reads(receipt: Receipt, account: Account) -> bool:
+    """True when staff open a receipt that is not their own (an audited read)."""
+    return audit.acts_for_someone_else(account, receipt.account_id)
+
+
+async def record_view(session: AsyncSession, receipt: Receipt, actor: Account) -> None:
+    """Audit staff reading someone else's receipt (``receipt.view``; needs a writable
+    transaction), naming whose it is: its buyer, or the account a guest's top-up credited."""
+    whose = receipt.account_id or await session.scalar(
+        select(Order.credited_account_id).where(Order.id == receipt.order_id)
+    )
+    await audit.staff_access(
+        session, actor=actor, action="receipt.view", subject_type="receipt",
+        subject_id=receipt.id, account_id=whose, data={"number": receipt.number},
+    )
+
+
+async def of_order(session: AsyncSession, order: Order) -> Receipt:
+    """The receipt of an order the caller already reached (a guest through its link)."""
+    receipt = await for_order(session, order.id)
+    if receipt is None:
+        raise _not_found()
     return receipt
 
 

@@ -52,15 +52,31 @@ def new_key() -> str:
 
 
 def portal_may_see(order: Order, account: Account | None) -> bool:
-    """The subscriber portal shows an order to its owner only (a guest order, which has
-    no owner, to whoever holds its id). Staff use the console, which audits them."""
-    return order.account_id is None or (account is not None and order.account_id == account.id)
+    """By id, the subscriber portal shows an order to its owner only; a guest order (no
+    owner) only through its link (``/topup/orders/{token}``). Staff use the console,
+    which audits them."""
+    return account is not None and order.account_id is not None \
+        and order.account_id == account.id
+
+
+def guest_path(link: str) -> str:
+    """A guest order's page: the link handed to the guest (the provider returns there)."""
+    return f"/topup/orders/{link}"
+
+
+def result_path(order: Order, link: str | None) -> str:
+    """The order's result page: the owner's by id, a guest's through its link."""
+    return guest_path(link) if link else f"/orders/{order.id}/result"
 
 
 async def visible_order(
-    session: AsyncSession, order_id: uuid.UUID, account: Account | None
+    session: AsyncSession, order_id: uuid.UUID | None, account: Account | None, *,
+    link: str | None = None,
 ) -> Order:
-    """An order this visitor may see or pay in the portal, else "not found"."""
+    """An order this visitor may see or pay in the portal (by its id, their own; a guest
+    order by its ``link``), else "not found"."""
+    if link is not None:
+        return await orders.get_by_link(session, link)
     order = await orders.get_visible(session, order_id, account)
     if not portal_may_see(order, account):
         raise NotFound("order_not_found", "There is no such order.")
@@ -138,9 +154,11 @@ def _when(iso: Any) -> datetime | None:
 
 
 async def order_context(
-    request: Request, visitor: Visitor, session: AsyncSession, rt: Runtime, order: Order
+    request: Request, visitor: Visitor, session: AsyncSession, rt: Runtime, order: Order,
+    *, link: str | None = None,
 ) -> dict[str, Any]:
-    """Everything the result and detail pages show about one order, localised."""
+    """Everything the result and detail pages show about one order, localised (``link``:
+    a guest seeing their order through its link: its forms and receipt go there too)."""
     lang = request.state.language
     fmt = Formatter(lang)
     state = OrderState(order.state)
@@ -163,7 +181,11 @@ async def order_context(
         "previous_expires": fmt.date(previous) if previous else None,
         "activation_code": r.get("activation_code") if mine else None,
         "receipt_id": r.get("receipt_id") if mine else None,
+        "receipt_url": None,
         "receipt_number": r.get("receipt_number"),
+        "pay_action": (guest_path(link) if link else f"/orders/{order.id}") + "/pay",
+        "cancel_action": guest_path(link) + "/cancel" if link else None,
+        "guest_link": link is not None,
         "credited": fmt.money(int(r["credited_minor"]), order.currency)
         if "credited_minor" in r else None,
         "wallet_text": None,
@@ -201,4 +223,8 @@ async def order_context(
             ctx["wallet_text"] = fmt.money(minor, rt.settings.default_currency)
         if kind is OrderKind.guest_topup:
             ctx["masked_msisdn"] = r.get("msisdn", "")
+        if "receipt_id" in r and link:
+            ctx["receipt_url"] = guest_path(link) + "/receipt"
+        elif "receipt_id" in r and mine:
+            ctx["receipt_url"] = f"/receipts/{r['receipt_id']}"
     return ctx

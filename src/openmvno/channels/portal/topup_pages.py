@@ -1,6 +1,11 @@
 """Top-ups: my own wallet (``/wallet/topup``, logged in) and a guest top-up of any line in
 service (``/topup``: number, confirm the masked owner, amount, pay; no login needed).
-Like checkout, each rendered amount form carries its own idempotency key."""
+Like checkout, each rendered amount form carries its own idempotency key.
+
+A guest's order is reached only through its link, ``/topup/orders/{token}`` (result,
+pay again, cancel, receipt): the token is made with the confirm form, so the same form
+sent twice finds its order again, and only its hash is stored. The confirm form also
+carries the look-up's confirmation: only the owner shown there can be credited."""
 
 from __future__ import annotations
 
@@ -9,24 +14,31 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 
 from openmvno.channels.api.deps import RT, Session
-from openmvno.channels.portal.order_views import method_choices, pay_form
-from openmvno.channels.portal.payment_pages import create_and_pay
+from openmvno.channels.portal.order_views import guest_path, method_choices, pay_form
+from openmvno.channels.portal.payment_pages import create_and_pay, pay_or_resume, result_page
 from openmvno.channels.portal.web import (
+    PRIVATE,
     Viewer,
     Visitor,
+    attempt,
     checked_form,
     describe,
     login_redirect,
+    not_found,
     page,
+    redirect,
 )
-from openmvno.errors import DomainError, InvalidInput
+from openmvno.errors import DomainError, InvalidInput, NotFound
 from openmvno.formatting import Formatter
 from openmvno.i18n import translate
 from openmvno.orders import service as orders
 from openmvno.orders.models import OrderKind
+from openmvno.receipts import pdf
+from openmvno.receipts import service as receipts
+from openmvno.receipts.models import Receipt
 from openmvno.runtime import Runtime
 
 router = APIRouter(include_in_schema=False)
@@ -136,11 +148,13 @@ def _number_form(
 
 def _confirm_form(
     request: Request, visitor: Visitor, rt: Runtime, msisdn: str, found: dict[str, str],
-    **kwargs: Any,
+    link: str | None = None, **kwargs: Any,
 ) -> Response:
-    """Step two: the masked number and owner to check, the amount and the method."""
+    """Step two: the masked number and owner to check, the amount and the method; hidden,
+    the look-up's confirmation and the link token the order will be reached by."""
     return _amount_form(
-        request, visitor, rt, "topup_guest.html", context={"msisdn": msisdn, "found": found},
+        request, visitor, rt, "topup_guest.html",
+        context={"msisdn": msisdn, "found": found, "link": link or orders.new_guest_link()},
         at="/topup", keep={"msisdn": msisdn}, **kwargs,
     )
 
@@ -168,16 +182,96 @@ async def guest_topup_pay(request: Request, visitor: Viewer, session: Session, r
     form = await checked_form(request, visitor, login=False)
     msisdn, amount = form.get("msisdn", ""), form.get("amount", "")
     key, method = form.get("key", ""), form.get("method", "")
+    link, confirmed = form.get("link", ""), form.get("confirmation", "")
     try:
         found = await orders.guest_lookup(session, rt, msisdn, client=_client(request))
     except DomainError as exc:
         return _number_form(request, visitor, msisdn, exc)
     try:
         minor = parse_amount(amount, rt)
-        body = {"kind": OrderKind.guest_topup.value, "msisdn": msisdn, "amount_minor": minor}
+        body = {"kind": OrderKind.guest_topup.value, "msisdn": msisdn, "amount_minor": minor,
+                "confirmation": confirmed}
         return await create_and_pay(request, visitor, session, rt, body=body, key=key,
-                                    method=method)
+                                    method=method, link=link)
     except DomainError as exc:
-        return _confirm_form(request, visitor, rt, msisdn, found, amount=amount, key=key,
-                             method=method, error=describe(request, exc),
-                             status_code=exc.status)
+        # Shown again with the number's owner now (and its confirmation), to check anew.
+        return _confirm_form(request, visitor, rt, msisdn, found, link=link or None,
+                             amount=amount, key=key, method=method,
+                             error=describe(request, exc), status_code=exc.status)
+
+
+# ---------------------------------------------------------------- a guest's order, by its link
+
+
+@router.get("/topup/orders/{token}")
+async def guest_order(
+    request: Request, token: str, visitor: Viewer, session: Session, rt: RT
+) -> Response:
+    """A guest's order (the payment provider sends the payer back here)."""
+    return await result_page(request, visitor, session, rt, None, link=token)
+
+
+@router.post("/topup/orders/{token}/pay")
+async def guest_order_pay(
+    request: Request, token: str, visitor: Viewer, session: Session, rt: RT
+) -> Response:
+    """Pay a guest's order again (another method after a decline)."""
+    form = await checked_form(request, visitor, login=False)
+    try:
+        order = await orders.get_by_link(session, token)
+    except NotFound:
+        return not_found(request, visitor)
+    return await pay_or_resume(request, visitor, session, rt, order, form.get("method", ""),
+                               link=token)
+
+
+@router.post("/topup/orders/{token}/cancel")
+async def guest_order_cancel(
+    request: Request, token: str, visitor: Viewer, session: Session, rt: RT
+) -> Response:
+    """Cancel a guest's order until it is paid (then the page says why not)."""
+    await checked_form(request, visitor, login=False)
+    try:
+        order = await orders.get_by_link(session, token)
+    except NotFound:
+        return not_found(request, visitor)
+    try:
+        await attempt(session, orders.cancel(session, order))
+    except DomainError as exc:
+        return await result_page(request, visitor, session, rt, None, link=token,
+                                 error=describe(request, exc), status_code=exc.status)
+    return redirect(request, visitor, guest_path(token) + "?done=order_cancelled")
+
+
+async def _guest_receipt(session: Session, token: str) -> Receipt:
+    return await receipts.of_order(session, await orders.get_by_link(session, token))
+
+
+@router.get("/topup/orders/{token}/receipt.pdf")
+async def guest_receipt_pdf(
+    request: Request, token: str, visitor: Viewer, session: Session, rt: RT
+) -> Response:
+    try:
+        receipt = await _guest_receipt(session, token)
+    except NotFound:
+        return not_found(request, visitor)
+    data = pdf.render_pdf(
+        receipt, language=request.state.language, operator=rt.settings.operator_name,
+        font_path=rt.settings.receipt_font_path,
+    )
+    headers = {**PRIVATE, "Content-Disposition": f'attachment; filename="{receipt.number}.pdf"'}
+    return Response(data, media_type="application/pdf", headers=headers)
+
+
+@router.get("/topup/orders/{token}/receipt")
+async def guest_receipt(
+    request: Request, token: str, visitor: Viewer, session: Session, rt: RT
+) -> Response:
+    try:
+        receipt = await _guest_receipt(session, token)
+    except NotFound:
+        return not_found(request, visitor)
+    html = receipts.render_html(
+        receipt, language=request.state.language, operator=rt.settings.operator_name
+    )
+    return HTMLResponse(html, headers=PRIVATE)
