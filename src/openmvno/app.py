@@ -16,6 +16,7 @@ from openmvno.channels.api import auth, health, problems
 from openmvno.channels.portal import web as portal_web
 from openmvno.config import Settings
 from openmvno.runtime import Runtime, build_runtime
+from openmvno.web import apidocs
 
 STATIC = Path(__file__).parent / "channels" / "portal" / "static"
 SANDBOX_STATIC = Path(__file__).parent / "adapters" / "payments" / "static"
@@ -56,11 +57,12 @@ def create_app(
         description="Back office of a prepaid mobile operator: plans, lines, balances, "
         "renewals, top-ups and payments. Errors are RFC 9457 problem details.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # web.apidocs serves /docs from the installed package (offline)
         redoc_url=None,
     )
     app.state.runtime = rt
     problems.install(app)
+    apidocs.install(app)
     portal_web.install(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     if rt.settings.payment_provider == "sandbox":

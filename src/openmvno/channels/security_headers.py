@@ -6,10 +6,10 @@ strict (``script-src 'self'``, no ``'unsafe-inline'`` anywhere). Two exceptions,
 
 - The printable receipt (``receipts/templates/receipt.html``) is self-contained, with one
   ``<style>`` block; the policy allows exactly that block by its SHA-256 hash.
-- The API docs (``/docs``, Swagger UI) load their script and styles from a CDN and start
-  with one inline script; those pages get their own policy that allows the CDN and that
-  inline script by hash (computed from the page as served), with inline styles (Swagger UI
-  and ReDoc inject them). Nothing of a subscriber's is ever rendered there.
+- The API docs (``/docs``, Swagger UI from the installed package, see ``web/apidocs``)
+  load only this server's scripts like every page, but Swagger UI injects inline styles
+  and shows images from ``data:`` URLs; ``/docs`` allows inline styles. Nothing of a
+  subscriber's is ever rendered there.
 
 ``form-action`` also lists the public URL's origin (payment pages redirect to absolute
 URLs built from it: Chrome applies ``form-action`` to the redirect after a POST). With the
@@ -32,11 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openmvno.config import Settings
 
-DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc")
-_DOCS_CDN = "https://cdn.jsdelivr.net"
-_INLINE_SCRIPT = re.compile(
-    r"<script(?![^>]*\ssrc\s*=)[^>]*>(.*?)</script\s*>", re.DOTALL | re.IGNORECASE
-)
+DOCS_PATHS = ("/docs",)
 _INLINE_STYLE = re.compile(r"<style[^>]*>(.*?)</style\s*>", re.DOTALL | re.IGNORECASE)
 HSTS = "max-age=31536000"
 
@@ -91,18 +87,14 @@ def page_policy(settings: Settings) -> str:
     )
 
 
-def docs_policy(settings: Settings, body: bytes) -> str:
-    """The API docs' policy: the CDN and the page's own inline scripts (by hash)."""
-    html = body.decode("utf-8", "replace")
-    scripts = " ".join(["'self'", _DOCS_CDN, *(csp_hash(s) for s in _INLINE_SCRIPT.findall(html))])
+def docs_policy(settings: Settings) -> str:
+    """The API docs' policy: this server's scripts only; inline styles (Swagger UI's)."""
     return "; ".join(
         [
             "default-src 'self'",
-            f"script-src {scripts}",
-            f"style-src 'self' 'unsafe-inline' {_DOCS_CDN} https://fonts.googleapis.com",
-            "img-src 'self' data: https:",
-            "font-src 'self' data: https://fonts.gstatic.com",
-            "worker-src 'self' blob:",
+            "script-src 'self'",
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' data:",
             "frame-ancestors 'none'",
             _form_action(settings),
             "base-uri 'none'",
@@ -116,6 +108,7 @@ class SecurityHeadersMiddleware:
         self.app = app
         self.settings = settings
         self.policy = page_policy(settings)
+        self.docs = docs_policy(settings)
         self.fixed: list[tuple[str, str]] = [
             ("x-frame-options", "DENY"),
             ("x-content-type-options", "nosniff"),
@@ -134,36 +127,11 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope.get("path") in DOCS_PATHS:
-            await self._docs(scope, receive, send)
-            return
+        policy = self.docs if scope.get("path") in DOCS_PATHS else self.policy
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                self._add(message, self.policy)
+                self._add(message, policy)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-    async def _docs(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Hold the (small) docs page until it is complete: its policy hashes its scripts."""
-        start: Message | None = None
-        chunks: list[bytes] = []
-
-        async def hold(message: Message) -> None:
-            nonlocal start
-            if message["type"] == "http.response.start":
-                start = message
-                return
-            if message["type"] != "http.response.body" or start is None:
-                await send(message)
-                return
-            chunks.append(message.get("body", b""))
-            if message.get("more_body", False):
-                return
-            body = b"".join(chunks)
-            self._add(start, docs_policy(self.settings, body))
-            await send(start)
-            await send({"type": "http.response.body", "body": body})
-
-        await self.app(scope, receive, hold)

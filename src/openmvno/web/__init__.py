@@ -1,0 +1,1 @@
+"""Shared web pieces for every channel: the API docs page (more arrive as channels grow)."""
