@@ -41,7 +41,7 @@ MATRIX: dict[str, frozenset[str]] = {
     "GET /readyz": EVERYONE,
     "GET /openapi.json": EVERYONE,
     "GET /docs": EVERYONE,
-    "GET /docs/oauth2-redirect": EVERYONE,
+    "GET /docs/start.js": EVERYONE,
     # API: auth (anonymous flows) and me
     "POST /api/v1/auth/register": EVERYONE,
     "POST /api/v1/auth/verify": EVERYONE,
@@ -219,7 +219,7 @@ async def test_every_route_is_in_the_matrix_and_holds(
     assert keys - MATRIX.keys() == set(), "routes missing from the role matrix"
 
     # The world: A and B with a line, a paid order (receipt) and a pending one each.
-    password = "s3cret-Pass"
+    password = "Harbour-Lights-2026"
     a_headers, a_id = await subscriber(client, password=password)
     b_headers, b_id = await subscriber(client, password=password)
     objects: dict[str, str] = {"code": "M30", "provider": "sandbox"}
