@@ -402,3 +402,44 @@ async def test_the_portal_refuses_a_top_up_when_the_owner_changed_since_the_look
         assert "李*" in text  # shown the number's owner now, to check again
     async with unit_of_work(rt.sessions) as s:
         assert (await s.scalars(select(Order))).all() == []
+
+
+async def test_a_signed_in_subscriber_topping_up_another_number_owns_that_order(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    """Their own order, by id as ever (no link needed), the number masked there too; the
+    number's owner cannot open it."""
+    owner_headers, owner = await subscriber(client)
+    line = await give_line(rt, owner)
+    buyer_headers, _ = await subscriber(client)
+    body = {"kind": "guest_topup", "msisdn": line.msisdn, "amount_minor": 3000}
+    created = await order(client, buyer_headers, body)
+    assert created.status_code == 201, created.text
+    assert created.json()["guest_token"] is None
+    oid = created.json()["id"]
+    mine = await client.get(f"/api/v1/orders/{oid}", headers=buyer_headers)
+    assert mine.status_code == 200
+    assert mine.json()["msisdn"] == mask_phone(line.msisdn) and line.msisdn not in mine.text
+    listed = await client.get("/api/v1/orders", headers=buyer_headers)
+    assert line.msisdn not in listed.text and listed.json()["total"] == 1
+    assert (await client.get(f"/api/v1/orders/{oid}", headers=owner_headers)).status_code == 404
+
+
+async def test_the_portal_history_lists_a_top_up_of_another_number_masked(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    _, owner = await subscriber(client)
+    line = await give_line(rt, owner)
+    async with _browser(rt) as buyer:
+        await register_verified(buyer, phone="13800138556")
+        await portal_login(buyer, "13800138556")
+        form = await buyer.get("/topup")
+        confirm = await buyer.post("/topup", data={"csrf": csrf_of(form.text),
+                                                   "msisdn": line.msisdn})
+        r = await buyer.post("/topup/pay", data={**_form(confirm.text, "/topup/pay"),
+                                                 "amount": "20", "method": "card"})
+        assert r.status_code == 303, r.text
+        history = await buyer.get("/orders?lang=en")
+        assert mask_phone(line.msisdn) in text_of(history.text)
+        assert line.msisdn not in history.text
+        assert re.search(r'href="/orders/[0-9a-f-]{36}"', history.text)  # by id, as ever

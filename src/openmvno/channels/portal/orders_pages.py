@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from openmvno.accounts.identity import mask_phone
 from openmvno.accounts.models import Account
 from openmvno.channels.api.deps import RT, Session
 from openmvno.channels.portal.order_views import (
@@ -35,7 +36,7 @@ from openmvno.errors import DomainError, NotFound
 from openmvno.formatting import Formatter
 from openmvno.i18n import N_, translate
 from openmvno.orders import service as orders
-from openmvno.orders.models import Order, OrderState
+from openmvno.orders.models import Order, OrderKind, OrderState
 from openmvno.receipts import pdf
 from openmvno.receipts import service as receipts
 from openmvno.receipts.models import Receipt
@@ -81,7 +82,7 @@ async def my_orders(request: Request, visitor: Viewer, session: Session) -> Resp
             "number": o.number,
             "date": fmt.date(o.created_at),
             "what": order_what(o, names, lang),
-            "msisdn": o.msisdn or "",
+            "msisdn": _shown_number(o),
             "amount": fmt.money(o.amount_minor, o.currency),
             "state": OrderState(o.state).value,
             "state_text": translate(lang, STATE_TITLES[OrderState(o.state)]),
@@ -89,6 +90,13 @@ async def my_orders(request: Request, visitor: Viewer, session: Session) -> Resp
         for o in items
     ]
     return page(request, visitor, "orders.html", _paged(rows, total, number))
+
+
+def _shown_number(order: Order) -> str:
+    """The order's number as listed: a top-up of someone else's number stays masked."""
+    if order.kind is OrderKind.guest_topup:
+        return mask_phone(order.msisdn or "")
+    return order.msisdn or ""
 
 
 def _paged(rows: list[dict[str, Any]], total: int, number: int) -> dict[str, Any]:
