@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
+from openmvno import fields
 from openmvno.channels.api.schemas import Strict
+from openmvno.fields import Msisdn, PlanCode, PositiveMinorAmount
 from openmvno.orders.models import OrderKind, OrderState, ProvisioningState
 from openmvno.payments.schemas import AttemptOut
 
@@ -20,19 +22,21 @@ class OrderIn(Strict):
     be credited; a 409 ``number_owner_changed`` if the number changed hands since)."""
 
     kind: OrderKind
-    plan_code: str | None = Field(default=None, max_length=40)
+    plan_code: PlanCode | None = None
     line_id: uuid.UUID | None = None
-    amount_minor: int | None = Field(default=None, ge=1)
-    msisdn: str | None = Field(default=None, max_length=32)
+    amount_minor: PositiveMinorAmount | None = None
+    msisdn: Msisdn | None = None
     confirmation: str | None = Field(default=None, max_length=64)
 
 
 class RefundIn(Strict):
-    reason: str = Field(min_length=3, max_length=500)
+    reason: Annotated[str, fields.text(500, min_length=3)] = Field(
+        description="Why the order is refunded (kept in the audit log)"
+    )
 
 
 class GuestLookupIn(Strict):
-    msisdn: str = Field(min_length=3, max_length=32)
+    msisdn: Msisdn
 
 
 class GuestLookupOut(BaseModel):
