@@ -94,7 +94,7 @@ async def test_import_plans_upserts_and_rejects_bad_files_whole(
     assert r.exit_code == 1
     assert "row 3: price_minor" in r.output
     assert "row 4:" in r.output and "voice_seconds" in r.output
-    assert "nothing was imported" in r.output
+    assert "Nothing was imported" in r.output
     assert await _count(rt, Plan) == 2
 
 

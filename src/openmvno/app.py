@@ -88,7 +88,7 @@ def create_app(
 
 def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` (``openmvno serve --workers N``): settings from env."""
-    from openmvno.cli import read_settings, refusals, refuse
+    from openmvno.commandline import read_settings, refusals, refuse
     from openmvno.logs import setup_logging
 
     settings = read_settings()

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
-from openmvno.config import Settings
+from openmvno.commandline import settings_for
 from openmvno.ledger.cli import app as ledger_app
 from openmvno.notifications.cli import app as outbox_app
 
@@ -27,59 +25,6 @@ from openmvno.catalog import cli as setup_cli  # noqa: E402 - operator set-up co
 app.add_typer(setup_cli.import_app, name="import")
 app.add_typer(setup_cli.staff_app, name="staff")
 app.command("demo")(setup_cli.demo)
-
-
-def refusals(settings: Settings, *, serving: bool) -> list[str]:
-    """Why this process must not start (``serving``: ``serve``/``worker``, which also refuse
-    what production cannot run with); warnings go to stderr at once."""
-    found = settings.problems()
-    if serving:
-        found += settings.deploy_problems()
-        if not found:
-            for warning in settings.deploy_warnings():
-                print(f"warning: {warning}", file=sys.stderr)
-    return found
-
-
-def refuse(problems: list[str]) -> None:
-    """One line per problem on stderr (never wrapped), for the operator's terminal and logs."""
-    for problem in problems:
-        print(f"configuration: {problem}", file=sys.stderr)
-
-
-def read_settings(data_dir: Path | None = None, **values: Any) -> Settings | list[str]:
-    """Settings from the environment (and ``values``), or what is wrong with them, one
-    line per variable (a value of the wrong kind, e.g. ``OPENMVNO_ENVIRONMENT=prod``)."""
-    if data_dir:
-        values["data_dir"] = data_dir
-    try:
-        return Settings(**values)
-    except ValidationError as exc:
-        return [
-            f"OPENMVNO_{str(error['loc'][0]).upper()}: {error['msg']}" if error["loc"]
-            else str(error["msg"])
-            for error in exc.errors()
-        ]
-
-
-def settings_for(
-    data_dir: Path | None = None, *, serving: bool = False, demo: bool = False
-) -> Settings:
-    """Settings from the environment, with the data directory created (SQLite lives there);
-    settings this release cannot run with stop the command with a clear message and exit
-    code 2. ``serving``: also what production refuses; ``demo`` (``serve --demo``) means
-    development unless ``OPENMVNO_ENVIRONMENT`` is set."""
-    settings = read_settings(data_dir)
-    if demo and isinstance(settings, Settings) and "environment" not in settings.model_fields_set:
-        settings = read_settings(data_dir, environment="development")
-    problems = settings if isinstance(settings, list) else refusals(settings, serving=serving)
-    if problems:
-        refuse(problems)
-        raise typer.Exit(2)
-    assert isinstance(settings, Settings)
-    if settings.is_sqlite:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return settings
 
 
 @app.command()
@@ -143,7 +88,7 @@ def worker(
     from openmvno.runtime import build_runtime
     from openmvno.worker.runner import drain, run_forever
 
-    settings = settings_for(data_dir, serving=True)
+    settings = settings_for(data_dir, serving=True, migrated=True)
     setup_logging(json_lines=settings.log_json)
     rt = build_runtime(settings)
 
@@ -169,8 +114,11 @@ def db_upgrade(
     from openmvno.migrate import upgrade
 
     settings = settings_for(data_dir)
-    asyncio.run(upgrade(settings.database_url, revision))
-    console.print("[green]database is up to date[/green]")
+    applied = asyncio.run(upgrade(settings.database_url, revision))
+    if applied:
+        console.print(f"[green]applied {len(applied)} migration(s):[/green] {', '.join(applied)}")
+    else:
+        console.print("[green]database is up to date[/green]; nothing to apply")
 
 
 @db_app.command("downgrade")

@@ -38,7 +38,7 @@ async def test_check_passes_on_clean_books_and_names_a_corrupted_bucket(
 
     code, output = await _run("ledger", "check")
     assert code == 0, output
-    assert "2 bucket(s) checked, no drift" in output
+    assert "2 buckets checked, no drift" in output
 
     # Someone "fixes" a balance by hand, bypassing the journal.
     async with unit_of_work(rt.sessions) as s:

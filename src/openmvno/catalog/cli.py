@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -14,6 +15,7 @@ from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmvno.catalog.imports import ImportRejected, ImportSummary
+from openmvno.commandline import settings_for
 from openmvno.config import Settings
 from openmvno.db import unit_of_work
 from openmvno.errors import DomainError
@@ -30,14 +32,16 @@ DataDir = Annotated[Path | None, typer.Option(help="Where the SQLite file lives"
 
 
 def _settings(data_dir: Path | None) -> Settings:
-    return Settings(data_dir=data_dir) if data_dir else Settings()
+    return settings_for(data_dir, migrated=True)
 
 
 def _run(data_dir: Path | None, work: Callable[[AsyncSession, Runtime], Awaitable[T]]) -> T:
     """Run ``work`` in one transaction; a domain error prints its reason(s) and exits 1."""
 
+    settings = _settings(data_dir)
+
     async def main() -> T:
-        rt = build_runtime(_settings(data_dir))
+        rt = build_runtime(settings)
         try:
             async with unit_of_work(rt.sessions) as session:
                 return await work(session, rt)
@@ -147,9 +151,12 @@ def demo(
     from openmvno.demo import load_demo, print_demo
     from openmvno.migrate import upgrade
 
-    settings = _settings(data_dir)
-    if settings.is_sqlite:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings = settings_for(data_dir)
+    if settings.environment != "development":
+        print("configuration: openmvno demo loads logins with known passwords and is refused "
+              "in production; set OPENMVNO_ENVIRONMENT=development on a test machine",
+              file=sys.stderr)
+        raise typer.Exit(2)
     asyncio.run(upgrade(settings.database_url))
     result = asyncio.run(load_demo(settings))
     print_demo(out, settings, result, host=host, port=port)

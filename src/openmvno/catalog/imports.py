@@ -33,8 +33,8 @@ class ImportRejected(InvalidInput):
     def __init__(self, errors: list[RowError]) -> None:
         super().__init__(
             "import_rejected",
-            "The file has {count} bad rows; nothing was imported.",
-            count=len(errors),
+            "Bad rows in the file: {count}. Nothing was imported.",
+            count=len({e.row for e in errors}),  # a row with three problems is one bad row
         )
         self.errors = errors
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from openmvno.commandline import plural, settings_for
 from openmvno.config import Settings
 from openmvno.db import make_engine, make_sessionmaker
 from openmvno.ledger import service
@@ -29,14 +32,16 @@ async def _check(settings: Settings) -> tuple[int, list[Drift]]:
 
 
 @app.command("check")
-def check() -> None:
+def check(
+    data_dir: Annotated[Path | None, typer.Option(help="Where the SQLite file lives")] = None,
+) -> None:
     """Verify every bucket: remaining == sum of its entries, and never below zero.
 
     Exits 1 and lists the offenders when any bucket drifted.
     """
-    count, drifts = asyncio.run(_check(Settings()))
+    count, drifts = asyncio.run(_check(settings_for(data_dir, migrated=True)))
     if not drifts:
-        console.print(f"[green]ledger ok: {count} bucket(s) checked, no drift[/green]")
+        console.print(f"[green]ledger ok: {plural(count, 'bucket')} checked, no drift[/green]")
         return
     typer.echo(f"ledger DRIFT: {len(drifts)} of {count} bucket(s) disagree with their entries")
     for d in drifts:

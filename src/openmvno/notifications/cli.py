@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from openmvno.commandline import settings_for
 from openmvno.config import Settings
 from openmvno.db import unit_of_work
 from openmvno.notifications import service
@@ -20,9 +21,7 @@ console = Console()
 
 
 def _settings(data_dir: Path | None) -> Settings:
-    from openmvno.cli import settings_for
-
-    return settings_for(data_dir)
+    return settings_for(data_dir, migrated=True)
 
 
 @app.command("status")
