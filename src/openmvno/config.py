@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     otp_daily_cap: int = 10
     login_max_failures: int = 5
     login_lock_minutes: int = 15
+    auth_failures_per_address: int = 50
+    """Wrong passwords and wrong codes one client address may make (across all accounts)
+    within ``auth_failure_window_minutes``; then it waits."""
+    auth_failure_window_minutes: int = 15
+    code_requests_per_address: int = 30
+    """Registrations and code requests (each may send an SMS or email) per client address
+    per hour."""
     bind_max_failures: int = 5
     bind_window_minutes: int = 15
     max_body_bytes: int = 64 * 1024

@@ -243,11 +243,13 @@ def test_wrong_code_shows_attempts_left(
     good = portal_server.last_code("+86" + phone)
     page.fill(t("code"), f"{(int(good) + 1) % 10**6:06d}")
     page.click(t("submit"))
-    expect(page.locator(t("error"))).to_have_text("The code is wrong; 4 attempts left.")
+    expect(page.locator(t("error"))).to_have_text(
+        "This code is wrong or no longer valid. Check it, or ask for a new one."
+    )
     page.click(t("lang-zh"))
     page.fill(t("code"), f"{(int(good) + 2) % 10**6:06d}")
     page.click(t("submit"))
-    expect(page.locator(t("error"))).to_have_text("验证码错误，还可尝试 3 次。")
+    expect(page.locator(t("error"))).to_have_text("验证码错误或已失效。请核对，或重新获取验证码。")
 
 
 def test_send_code_by_email_instead(

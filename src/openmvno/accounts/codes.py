@@ -66,9 +66,8 @@ async def issue(
     if (sent_today or 0) >= s.otp_daily_cap:
         raise TooManyAttempts(
             "code_daily_cap",
-            "Too many codes were sent to {target} today. Try another channel or tomorrow.",
+            "Too many codes were asked for today. Try another channel or tomorrow.",
             retry_after=24 * 3600,
-            target=target,
         )
     await session.execute(
         update(OneTimeCode)
@@ -113,22 +112,36 @@ async def issue(
 
 
 async def check(
-    session: AsyncSession, rt: Runtime, *, account: Account, purpose: CodePurpose, code: str
+    session: AsyncSession,
+    rt: Runtime,
+    *,
+    account: Account | None,
+    purpose: CodePurpose,
+    code: str,
+    allow_used: bool = False,
 ) -> None:
-    """Accept the newest live code or raise; a wrong code counts (and is kept on rollback)."""
+    """Accept the newest live code or raise; a wrong code counts (and is kept on rollback).
+
+    ``account=None`` (nobody uses the login) does the same work and always refuses.
+    ``allow_used`` also accepts the newest code once more after it was used (until it
+    expires), so a verification sent twice succeeds twice; wrong tries still count."""
     now = clock.now()
+    conditions = [
+        OneTimeCode.account_id == (account.id if account is not None else uuid.uuid4()),
+        OneTimeCode.purpose == purpose,
+        OneTimeCode.voided_at.is_(None),
+    ]
+    if not allow_used:
+        conditions.append(OneTimeCode.used_at.is_(None))
     otc = await session.scalar(
         select(OneTimeCode)
-        .where(
-            OneTimeCode.account_id == account.id,
-            OneTimeCode.purpose == purpose,
-            OneTimeCode.used_at.is_(None),
-            OneTimeCode.voided_at.is_(None),
-        )
+        .where(*conditions)
         .order_by(OneTimeCode.created_at.desc())
         .limit(1)
         .with_for_update()
     )
+    digits = "".join(ch for ch in code if ch.isdigit())
+    given = keyed_digest(rt.secret_key, f"{purpose}:{digits}")
     if otc is None:
         raise InvalidInput(
             "code_invalid", "This code is not valid any more; ask for a new one."
@@ -138,9 +151,9 @@ async def check(
         raise InvalidInput(
             "code_expired", "This code has expired; ask for a new one.", keep_changes=True
         )
-    digits = "".join(ch for ch in code if ch.isdigit())
-    if same(otc.code_hash, keyed_digest(rt.secret_key, f"{purpose}:{digits}")):
-        otc.used_at = now
+    if same(otc.code_hash, given):
+        if otc.used_at is None:
+            otc.used_at = now
         return
     otc.attempts += 1
     left = rt.settings.otp_max_attempts - otc.attempts

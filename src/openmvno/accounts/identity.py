@@ -2,34 +2,23 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
+from zxcvbn import zxcvbn
 
 from openmvno.errors import InvalidInput
 
-COMMON_PASSWORDS = frozenset(
-    {
-        "password",
-        "password1",
-        "12345678",
-        "123456789",
-        "1234567890",
-        "qwerty123",
-        "11111111",
-        "88888888",
-        "iloveyou",
-        "abc12345",
-        "a1234567",
-        "qwertyuiop",
-        "00000000",
-        "66666666",
-        "password123",
-        "admin123",
-        "welcome1",
-    }
-)
+PASSWORD_MIN_LENGTH = 10
+PASSWORD_MAX_LENGTH = 128
+PASSWORD_MIN_SCORE = 3
+"""zxcvbn's scale: 0-2 fall to an online or a fast offline guess; 3 and up are kept."""
+_PERSONAL_MIN_LENGTH = 4
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Cn"})
+"""Control and format characters (zero-width spaces, direction marks), lone surrogates and
+unassigned code points: invisible, or typed differently on the next device."""
 
 
 def normalize_phone(raw: str, region: str) -> str:
@@ -63,22 +52,76 @@ def normalize_login(raw: str, region: str) -> str:
     return normalize_email(raw) if is_email(raw) else normalize_phone(raw, region)
 
 
-def check_password(password: str, *, personal: tuple[str | None, ...] = ()) -> None:
-    """Length 8–128, not all digits, not a common password, not your phone/email/name."""
-    if len(password) < 8:
-        raise InvalidInput("weak_password", "Use at least 8 characters for the password.")
-    if len(password) > 128:
-        raise InvalidInput("weak_password", "Use at most 128 characters for the password.")
-    lowered = password.lower()
-    if password.isdigit() or lowered in COMMON_PASSWORDS:
-        raise InvalidInput(
-            "weak_password", "This password is too easy to guess; mix letters and digits."
-        )
+def normalize_password(password: str) -> str:
+    """The form a password is hashed and checked in (NFKC: a full-width ``Ａ`` is ``A``)."""
+    return unicodedata.normalize("NFKC", password)
+
+
+def _personal_forms(personal: tuple[str | None, ...]) -> set[str]:
+    """Each personal value lower-cased, and with only its letters and digits (``Li Lei`` →
+    ``lilei``); a phone's national number."""
+    forms: set[str] = set()
     for item in personal:
-        if item and len(item) >= 4 and (item.lower() in lowered or lowered in item.lower()):
-            raise InvalidInput(
-                "weak_password", "Do not use your name, phone number or email in the password."
-            )
+        if not item:
+            continue
+        value = unicodedata.normalize("NFKC", item).strip().lower()
+        candidates = {value, "".join(ch for ch in value if ch.isalnum())}
+        if value.startswith("+"):
+            try:
+                number = phonenumbers.parse(value)
+                candidates.add(str(number.national_number))
+            except phonenumbers.NumberParseException:
+                pass
+        forms |= {c for c in candidates if len(c) >= _PERSONAL_MIN_LENGTH}
+    return forms
+
+
+def check_password(password: str, *, personal: tuple[str | None, ...] = ()) -> str:
+    """Refuse a password that is short, invisible, or easy to guess; return the form to
+    hash (:func:`normalize_password`).
+
+    At least 10 and at most 128 characters after NFKC normalisation; no control or format
+    characters; at least one letter or digit (not symbols or emoji only); not containing
+    the user's own phone number, email or name; and a zxcvbn score of 3 or more, with those
+    personal values as its ``user_inputs``."""
+    text = normalize_password(password)
+    if any(unicodedata.category(ch) in _REFUSED_CATEGORIES for ch in text):
+        raise InvalidInput(
+            "weak_password",
+            "The password contains an invisible or control character; type it again without it.",
+        )
+    if len(text) < PASSWORD_MIN_LENGTH:
+        raise InvalidInput(
+            "weak_password", "Use at least {count} characters for the password.",
+            count=PASSWORD_MIN_LENGTH,
+        )
+    if len(text) > PASSWORD_MAX_LENGTH:
+        raise InvalidInput(
+            "weak_password", "Use at most {count} characters for the password.",
+            count=PASSWORD_MAX_LENGTH,
+        )
+    if not any(ch.isalnum() for ch in text):
+        raise InvalidInput(
+            "weak_password", "Use letters or digits in the password, not only symbols or emoji."
+        )
+    forms = _personal_forms(personal)
+    lowered = text.lower()
+    squeezed = "".join(ch for ch in lowered if ch.isalnum())
+    if any(form in lowered or form in squeezed or lowered in form for form in forms):
+        raise InvalidInput(
+            "weak_password", "Do not use your name, phone number or email in the password."
+        )
+    # zxcvbn also gets the words of a name and an email's parts: using them costs score.
+    words = sorted(
+        forms | {w for item in personal if item for w in re.split(r"[\s@.+_-]+", item.lower()) if w}
+    )
+    score = zxcvbn(text, user_inputs=words, max_length=PASSWORD_MAX_LENGTH)["score"]
+    if score < PASSWORD_MIN_SCORE:
+        raise InvalidInput(
+            "weak_password",
+            "This password is common or easy to guess; try a few unrelated words together.",
+        )
+    return text
 
 
 def mask_name(name: str) -> str:

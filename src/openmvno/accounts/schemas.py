@@ -56,9 +56,20 @@ class TokenOut(BaseModel):
 
 
 class CodeSentOut(BaseModel):
+    """The same answer whether or not an account uses the login."""
+
+    login: str = Field(description="The login in its stored form (E.164 phone or email)")
     channel: Channel
     resend_after_seconds: int
     expires_in_seconds: int
+
+
+class VerifiedOut(BaseModel):
+    verified: Literal[True] = True
+
+
+class PasswordChangedOut(BaseModel):
+    password_changed: Literal[True] = True
 
 
 class AccountOut(BaseModel):

@@ -1,44 +1,111 @@
-"""Count an event against a limit per (scope, key) over a sliding window."""
+"""Count events per (scope, key) over a sliding window, kept in the database so every
+process shares them.
+
+``hit`` is the usual check-and-count. The pieces are public for callers that count only
+failures (check first, record after the failure) or that emulate another counter (the
+lockout of a login no account uses). Keys longer than the column are stored as their
+SHA-256, so a long key still counts (it used to be cut and then never matched)."""
 
 from __future__ import annotations
 
+import hashlib
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmvno import clock
 from openmvno.errors import TooManyAttempts
 from openmvno.ratelimit.models import RateEvent
 
+_KEY_LENGTH = 80
+
+
+def _fit(key: str) -> str:
+    return key if len(key) <= _KEY_LENGTH else hashlib.sha256(key.encode()).hexdigest()
+
+
+def digest(value: str) -> str:
+    """A short, stable stand-in for a personal key (an email, a phone number): rate
+    events then hold no personal data."""
+    return hashlib.sha256(value.encode()).hexdigest()[:40]
+
+
+async def serialize(session: AsyncSession, *, scope: str, key: str) -> None:
+    """Make concurrent counters of one (scope, key) take turns until this transaction
+    ends: a PostgreSQL advisory lock (SQLite's ``BEGIN IMMEDIATE`` already runs one writer
+    at a time). Without it two requests could both read "4 of 5" and both go ahead."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    raw = hashlib.sha256(f"ratelimit:{scope}:{_fit(key)}".encode()).digest()[:8]
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(:id)"),
+        {"id": int.from_bytes(raw, "big", signed=True)},
+    )
+
+
+async def times(
+    session: AsyncSession, *, scope: str, key: str, window: timedelta
+) -> list[datetime]:
+    """When the events of (scope, key) within ``window`` happened, oldest first."""
+    since = clock.now() - window
+    rows = await session.scalars(
+        select(RateEvent.at)
+        .where(RateEvent.scope == scope, RateEvent.key == _fit(key), RateEvent.at > since)
+        .order_by(RateEvent.at)
+    )
+    return list(rows)
+
+
+async def wait_for(
+    session: AsyncSession, *, scope: str, key: str, limit: int, window: timedelta
+) -> int:
+    """Seconds until one more event is allowed (0: allowed now). Records nothing."""
+    now = clock.now()
+    count, oldest = (
+        await session.execute(
+            select(func.count(), func.min(RateEvent.at)).where(
+                RateEvent.scope == scope, RateEvent.key == _fit(key), RateEvent.at > now - window
+            )
+        )
+    ).one()
+    if count < limit:
+        return 0
+    return max(1, math.ceil((oldest + window - now).total_seconds()))
+
+
+async def record(session: AsyncSession, *, scope: str, key: str, window: timedelta) -> None:
+    """Count one event now (and forget this key's events older than ``window``)."""
+    now = clock.now()
+    await session.execute(
+        delete(RateEvent).where(
+            RateEvent.scope == scope, RateEvent.key == _fit(key), RateEvent.at <= now - window
+        )
+    )
+    session.add(RateEvent(scope=scope, key=_fit(key), at=now))
+    await session.flush()
+
+
+def limited(wait: int) -> TooManyAttempts:
+    """The answer when a client address has used up its tries."""
+    return TooManyAttempts(
+        "rate_limited",
+        "Too many tries from here; please wait {minutes} minutes and try again.",
+        retry_after=wait,
+        minutes=math.ceil(wait / 60),
+    )
+
 
 async def hit(
     session: AsyncSession, *, scope: str, key: str, limit: int, window: timedelta
 ) -> None:
     """Record one event, or raise :class:`TooManyAttempts` (with the wait) if ``limit``
-    events already happened within ``window``. Callers that fail afterwards should keep
-    the transaction (``keep_changes``) so the event still counts."""
-    now = clock.now()
-    since = now - window
-    await session.execute(
-        delete(RateEvent).where(RateEvent.scope == scope, RateEvent.key == key,
-                                RateEvent.at <= since)
-    )
-    count, oldest = (
-        await session.execute(
-            select(func.count(), func.min(RateEvent.at)).where(
-                RateEvent.scope == scope, RateEvent.key == key, RateEvent.at > since
-            )
-        )
-    ).one()
-    if count >= limit:
-        wait = max(1, math.ceil((oldest + window - now).total_seconds()))
-        raise TooManyAttempts(
-            "rate_limited",
-            "Too many tries from here; please wait {minutes} minutes and try again.",
-            retry_after=wait,
-            minutes=math.ceil(wait / 60),
-        )
-    session.add(RateEvent(scope=scope, key=key[:80], at=now))
-    await session.flush()
+    events already happened within ``window``. Concurrent hits on one key take turns.
+    Callers that fail afterwards should keep the transaction (``keep_changes``) so the
+    event still counts."""
+    await serialize(session, scope=scope, key=key)
+    wait = await wait_for(session, scope=scope, key=key, limit=limit, window=window)
+    if wait:
+        raise limited(wait)
+    await record(session, scope=scope, key=key, window=window)

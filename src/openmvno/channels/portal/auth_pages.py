@@ -34,6 +34,11 @@ def _channel(value: str | None) -> Channel | None:
     return Channel(value) if value in ("sms", "email") else None
 
 
+def _client(request: Request) -> str:
+    """The visitor's address, for the limits per client address."""
+    return request.client.host if request.client else "unknown"
+
+
 @router.get("/")
 async def home(request: Request, visitor: Viewer) -> Response:
     if visitor.account is not None:
@@ -62,11 +67,12 @@ async def register_submit(request: Request, visitor: Viewer, session: Session, r
     if channel is Channel.sms and not phone:
         channel = None
     try:
-        account = await attempt(
+        sent = await attempt(
             session,
             accounts.register(
                 session, rt, name=form.get("name", ""), password=form.get("password", ""),
                 phone=phone, email=email, language=language, code_channel=channel,
+                client=_client(request),
             ),
         )
     except DomainError as exc:
@@ -76,9 +82,8 @@ async def register_submit(request: Request, visitor: Viewer, session: Session, r
             request, visitor, "register.html",
             {"values": values, "error": describe(request, exc)}, status_code=exc.status,
         )
-    login = account.phone or account.email or ""
-    sent = channel or (Channel.sms if account.phone else Channel.email)
-    response = redirect(request, visitor, "/verify?" + urlencode({"login": login, "sent": sent}))
+    query = urlencode({"login": sent.login, "sent": sent.channel})
+    response = redirect(request, visitor, "/verify?" + query)
     set_lang_cookie(response, rt, language)
     return response
 
@@ -108,7 +113,12 @@ async def verify_submit(request: Request, visitor: Viewer, session: Session, rt:
     form = await checked_form(request, visitor, login=False)
     login = form.get("login", "")
     try:
-        await attempt(session, accounts.verify(session, rt, login=login, code=form.get("code", "")))
+        await attempt(
+            session,
+            accounts.verify(
+                session, rt, login=login, code=form.get("code", ""), client=_client(request)
+            ),
+        )
     except DomainError as exc:
         return _verify_page(
             request, visitor, login, error=describe(request, exc), status_code=exc.status
@@ -123,15 +133,17 @@ async def verify_resend(request: Request, visitor: Viewer, session: Session, rt:
     try:
         sent = await attempt(
             session,
-            accounts.resend(session, rt, login=login, channel=_channel(form.get("channel"))),
+            accounts.resend(
+                session, rt, login=login, channel=_channel(form.get("channel")),
+                client=_client(request),
+            ),
         )
     except DomainError as exc:
         return _verify_page(
             request, visitor, login, error=describe(request, exc), status_code=exc.status
         )
-    return redirect(
-        request, visitor, "/verify?" + urlencode({"login": login, "sent": sent, "resent": "1"})
-    )
+    query = urlencode({"login": sent.login, "sent": sent.channel, "resent": "1"})
+    return redirect(request, visitor, "/verify?" + query)
 
 
 # ---------------------------------------------------------------- log in / out
@@ -157,7 +169,8 @@ async def login_submit(request: Request, visitor: Viewer, session: Session, rt: 
         account = await attempt(
             session,
             accounts.authenticate_password(
-                session, rt, login=login, password=form.get("password", "")
+                session, rt, login=login, password=form.get("password", ""),
+                client=_client(request),
             ),
         )
     except DomainError as exc:
@@ -204,7 +217,8 @@ async def forgot_submit(request: Request, visitor: Viewer, session: Session, rt:
         await attempt(
             session,
             accounts.request_password_reset(
-                session, rt, login=login, channel=_channel(form.get("channel"))
+                session, rt, login=login, channel=_channel(form.get("channel")),
+                client=_client(request),
             ),
         )
     except DomainError as exc:
@@ -232,7 +246,7 @@ async def reset_submit(request: Request, visitor: Viewer, session: Session, rt: 
             session,
             accounts.reset_password(
                 session, rt, login=login, code=form.get("code", ""),
-                new_password=form.get("password", ""),
+                new_password=form.get("password", ""), client=_client(request),
             ),
         )
     except DomainError as exc:
