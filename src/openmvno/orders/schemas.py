@@ -14,6 +14,8 @@ from openmvno.fields import Msisdn, PlanCode, PositiveMinorAmount
 from openmvno.orders.models import OrderKind, OrderState, ProvisioningState
 from openmvno.payments.schemas import AttemptOut
 
+Confirmation = Annotated[str, fields.text(64, min_length=1, pattern=r"^[\x21-\x7e]+$")]
+
 
 class OrderIn(Strict):
     """What to buy. ``new_line``: plan_code. ``plan`` / ``addon``: line_id and plan_code.
@@ -26,7 +28,7 @@ class OrderIn(Strict):
     line_id: uuid.UUID | None = None
     amount_minor: PositiveMinorAmount | None = None
     msisdn: Msisdn | None = None
-    confirmation: str | None = Field(default=None, max_length=64)
+    confirmation: Confirmation | None = None
 
 
 class RefundIn(Strict):

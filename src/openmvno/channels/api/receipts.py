@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse
 from openmvno.accounts.models import Account
 from openmvno.channels.api.deps import RT, Language, Me, Session
 from openmvno.channels.api.orders import writable
-from openmvno.channels.api.schemas import PROBLEMS
+from openmvno.channels.api.schemas import PROBLEMS, GuestLink
 from openmvno.formatting import Formatter
 from openmvno.orders import service as orders
 from openmvno.receipts import pdf
@@ -103,7 +103,7 @@ async def _guest_receipt(session: Session, token: str) -> Receipt:
 
 @router.get("/guest/orders/{token}/receipt.html", response_class=HTMLResponse, tags=["guest"])
 async def guest_receipt_html(
-    token: str, session: Session, rt: RT, language: Language
+    token: GuestLink, session: Session, rt: RT, language: Language
 ) -> HTMLResponse:
     return _html(await _guest_receipt(session, token), rt, language)
 
@@ -114,11 +114,13 @@ async def guest_receipt_html(
     responses={200: {"content": {"application/pdf": {}}}},
     tags=["guest"],
 )
-async def guest_receipt_pdf(token: str, session: Session, rt: RT, language: Language) -> Response:
+async def guest_receipt_pdf(
+    token: GuestLink, session: Session, rt: RT, language: Language
+) -> Response:
     return _pdf(await _guest_receipt(session, token), rt, language)
 
 
 @router.get("/guest/orders/{token}/receipt", tags=["guest"])
-async def guest_receipt(token: str, session: Session, language: Language) -> ReceiptOut:
+async def guest_receipt(token: GuestLink, session: Session, language: Language) -> ReceiptOut:
     """A guest's receipt (the number masked), through the order's link token."""
     return receipt_out(await _guest_receipt(session, token), language, link=token)

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict
+
+from openmvno import fields
 
 
 class Strict(BaseModel):
     """Request bodies: unknown fields are an error, strings are trimmed."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+GuestLink = Annotated[
+    str,
+    Path(description="A guest order's link token, as given when the order was created"),
+    fields.text(128, min_length=1, pattern=r"^[A-Za-z0-9_-]+$"),
+]
+"""The link token of a guest order in a path (URL-safe; a wrong one is a 404)."""
+ProviderName = Annotated[
+    str,
+    Path(description="The payment provider, e.g. `sandbox`"),
+    fields.text(20, min_length=1, pattern=r"^[a-z0-9_-]+$"),
+]
 
 
 class Problem(BaseModel):

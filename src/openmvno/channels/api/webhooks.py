@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from openmvno.channels.api.deps import RT, Session
-from openmvno.channels.api.schemas import PROBLEMS
+from openmvno.channels.api.schemas import PROBLEMS, ProviderName
 from openmvno.payments import service as payments
 from openmvno.payments.schemas import WebhookOut
 
@@ -13,7 +13,7 @@ router = APIRouter(tags=["webhooks"], responses=PROBLEMS)  # type: ignore[arg-ty
 
 
 @router.post("/webhooks/{provider}")
-async def webhook(provider: str, request: Request, session: Session, rt: RT) -> WebhookOut:
+async def webhook(provider: ProviderName, request: Request, session: Session, rt: RT) -> WebhookOut:
     """A provider's event: 400 on a bad signature (nothing stored); a replay is a 200 no-op."""
     body = await request.body()
     outcome = await payments.handle_webhook(
