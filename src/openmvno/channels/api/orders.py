@@ -18,8 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmvno.accounts.identity import mask_phone
 from openmvno.channels.api.deps import RT, Language, MaybeMe, Me, Session, Staff
-from openmvno.channels.api.schemas import PROBLEMS
+from openmvno.channels.api.schemas import PROBLEMS, GuestLink
 from openmvno.db import unit_of_work
+from openmvno.fields import IdempotencyKey
 from openmvno.formatting import Formatter
 from openmvno.orders import service as orders
 from openmvno.orders.models import Order, OrderKind
@@ -100,7 +101,7 @@ async def create_order(
     rt: RT,
     me: MaybeMe,
     language: Language,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: Annotated[IdempotencyKey | None, Header(alias="Idempotency-Key")] = None,
 ) -> OrderOut:
     """Create an order (201); the same `Idempotency-Key` and body returns the first order
     (200); the same key with another body is a 409 `idempotency_key_reused`. A
@@ -186,7 +187,7 @@ async def guest_topup_lookup(
 
 
 @router.get("/guest/orders/{token}", tags=["guest"])
-async def guest_order(token: str, session: Session, language: Language) -> OrderOut:
+async def guest_order(token: GuestLink, session: Session, language: Language) -> OrderOut:
     """A guest's order through the link token from its creation (the number masked);
     any other token is a 404."""
     order = await orders.get_by_link(session, token)
@@ -194,7 +195,7 @@ async def guest_order(token: str, session: Session, language: Language) -> Order
 
 
 @router.post("/guest/orders/{token}/cancel", tags=["guest"])
-async def guest_cancel(token: str, session: Session, language: Language) -> OrderOut:
+async def guest_cancel(token: GuestLink, session: Session, language: Language) -> OrderOut:
     """Cancel a guest's order until it is paid (then a 409 saying why)."""
     order = await orders.get_by_link(session, token)
     await orders.cancel(session, order)
@@ -204,7 +205,9 @@ async def guest_cancel(token: str, session: Session, language: Language) -> Orde
 @router.post(
     "/guest/orders/{token}/payments", tags=["guest"], status_code=status.HTTP_201_CREATED
 )
-async def guest_pay(token: str, body: PaymentIn, rt: RT, language: Language) -> PaymentStarted:
+async def guest_pay(
+    token: GuestLink, body: PaymentIn, rt: RT, language: Language
+) -> PaymentStarted:
     """Pay a guest's order (not from a wallet); `next_action` says where to go next, and
     the payment page sends the payer back to the order's page."""
     attempt, order = await payments.pay(
