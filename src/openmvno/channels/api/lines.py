@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, Field
 
+from openmvno import fields
 from openmvno.channels.api.deps import RT, Language, Me, Session
 from openmvno.channels.api.schemas import PROBLEMS, Strict
 from openmvno.lines import esim
@@ -42,8 +44,12 @@ class LineOut(BaseModel):
 
 
 class BindIn(Strict):
-    serial: str = Field(min_length=1, max_length=80, description="As printed; any case/spacing")
-    secret: str = Field(min_length=1, max_length=40, description="PIN printed with the serial")
+    serial: Annotated[str, fields.text(80, min_length=1, form="NFKC")] = Field(
+        description="As printed; any case/spacing"
+    )
+    secret: Annotated[str, fields.text(40, min_length=1, form="NFKC")] = Field(
+        description="PIN printed with the serial"
+    )
 
 
 class EsimOut(BaseModel):
