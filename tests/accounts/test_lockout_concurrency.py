@@ -148,3 +148,24 @@ async def test_parallel_resends_send_one_code(client: httpx.AsyncClient, rt: Run
         *(client.post("/api/v1/auth/password-reset", json={"login": login}) for _ in range(10))
     )
     assert sorted(r.status_code for r in statuses) == [202] + [429] * 9
+
+
+async def test_two_registrations_racing_for_one_email_create_one_account(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    """Different logins, one shared email: the loser hits the unique key, answers the same
+    201 and tells the owner (never a 500)."""
+    async with client_from(rt, "198.51.100.9") as other:  # not queued behind one address
+        first, second = await asyncio.gather(
+            client.post("/api/v1/auth/register", json={
+                "name": "Li Lei", "phone": PHONE, "email": "race@example.com",
+                "password": PASSWORD,
+            }),
+            other.post("/api/v1/auth/register", json={
+                "name": "Han Meimei", "email": "race@example.com", "password": "Other-tulip-2026",
+            }),
+        )
+    assert (first.status_code, second.status_code) == (201, 201), (first.text, second.text)
+    async with unit_of_work(rt.sessions) as session:
+        emails = list(await session.scalars(select(Account.email)))
+    assert emails == ["race@example.com"]
