@@ -19,6 +19,7 @@ import httpx
 from openmvno.accounts import tokens
 from openmvno.accounts.models import Account
 from openmvno.adapters.payments.sandbox import deliver_due_webhooks
+from openmvno.adapters.payments.sandbox_pages import csrf_token
 from openmvno.app import create_app
 from openmvno.config import Settings
 from openmvno.db import unit_of_work
@@ -68,7 +69,7 @@ async def measure(settings: Settings, n: int, concurrency: int) -> dict[str, Any
                 page = r.json()["next_action"]["url"].removeprefix("http://bench")
                 await client.post(f"{page}/card", data={
                     "card_number": "4242 4242 4242 4242", "card_expiry": "12/30",
-                    "card_cvc": "123",
+                    "card_cvc": "123", "csrf": csrf_token(rt, page.rsplit("/", 1)[1]),
                 })
                 await deliver_due_webhooks(rt)
 

@@ -1,7 +1,7 @@
 """Import every domain's models so ``Base.metadata`` is complete (Alembic, tests)."""
 
 from openmvno.accounts.models import Account, AuthToken, OneTimeCode
-from openmvno.adapters.payments.sandbox_models import SandboxPayment
+from openmvno.adapters.payments.sandbox_models import SandboxPayment, SandboxRefund
 from openmvno.audit.models import AuditEvent
 from openmvno.catalog.models import Plan
 from openmvno.db import Base
@@ -9,7 +9,7 @@ from openmvno.ledger.models import BalanceEntry, Bucket
 from openmvno.lines.models import BindAttempt, Line, LineEvent
 from openmvno.notifications.models import OutboxMessage
 from openmvno.orders.models import Order
-from openmvno.payments.models import ExternalEvent, PaymentAttempt
+from openmvno.payments.models import ExternalEvent, PaymentAttempt, PaymentRefund
 from openmvno.ratelimit.models import RateEvent
 from openmvno.receipts.models import Receipt, Sequence
 
@@ -28,9 +28,11 @@ __all__ = [
     "Order",
     "OutboxMessage",
     "PaymentAttempt",
+    "PaymentRefund",
     "Plan",
     "RateEvent",
     "Receipt",
     "SandboxPayment",
+    "SandboxRefund",
     "Sequence",
 ]

@@ -17,7 +17,9 @@ from openmvno.accounts.models import Role
 from openmvno.adapters.payments import (
     InvalidSignature,
     ProviderPayment,
+    ProviderRefund,
     ProviderStatus,
+    RefundRefused,
     WebhookEvent,
 )
 from openmvno.catalog.models import Plan, PlanKind
@@ -41,6 +43,8 @@ class TinyProvider:
     def __init__(self) -> None:
         self.payments: dict[str, ProviderPayment] = {}
         self.created = 0
+        self.refunds: dict[str, ProviderRefund] = {}
+        """By idempotency key: the same key never refunds twice."""
 
     async def create(
         self, *, attempt_id: str, amount_minor: int, currency: str, method: str,
@@ -59,6 +63,26 @@ class TinyProvider:
 
     async def retrieve(self, reference: str) -> ProviderPayment:
         return self.payments[reference]
+
+    async def cancel(self, reference: str) -> ProviderPayment:
+        if self.payments[reference].status in ("requires_action", "processing"):
+            return self.settle(reference, "failed", failure_code="cancelled")
+        return self.payments[reference]
+
+    async def refund(
+        self, reference: str, amount_minor: int, idempotency_key: str
+    ) -> ProviderRefund:
+        if idempotency_key not in self.refunds:
+            if self.payments[reference].status != "succeeded":
+                raise RefundRefused("not captured")
+            self.refunds[idempotency_key] = ProviderRefund(
+                refund_id=f"tr_{len(self.refunds) + 1}", status="succeeded",
+                amount_minor=amount_minor,
+            )
+        return self.refunds[idempotency_key]
+
+    async def retrieve_refund(self, refund_id: str) -> ProviderRefund:
+        return next(r for r in self.refunds.values() if r.refund_id == refund_id)
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
         expected = hmac.new(SECRET, body, hashlib.sha256).hexdigest()

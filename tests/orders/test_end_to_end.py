@@ -12,14 +12,13 @@ from openmvno.adapters.payments.sandbox import deliver_due_webhooks
 from openmvno.lines.models import LineState
 from openmvno.payments.janitor import settle_stuck
 from openmvno.runtime import Runtime
+from tests.adapters.payments.sandbox_helpers import pay_by_card
 from tests.conftest import FrozenClock
 from tests.orders.helpers import GB, give_line, order, pay, seed_plans, subscriber
 
 
 async def _card(client: httpx.AsyncClient, url: str, number: str) -> httpx.Response:
-    path = url.removeprefix("http://testserver")
-    return await client.post(f"{path}/card", data={"card_number": number,
-                                                    "card_expiry": "12/39", "card_cvc": "123"})
+    return await pay_by_card(client, url, number)
 
 
 async def test_register_renew_with_sandbox_card_and_download_the_receipt(

@@ -41,7 +41,8 @@ async def test_card_payment_for_a_line_since_given_to_someone_else_grants_nothin
     client: httpx.AsyncClient, rt: Runtime
 ) -> None:
     """The buyer ordered a renewal, unbound the device, another account bound it; then the
-    card payment lands. The new owner gets nothing free; the payment is owed back."""
+    card payment lands. The new owner gets nothing free; the payment is refunded at the
+    provider."""
     provider = use_tiny_provider(rt)
     await seed_plans(rt)
     headers, me = await subscriber(client)
@@ -56,7 +57,10 @@ async def test_card_payment_for_a_line_since_given_to_someone_else_grants_nothin
     got = (await client.get(f"/api/v1/orders/{o['id']}", headers=headers)).json()
     assert got["state"] == "failed"
     assert got["failure_code"] == "line_unavailable"
-    assert got["result"]["refund_due"] is True
+    assert got["result"]["refund_due"] is False
+    assert got["result"]["refunded_to"] == "provider"
+    [refund] = got["result"]["refunds"]
+    assert (refund["reason"], refund["amount_minor"]) == ("fulfilment_failed", 5000)
     assert await _buckets(rt, line.id) == 0
 
 

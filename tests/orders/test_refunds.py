@@ -37,8 +37,9 @@ async def _set_owner(rt: Runtime, line_id: uuid.UUID, account_id: uuid.UUID | No
 async def test_refund_pays_back_the_attempt_that_paid_not_a_late_duplicate(
     client: httpx.AsyncClient, rt: Runtime
 ) -> None:
-    """A card payment left open, then the wallet pays; the card succeeds late (refund_due).
-    Refunding the order gives the wallet money back; the card stays listed as owed."""
+    """A card payment left open, then the wallet pays; the card succeeds late (refunded at
+    the provider on its own). Refunding the order gives the wallet money back, and the
+    card is never refunded a second time."""
     provider = use_tiny_provider(rt)
     await seed_plans(rt)
     headers, me = await subscriber(client)
@@ -49,7 +50,7 @@ async def test_refund_pays_back_the_attempt_that_paid_not_a_late_duplicate(
     card = reference_of(await pay(client, headers, o["id"], "card"))
     assert (await pay(client, headers, o["id"], "wallet")).status_code == 201
     late = await send_webhook(client, provider, card, "succeeded")
-    assert late.json()["outcome"].startswith("refund_due")
+    assert late.json()["outcome"].startswith("refunding")
     assert await wallet_minor(rt, me) == 0
     agent = await staff(client, rt)
     r = await client.post(f"/api/v1/orders/{o['id']}/refund", json={"reason": "changed mind"},
@@ -58,7 +59,9 @@ async def test_refund_pays_back_the_attempt_that_paid_not_a_late_duplicate(
     assert r.json()["result"]["refund"] == {"to": "wallet", "amount_minor": 5000}
     assert await wallet_minor(rt, me) == 5000
     card_attempt = next(p for p in r.json()["payments"] if p["method"] == "card")
-    assert r.json()["result"]["refund_due_attempts"] == [card_attempt["id"]]
+    [card_refund] = r.json()["result"]["refunds"]
+    assert (card_refund["attempt_id"], card_refund["reason"]) == (card_attempt["id"],
+                                                                  "already_paid")
 
 
 async def test_guest_topup_refund_takes_back_from_the_account_credited(

@@ -231,7 +231,7 @@ async def test_amount_mismatch_is_flagged_and_nothing_granted(
         assert "amount_mismatch" in event.outcome
 
 
-async def test_success_for_a_cancelled_order_is_marked_for_refund_not_fulfilled(
+async def test_success_for_a_cancelled_order_is_refunded_not_fulfilled(
     client: httpx.AsyncClient, rt: Runtime
 ) -> None:
     provider = use_tiny_provider(rt)
@@ -241,12 +241,14 @@ async def test_success_for_a_cancelled_order_is_marked_for_refund_not_fulfilled(
     assert cancelled["payments"][0]["state"] == "failed"
     assert cancelled["payments"][0]["failure_code"] == "cancelled"
     r = await send_webhook(client, provider, ref, "succeeded")
-    assert r.json()["outcome"] == "refund_due: order already cancelled; not fulfilled again"
+    assert r.json()["outcome"] == (
+        "refunding: order already cancelled; not fulfilled, payment refunded")
     got = (await client.get(f"/api/v1/orders/{o['id']}", headers=headers)).json()
     assert got["state"] == "cancelled"
     assert got["payments"][0]["state"] == "succeeded"
-    assert got["payments"][0]["failure_code"] == "refund_due"
-    assert got["result"]["refund_due_attempts"] == [got["payments"][0]["id"]]
+    assert got["payments"][0]["failure_code"] == "refunded_order_cancelled"
+    [refund] = got["result"]["refunds"]
+    assert refund["attempt_id"] == got["payments"][0]["id"]
     assert await _count(rt, Bucket, Bucket.line_id == line.id) == 0
 
 
@@ -261,7 +263,8 @@ async def test_two_methods_both_succeed_the_order_is_fulfilled_once(
                          send_webhook(client, provider, b, "succeeded"))
     got = (await client.get(f"/api/v1/orders/{o['id']}", headers=headers)).json()
     assert got["state"] == "fulfilled"
-    assert sorted(p["failure_code"] or "" for p in got["payments"]) == ["", "refund_due"]
+    assert sorted(p["failure_code"] or "" for p in got["payments"]) == [
+        "", "refunded_already_paid"]
     assert await _count(rt, Bucket, Bucket.line_id == line.id) == 3
 
 
@@ -366,7 +369,7 @@ async def test_staff_refund_of_a_wallet_paid_plan(
     assert again.status_code == 409
 
 
-async def test_staff_refund_of_a_card_payment_is_recorded_for_the_provider(
+async def test_staff_refund_of_a_card_payment_is_requested_at_the_provider(
     client: httpx.AsyncClient, rt: Runtime
 ) -> None:
     from tests.orders.helpers import staff
@@ -379,8 +382,9 @@ async def test_staff_refund_of_a_card_payment_is_recorded_for_the_provider(
     r = await client.post(f"/api/v1/orders/{o['id']}/refund", json={"reason": "duplicate"},
                           headers=agent)
     assert r.status_code == 200, r.text
-    assert r.json()["result"]["refund"]["status"] == "to_refund_at_provider"
+    assert r.json()["result"]["refund"]["status"] == "requested"
     assert r.json()["result"]["refund"]["reference"] == ref
+    assert r.json()["result"]["refunds"][0]["id"] == r.json()["result"]["refund"]["refund_id"]
 
 
 async def test_number_lookups_are_rate_limited_per_client(

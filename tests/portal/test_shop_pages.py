@@ -26,6 +26,7 @@ from openmvno.lines.models import LineKind, LineState
 from openmvno.lines.states import transition
 from openmvno.orders import service as orders
 from openmvno.runtime import Runtime
+from tests.adapters.payments.sandbox_helpers import pay_by_card, submit
 from tests.portal.helpers import csrf_of, portal_login, register_verified, text_of
 
 GB = 1024**3
@@ -87,8 +88,7 @@ def _path(url: str) -> str:
 
 async def _card(client: httpx.AsyncClient, pay_url: str, number: str) -> httpx.Response:
     """Pay on the sandbox's hosted card page; it sends the payer back (303)."""
-    r = await client.post(f"{_path(pay_url)}/card", data={
-        "card_number": number, "card_expiry": "12/39", "card_cvc": "123"})
+    r = await pay_by_card(client, pay_url, number)
     assert r.status_code == 303, r.text
     return r
 
@@ -261,7 +261,7 @@ async def test_declined_card_then_alipay_on_the_same_order(
     r = await client.post(result_url.replace("/result", "/pay"),
                           data={**retry, "method": "alipay"})
     assert r.status_code == 303 and "/sandbox/pay/" in r.headers["location"]
-    r = await client.post(_path(r.headers["location"]) + "/confirm")
+    r = await submit(client, r.headers["location"], "confirm")
     assert r.status_code == 303
     text = text_of((await client.get(_path(r.headers["location"]) + "&lang=en")).text)
     assert "Completed" in text and "1 GB add-on" in text
@@ -371,6 +371,6 @@ async def test_short_wallet_keeps_the_order_payable_by_another_method(
     pay_path = re.search(r'action="(/orders/[0-9a-f-]{36}/pay)"', r.text).group(1)  # type: ignore[union-attr]
     r = await client.post(pay_path, data={"csrf": csrf_of(r.text), "method": "bank_transfer"})
     assert r.status_code == 303
-    r = await client.post(_path(r.headers["location"]) + "/transfer")
+    r = await submit(client, r.headers["location"], "transfer")
     text = text_of((await client.get(_path(r.headers["location"]) + "&lang=en")).text)
     assert "Completed" in text and await _order_count(rt, login) == 1

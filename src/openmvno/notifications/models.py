@@ -19,6 +19,10 @@ class OutboxKind(enum.StrEnum):
     sms = "sms"
     email = "email"
     provision = "provision"
+    refund = "refund"
+    """A provider refund (``payload.refund_id``), see :mod:`openmvno.payments.refunds`."""
+    payment_cancel = "payment_cancel"
+    """Stop an open provider payment of a cancelled order (``payload.attempt_id``)."""
 
 
 class OutboxState(enum.StrEnum):

@@ -1,7 +1,8 @@
 """Fulfilment: carry out a paid order in the transaction that records the payment's
 success, so a paid order is never left without its plan or top-up, receipt,
 provisioning job and notice; an order that cannot be carried out fails and its
-payment is refunded (wallet at once, a provider payment marked ``refund_due``).
+payment is refunded (wallet at once, a provider payment at the provider through the
+outbox, see :mod:`openmvno.payments.refunds`).
 
 Expiry stacking (:func:`_grant`): renewing before expiry adds a period after the
 current expiry; after expiry, from now; add-ons never move the expiry.
@@ -33,9 +34,10 @@ from openmvno.notifications import service as notifications
 from openmvno.notifications.models import OutboxKind
 from openmvno.orders import states
 from openmvno.orders.models import Order, OrderKind, OrderState, ProvisioningState
-from openmvno.orders.notices import notify_done
+from openmvno.orders.notices import notify_done, notify_refunding
 from openmvno.orders.texts import GUEST_TOPUP, WALLET_TOPUP
-from openmvno.payments.models import PaymentAttempt
+from openmvno.payments import refunds as provider_refunds
+from openmvno.payments.models import PaymentAttempt, RefundReason
 from openmvno.receipts import service as receipts
 from openmvno.runtime import Runtime
 
@@ -185,7 +187,7 @@ async def fulfil(
     """Carry out a just-paid order in the caller's transaction: grant the plan or credit the
     wallet, move the line back to active, issue the receipt, queue provisioning and the
     success notice. If it cannot be carried out the order fails and the payment is refunded
-    (wallet: at once; provider: marked ``refund_due`` for staff)."""
+    (wallet: at once; provider: through the outbox, and the buyer is told)."""
     try:
         async with session.begin_nested():
             result, line, plan = await _carry_out(session, rt, order)
@@ -239,6 +241,18 @@ async def _fail_paid(
             key=f"order:{order.id}:refund", order_id=order.id, memo=order.number,
         )
         result = {"refund_due": False, "refunded_to": "wallet"}
+    elif attempt.provider_ref and attempt.amount_minor > 0:
+        # A provider payment goes back at the provider (the worker sends it) and the buyer
+        # is told; ``result.refunds`` follows it to completion.
+        refund = await provider_refunds.request(
+            session, attempt=attempt, order=order, reason=RefundReason.fulfilment_failed
+        )
+        result = {"refund_due": False, "refunded_to": "provider",
+                  "refunds": order.result.get("refunds", [])}
+        await notify_refunding(
+            session, rt, order, refund_id=str(refund.id), reason=refund.reason.value,
+            amount_minor=refund.amount_minor, currency=refund.currency,
+        )
     await states.transition(session, order, OrderState.failed, failure_code=code, result=result)
     log.warning("order failed after payment", extra={"order": order.number, "code": code})
     return order

@@ -1,5 +1,7 @@
 """The "order done" notice: one SMS (to the buyer, or to the topped-up number) and one
-email when the buyer has an address, each queued once per order in the outbox."""
+email when the buyer has an address, each queued once per order in the outbox; and the
+"your payment is being refunded" notice for a payment that arrived too late (the order
+was cancelled, or already paid), queued once per refund."""
 
 from __future__ import annotations
 
@@ -22,6 +24,19 @@ SUCCESS_ADDON = N_("{operator}: order {number} is done. Add-on {plan} is on {msi
 SUCCESS_TOPUP = N_("{operator}: {amount} was added to your wallet. Balance: {balance}.")
 SUCCESS_GUEST = N_("{operator}: {amount} was added to the wallet of {msisdn}.")
 SUCCESS_SUBJECT = N_("Your order {number} is complete")
+REFUND_CANCELLED = N_("{operator}: order {number} was cancelled, but a payment of {amount} "
+                      "still arrived. It is being refunded to you automatically; you need "
+                      "do nothing.")
+REFUND_ALREADY_PAID = N_("{operator}: order {number} was already paid, so your extra payment "
+                         "of {amount} is being refunded to you automatically.")
+REFUND_NOT_FULFILLED = N_("{operator}: order {number} could not be carried out, so your "
+                          "payment of {amount} is being refunded to you automatically.")
+REFUND_SUBJECT = N_("Your payment for order {number} is being refunded")
+REFUND_TEXTS = {
+    "order_cancelled": REFUND_CANCELLED,
+    "already_paid": REFUND_ALREADY_PAID,
+    "fulfilment_failed": REFUND_NOT_FULFILLED,
+}
 
 
 async def notify_done(
@@ -64,4 +79,34 @@ async def notify_done(
         )
 
 
-__all__ = ["notify_done"]
+async def notify_refunding(
+    session: AsyncSession, rt: Runtime, order: Order, *, refund_id: str, reason: str,
+    amount_minor: int, currency: str,
+) -> None:
+    """Tell the buyer (SMS, and email when they have an address) that a payment is being
+    refunded automatically; queued once per refund. A guest order has no one to tell."""
+    message = REFUND_TEXTS.get(reason)
+    if message is None or order.account_id is None:
+        return
+    buyer = await session.get(Account, order.account_id)
+    if buyer is None:
+        return
+    language = buyer.language or rt.settings.default_language
+    body = translate(
+        language, message, operator=rt.settings.operator_name, number=order.number,
+        amount=Formatter(language).money(amount_minor, currency),
+    )
+    if buyer.phone:
+        await notifications.send_sms(
+            session, to=buyer.phone, body=body, dedupe_key=f"refund-sms:{refund_id}",
+            account_id=order.account_id,
+        )
+    if buyer.email:
+        await notifications.send_email(
+            session, to=buyer.email, body=body, dedupe_key=f"refund-email:{refund_id}",
+            subject=translate(language, REFUND_SUBJECT, number=order.number),
+            account_id=order.account_id,
+        )
+
+
+__all__ = ["notify_done", "notify_refunding"]

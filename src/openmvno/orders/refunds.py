@@ -1,4 +1,8 @@
-"""Staff refunds: undo what a fulfilled order granted, pay the payer back, audit it."""
+"""Staff refunds: undo what a fulfilled order granted, pay the payer back, audit it.
+
+A wallet payment goes back to the wallet at once; a provider payment is refunded at the
+provider by the worker (:mod:`openmvno.payments.refunds`: one refund per payment,
+tracked to completion in ``payment_refunds`` and shown in ``result.refund``)."""
 
 from __future__ import annotations
 
@@ -17,7 +21,8 @@ from openmvno.ledger.models import BalanceEntry, EntryReason
 from openmvno.lines.models import Line
 from openmvno.orders import states
 from openmvno.orders.models import Order, OrderKind, OrderState
-from openmvno.payments.models import AttemptState, PaymentAttempt
+from openmvno.payments import refunds as provider_refunds
+from openmvno.payments.models import AttemptState, PaymentAttempt, RefundReason
 from openmvno.runtime import Runtime
 
 
@@ -26,12 +31,22 @@ async def refund(
 ) -> Order:
     """Staff: undo a fulfilled (or failed-after-payment) order. What the order granted is
     zeroed (a wallet top-up is taken back from the wallet), the payer is credited: a
-    wallet payment goes back to the wallet; a provider payment is recorded as owed
-    (``result.refund``) — the provider refund call itself is not in the port yet."""
+    wallet payment goes back to the wallet; a provider payment is refunded at the
+    provider through the outbox (``result.refund`` says how far it got). A free order
+    (nothing paid) only has its grants undone."""
+    await session.refresh(order, with_for_update=True)  # result is rewritten below
     state = OrderState(order.state)
     if not states.can_transition(state, OrderState.refunded):
         raise Conflict("order_not_refundable", states.WHY_NOT[state])
     paid = await _paying_attempt(session, order)
+    provider_refund = None
+    if (
+        paid is not None and paid.method not in ("wallet", "free") and paid.amount_minor > 0
+        and not order.result.get("refunded_to")
+    ):
+        provider_refund = await provider_refunds.request(
+            session, attempt=paid, order=order, reason=RefundReason.staff
+        )
     result = dict(order.result)
     if state is OrderState.fulfilled:
         if order.kind in (OrderKind.topup, OrderKind.guest_topup):
@@ -54,11 +69,11 @@ async def refund(
             key=f"order:{order.id}:refund", order_id=order.id, memo=order.number,
         )
         result["refund"] = {"to": "wallet", "amount_minor": order.amount_minor}
-    elif paid is not None and not result.get("refunded_to"):
-        # TODO(payments port): call the provider's refund API; until then staff refund by hand.
+    elif paid is not None and provider_refund is not None:
         result["refund"] = {
             "to": "provider", "provider": paid.provider, "reference": paid.provider_ref,
-            "amount_minor": order.amount_minor, "status": "to_refund_at_provider",
+            "amount_minor": provider_refund.amount_minor, "refund_id": str(provider_refund.id),
+            "status": provider_refund.state.value,
         }
     result["refund_due"] = False
     await audit.record(
@@ -70,15 +85,15 @@ async def refund(
 
 
 async def _paying_attempt(session: AsyncSession, order: Order) -> PaymentAttempt | None:
-    """The attempt that paid the order; a late duplicate success (``refund_due``, listed
-    in ``result.refund_due_attempts``) is owed back separately and is never this one."""
+    """The attempt that paid the order; a late duplicate success (refunded on its own,
+    listed in ``result.refunds``) is never this one."""
     return await session.scalar(
         select(PaymentAttempt)
         .where(
             PaymentAttempt.order_id == order.id,
             PaymentAttempt.state == AttemptState.succeeded,
             or_(PaymentAttempt.failure_code.is_(None),
-                PaymentAttempt.failure_code != "refund_due"),
+                PaymentAttempt.failure_code.not_in(provider_refunds.NOT_REFUNDABLE_CODES)),
         )
         .order_by(PaymentAttempt.settled_at, PaymentAttempt.created_at)
         .limit(1)

@@ -41,18 +41,22 @@ from openmvno.i18n import translate
 from openmvno.lines import service as lines
 from openmvno.lines.models import Line, LineKind, LineState
 from openmvno.lines.states import may_use_service
+from openmvno.notifications import service as notifications
+from openmvno.notifications.models import OutboxKind
 from openmvno.orders import states
 from openmvno.orders.fulfilment import FulfilmentImpossible, fulfil
 from openmvno.orders.models import Order, OrderKind, OrderState
 from openmvno.orders.provisioning import provision
 from openmvno.orders.refunds import refund
 from openmvno.orders.texts import GUEST_TOPUP, WALLET_TOPUP, failure_reason
-from openmvno.payments.models import AttemptState, PaymentAttempt
+from openmvno.payments.models import AttemptState, PaymentAttempt, PaymentMethodKind
 from openmvno.ratelimit import service as ratelimit
 from openmvno.runtime import Runtime
 from openmvno.security import keyed_digest, new_token, same, sha256
 
 MAIN_PLAN_KINDS = (PlanKind.data, PlanKind.voice, PlanKind.mixed)
+FREE = "free"
+"""The ``provider`` of a zero-price order's attempt: nothing was paid, nothing to refund."""
 
 
 def request_hash(body: dict[str, Any]) -> str:
@@ -293,6 +297,8 @@ async def create(
         if existing is None:
             raise
         return _replay(existing, digest, guest=account is None, guest_link=guest_link), False
+    if order.amount_minor == 0:
+        await fulfil_free(session, rt, order)  # a free plan: nothing to pay
     return order, True
 
 
@@ -409,21 +415,52 @@ async def attempts_for(session: AsyncSession, order_id: uuid.UUID) -> list[Payme
 
 
 async def cancel(session: AsyncSession, order: Order) -> Order:
-    """Cancel an unpaid order (and its open payment attempts); once paid, a 409 saying why."""
+    """Cancel an unpaid order and its open payment attempts; once paid, a 409 saying why.
+    Each open provider payment is stopped at the provider by the worker (an outbox
+    ``payment_cancel`` job), so the payer can no longer pay it; money that still arrives
+    is refunded automatically (see :mod:`openmvno.payments.service`)."""
     await states.transition(session, order, OrderState.cancelled, code="order_not_cancellable")
-    await session.execute(
+    closed = await session.execute(
         update(PaymentAttempt)
         .where(
             PaymentAttempt.order_id == order.id,
             PaymentAttempt.state.in_([AttemptState.created, AttemptState.requires_action]),
         )
         .values(state=AttemptState.failed, failure_code="cancelled", settled_at=clock.now())
+        .returning(PaymentAttempt.id, PaymentAttempt.provider, PaymentAttempt.provider_ref)
         .execution_options(synchronize_session="fetch")
     )
+    for attempt_id, provider, reference in closed.all():
+        # No reference yet: the provider is still creating it, and the payment path
+        # queues the cancel when its answer is recorded.
+        if reference and provider not in ("wallet", FREE):
+            await notifications.enqueue(
+                session, kind=OutboxKind.payment_cancel, dedupe_key=f"payment-cancel:{attempt_id}",
+                recipient=reference, account_id=order.account_id,
+                payload={"attempt_id": str(attempt_id)},
+            )
     return order
 
 
+async def fulfil_free(session: AsyncSession, rt: Runtime, order: Order) -> PaymentAttempt:
+    """A zero-price order needs no payment: record a ``free`` attempt and fulfil it now,
+    in the caller's transaction (nothing to refund if it cannot be carried out)."""
+    attempt = PaymentAttempt(
+        order_id=order.id, account_id=order.account_id, provider=FREE,
+        method=PaymentMethodKind.free, amount_minor=0, currency=order.currency,
+        state=AttemptState.succeeded, settled_at=clock.now(), next_action={},
+    )
+    session.add(attempt)
+    await states.transition(session, order, OrderState.paid, code="order_not_payable")
+    await fulfil(session, rt, order, attempt=attempt)
+    if order.state == OrderState.failed:
+        order.result = {**order.result, "refund_due": False}
+        await session.flush()
+    return attempt
+
+
 __all__ = [
+    "FREE",
     "MAIN_PLAN_KINDS",
     "FulfilmentImpossible",
     "attempts_for",
@@ -433,6 +470,7 @@ __all__ = [
     "create",
     "failure_reason",
     "fulfil",
+    "fulfil_free",
     "get_by_link",
     "get_visible",
     "guest_line",

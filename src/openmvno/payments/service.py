@@ -10,8 +10,15 @@ Rules for outcomes, whatever order they arrive in:
 - a success whose amount or currency differs from the attempt is flagged
   (``amount_mismatch`` on the attempt and the order) and nothing is granted;
 - a success for an order already paid by another attempt, or cancelled, never
-  fulfils twice: the attempt is kept ``succeeded`` with ``failure_code =
-  "refund_due"`` and the order's ``result.refund_due_attempts`` lists it for staff.
+  fulfils twice: the attempt is kept ``succeeded`` (the money was captured), is refunded
+  at the provider automatically (:mod:`openmvno.payments.refunds`, through the outbox),
+  carries ``failure_code = "refunded_order_cancelled"`` / ``"refunded_already_paid"``,
+  shows in the order's ``result.refunds``, and the buyer is told.
+
+Cancelling an order queues a ``payment_cancel`` job per open provider payment
+(:func:`cancel_at_provider`, run by the worker): the payer can no longer pay it, and a
+capture that still lands is refunded as above. A zero-price order needs no payment: it
+is fulfilled at once (``provider = "free"``).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from openmvno import clock
 from openmvno.accounts.models import Account
 from openmvno.adapters.payments import (
     InvalidSignature,
+    MalformedEvent,
     PaymentProvider,
     ProviderPayment,
     UnsupportedEvent,
@@ -44,24 +52,36 @@ from openmvno.errors import (
 )
 from openmvno.ledger import service as ledger
 from openmvno.ledger.models import EntryReason
+from openmvno.notifications import service as notifications
+from openmvno.notifications.models import OutboxKind, OutboxMessage
+from openmvno.orders import notices, states
 from openmvno.orders import service as orders
-from openmvno.orders import states
 from openmvno.orders.models import Order, OrderKind, OrderState
+from openmvno.payments import refunds
 from openmvno.payments.models import (
     AttemptState,
     ExternalEvent,
     PaymentAttempt,
     PaymentMethodKind,
+    RefundReason,
 )
 from openmvno.runtime import Runtime
 
 log = logging.getLogger("openmvno.payments")
 WALLET = "wallet"
+FREE = orders.FREE
 OPEN = (AttemptState.created, AttemptState.requires_action)
 
 
 class BadSignature(DomainError):
     """A webhook that the provider did not sign: 400, nothing stored."""
+
+    status = 400
+
+
+class MalformedWebhook(DomainError):
+    """A signed webhook whose content cannot be taken (wrong types, out of range,
+    over-long ids): 400, nothing stored."""
 
     status = 400
 
@@ -108,6 +128,8 @@ async def start(
         )
     if order.state != OrderState.pending_payment:
         raise states_conflict(order)
+    if order.amount_minor == 0:
+        return await orders.fulfil_free(session, rt, order)
     if method == WALLET:
         return await _pay_from_wallet(session, rt, order=order, payer=payer)
     attempt = PaymentAttempt(
@@ -133,7 +155,7 @@ async def pay(
             session, order_id, viewer, guest_link=guest_link, audit_as="payment.start"
         )
         attempt = await start(session, rt, order=order, method=method, payer=viewer)
-    if attempt.provider == WALLET:
+    if attempt.provider in (WALLET, FREE):
         return attempt, order
     return await _ask_provider(rt, attempt, order, guest_link)
 
@@ -167,11 +189,16 @@ async def _ask_provider(
         ) from exc
     async with unit_of_work(rt.sessions) as session:
         row = await _locked_attempt(session, attempt.id)
-        if row.state == AttemptState.created:
+        if row.provider_ref is None:
+            # Recorded whatever happened meanwhile, so the provider's news finds its attempt.
             row.provider_ref = payment.reference
+        if row.state == AttemptState.created:
             row.next_action = dict(payment.next_action)
             row.state = AttemptState.requires_action
-            await session.flush()
+        elif row.failure_code == "cancelled":
+            # The order was cancelled while the provider was creating the payment.
+            await _queue_cancel(session, row, key=f"payment-cancel:{row.id}:late")
+        await session.flush()
         if payment.status in ("succeeded", "failed"):
             await apply(session, rt, provider_name=provider.name, payment=payment)
         fresh = await session.get(Order, row.order_id, populate_existing=True)
@@ -270,8 +297,16 @@ async def handle_webhook(
         event = provider.parse_webhook(body, headers)
     except InvalidSignature as exc:
         raise BadSignature("bad_signature", "The webhook signature is not valid.") from exc
+    except MalformedEvent as exc:
+        raise _malformed() from exc
     except UnsupportedEvent as exc:
-        return f"ignored: {exc}"
+        return f"ignored: {str(exc)[:150]}"
+    if not (
+        0 < len(event.event_id) <= 120 and len(event.event_type) <= 80
+        and 0 < len(event.payment.reference) <= 120
+        and "\x00" not in event.event_id + event.event_type + event.payment.reference
+    ):
+        raise _malformed()
     record = ExternalEvent(
         source=provider.name, external_id=event.event_id, event_type=event.event_type,
         payload=event.raw, received_at=clock.now(),
@@ -287,6 +322,12 @@ async def handle_webhook(
     record.outcome = outcome[:200]
     await session.flush()
     return outcome
+
+
+def _malformed() -> MalformedWebhook:
+    return MalformedWebhook(
+        "malformed_event", "The webhook is signed but its content is not valid."
+    )
 
 
 async def apply(
@@ -343,15 +384,56 @@ async def _succeeded(
     attempt.settled_at = clock.now()
     await session.flush()
     if not await states.try_transition(session, order, OrderState.paid):
-        attempt.failure_code = "refund_due"
-        due = list(order.result.get("refund_due_attempts", []))
-        due.append(str(attempt.id))
-        order.result = {**order.result, "refund_due_attempts": due}
-        await session.flush()
-        log.warning("payment for a closed order", extra={"order": order.number})
-        return f"refund_due: order already {OrderState(order.state).value}; not fulfilled again"
+        return await _refund_late_capture(session, rt, attempt, order)
     await orders.fulfil(session, rt, order, attempt=attempt)
     return f"paid: order {OrderState(order.state).value}"
+
+
+async def _refund_late_capture(
+    session: AsyncSession, rt: Runtime, attempt: PaymentAttempt, order: Order
+) -> str:
+    """Money captured for an order that is cancelled or already paid: pay it back at the
+    provider (through the outbox), mark the attempt and tell the buyer. Never fulfils."""
+    await session.refresh(order, with_for_update=True)
+    state = OrderState(order.state)
+    reason = (
+        RefundReason.order_cancelled if state is OrderState.cancelled
+        else RefundReason.already_paid
+    )
+    attempt.failure_code = refunds.AUTO_REFUND_CODES[reason]
+    refund = await refunds.request(session, attempt=attempt, order=order, reason=reason)
+    await notices.notify_refunding(
+        session, rt, order, refund_id=str(refund.id), reason=reason.value,
+        amount_minor=refund.amount_minor, currency=refund.currency,
+    )
+    log.warning("payment for a closed order refunded",
+                extra={"order": order.number, "attempt": str(attempt.id)})
+    return f"refunding: order already {state.value}; not fulfilled, payment refunded"
+
+
+async def _queue_cancel(session: AsyncSession, attempt: PaymentAttempt, *, key: str) -> None:
+    await notifications.enqueue(
+        session, kind=OutboxKind.payment_cancel, dedupe_key=key,
+        recipient=attempt.provider_ref or attempt.provider, account_id=attempt.account_id,
+        payload={"attempt_id": str(attempt.id)},
+    )
+
+
+async def cancel_at_provider(rt: Runtime, message: OutboxMessage) -> str:
+    """Outbox handler for :attr:`OutboxKind.payment_cancel`: stop the payment at its
+    provider (no transaction held across the call). If the payer had already paid, the
+    provider says so and the capture is applied, which refunds it automatically."""
+    attempt_id = uuid.UUID(str(message.payload["attempt_id"]))
+    async with unit_of_work(rt.sessions) as session:
+        attempt = await session.get(PaymentAttempt, attempt_id)
+        if attempt is None or not attempt.provider_ref or attempt.provider in (WALLET, FREE):
+            return "ignored: nothing to cancel at a provider"
+        provider_name, reference = attempt.provider, attempt.provider_ref
+    payment = await provider_for(rt, provider_name).cancel(reference)
+    if payment.status not in ("succeeded", "failed"):
+        return f"noted: {payment.status}"
+    async with unit_of_work(rt.sessions) as session:
+        return await apply(session, rt, provider_name=provider_name, payment=payment)
 
 
 async def fail_attempt(
@@ -381,8 +463,13 @@ def attempt_view(attempt: PaymentAttempt, language: str) -> dict[str, Any]:
         "amount_minor": attempt.amount_minor,
         "currency": attempt.currency,
         "failure_code": attempt.failure_code,
-        "failure_reason": orders.failure_reason(language, attempt.failure_code)
-        if attempt.failure_code and attempt.failure_code != "refund_due" else None,
+        "failure_reason": _attempt_reason(language, attempt.failure_code),
         "next_action": attempt.next_action if attempt.state in OPEN else {},
         "created_at": attempt.created_at,
     }
+
+
+def _attempt_reason(language: str, code: str | None) -> str | None:
+    if not code or code == "refund_due":
+        return None
+    return refunds.attempt_note(language, code) or orders.failure_reason(language, code)

@@ -34,6 +34,7 @@ METHOD_NAMES = {
     "wechat_pay": N_("WeChat Pay"),
     "bank_transfer": N_("Bank transfer"),
     "wallet": N_("Wallet balance"),
+    "free": N_("Free of charge"),
 }
 
 

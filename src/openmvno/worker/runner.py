@@ -52,10 +52,22 @@ def _build_handlers(rt: Runtime) -> dict[OutboxKind, Handler]:
 
         return await provision_order(runtime, m)
 
+    async def refund(runtime: Runtime, m: OutboxMessage) -> str:
+        from openmvno.payments.refunds import deliver
+
+        return await deliver(runtime, m)
+
+    async def cancel_payment(runtime: Runtime, m: OutboxMessage) -> str:
+        from openmvno.payments.service import cancel_at_provider
+
+        return await cancel_at_provider(runtime, m)
+
     table: dict[OutboxKind, Handler] = {
         OutboxKind.sms: send_sms,
         OutboxKind.email: send_email,
         OutboxKind.provision: provision,
+        OutboxKind.refund: refund,
+        OutboxKind.payment_cancel: cancel_payment,
     }
     table.update(rt.extras.get("outbox_handlers", {}))
     return table
@@ -72,15 +84,20 @@ def jobs(rt: Runtime) -> list[Job]:
 
 
 async def settle_stuck_payments(rt: Runtime) -> int:
-    """The payments janitor, at most once a minute per process."""
+    """The payments janitor (stuck attempts, then refunds the provider reported as
+    pending), at most once a minute per process."""
     from openmvno.payments.janitor import settle_stuck
+    from openmvno.payments.refunds import follow_pending
 
     now = clock.now()
     last = rt.extras.get("janitor_ran_at")
     if last is not None and now - last < timedelta(minutes=1):
         return 0
     rt.extras["janitor_ran_at"] = now
-    return await settle_stuck(rt, older_than=timedelta(minutes=rt.settings.payment_stale_minutes))
+    settled = await settle_stuck(
+        rt, older_than=timedelta(minutes=rt.settings.payment_stale_minutes)
+    )
+    return settled + await follow_pending(rt, older_than=timedelta(minutes=1))
 
 
 REDACTED = "[delivered; the one-time code is not kept]"

@@ -26,6 +26,7 @@ from openmvno.adapters.payments.sandbox import (
 from openmvno.adapters.payments.sandbox_models import SandboxPayment
 from openmvno.app import create_app
 from openmvno.runtime import Runtime
+from tests.adapters.payments.sandbox_helpers import SandboxBrowser
 from tests.conftest import FrozenClock
 
 RETURN = "http://testserver/portal/payments/return"
@@ -62,8 +63,8 @@ def provider(rt: Runtime) -> PaymentProvider:
 async def web(rt: Runtime) -> AsyncIterator[httpx.AsyncClient]:
     """A browser on the app, following no redirects (we check where they go)."""
     app = create_app(runtime=rt)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    async with SandboxBrowser(
+        rt, transport=httpx.ASGITransport(app=app), base_url="http://testserver"
     ) as c:
         yield c
 

@@ -8,6 +8,7 @@ import pytest
 
 from openmvno.adapters.payments.sandbox import deliver_due_webhooks, pending_webhooks
 from openmvno.runtime import Runtime
+from tests.adapters.payments.sandbox_helpers import pay_by_card
 from tests.orders.helpers import order, pay, subscriber
 
 
@@ -30,10 +31,7 @@ async def test_card_topup_through_the_sandbox(
 
     page = await client.get(url.removeprefix("http://testserver"))
     assert page.status_code == 200 and 'data-test="card-number"' in page.text
-    paid = await client.post(
-        f"{url.removeprefix('http://testserver')}/card",
-        data={"card_number": number, "card_expiry": "12/39", "card_cvc": "123"},
-    )
+    paid = await pay_by_card(client, url, number)
     assert paid.status_code == 303
     assert f"/orders/{order_id}/result?attempt=" in paid.headers["location"]
 

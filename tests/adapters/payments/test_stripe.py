@@ -23,7 +23,7 @@ import pytest
 import stripe
 from pydantic import SecretStr
 
-from openmvno.adapters.payments import InvalidSignature
+from openmvno.adapters.payments import InvalidSignature, RefundRefused
 from openmvno.adapters.payments.registry import payment_provider
 from openmvno.adapters.payments.stripe import StripeProvider, UnsupportedEvent, payment_from_intent
 from openmvno.config import Settings
@@ -401,3 +401,168 @@ async def test_stripe_webhook_endpoint_verifies_and_acknowledges_other_events(rt
     assert ok.json()["outcome"].startswith("ignored")
     assert forged.status_code == 400
     assert forged.json()["code"] == "bad_signature"
+
+
+# ---------------------------------------------------------------- refunds and cancels
+
+
+class StripeAnswers:
+    """A Stripe that answers each request with the next canned (status, body)."""
+
+    def __init__(self, *answers: tuple[int, dict[str, Any]]) -> None:
+        self.answers = list(answers)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        status, body = self.answers.pop(0)
+        return httpx.Response(status, json=body)
+
+    def provider(self) -> StripeProvider:
+        http = stripe.HTTPXClient()
+        http._client_async = httpx.AsyncClient(transport=httpx.MockTransport(self))
+        client = stripe.StripeClient("sk_test_12345", http_client=http)
+        return StripeProvider(_settings(), client=client)
+
+
+def _refund_obj(status: str = "succeeded", **kw: Any) -> dict[str, Any]:
+    return {"id": "re_1", "object": "refund", "amount": 3000, "currency": "cny",
+            "payment_intent": "pi_123", "status": status, **kw}
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"type": "invalid_request_error", "code": code, "message": message}}
+
+
+async def test_refund_is_created_for_the_intent_with_our_idempotency_key() -> None:
+    fake = StripeAnswers((200, _refund_obj()))
+    refund = await fake.provider().refund("pi_123", 3000, idempotency_key="7c0f-refund-id")
+    [request] = fake.requests
+    assert (request.method, request.url.path) == ("POST", "/v1/refunds")
+    assert request.headers["idempotency-key"] == "7c0f-refund-id"
+    assert parse_qs(request.content.decode()) == {"payment_intent": ["pi_123"], "amount": ["3000"]}
+    assert (refund.refund_id, refund.status, refund.amount_minor) == ("re_1", "succeeded", 3000)
+
+
+@pytest.mark.parametrize(
+    ("status", "ours"),
+    [("pending", "pending"), ("requires_action", "pending"), ("failed", "failed"),
+     ("canceled", "failed")],
+)
+async def test_refund_statuses_are_normalised(status: str, ours: str) -> None:
+    fake = StripeAnswers((200, _refund_obj(status, failure_reason="lost_or_stolen_card")))
+    refund = await fake.provider().retrieve_refund("re_1")
+    assert fake.requests[0].url.path == "/v1/refunds/re_1"
+    assert refund.status == ours
+    assert refund.failure_reason == ("lost_or_stolen_card" if ours == "failed" else None)
+
+
+async def test_a_refund_stripe_refuses_for_good_is_refund_refused() -> None:
+    fake = StripeAnswers((400, _error("charge_already_refunded", "Charge ch_1 has already "
+                                                                 "been refunded.")))
+    with pytest.raises(RefundRefused, match="already been refunded"):
+        await fake.provider().refund("pi_123", 3000, idempotency_key="k1")
+
+
+async def test_a_passing_stripe_fault_is_raised_to_be_retried() -> None:
+    """A 500 (after the SDK's own retries) is not a refusal: the worker tries again."""
+    answers = [(500, {"error": {"type": "api_error", "message": "boom"}})] * 3
+    fake = StripeAnswers(*answers)
+    with pytest.raises(stripe.StripeError) as raised:
+        await fake.provider().refund("pi_123", 3000, idempotency_key="k1")
+    assert not isinstance(raised.value, RefundRefused)
+    assert {r.headers["idempotency-key"] for r in fake.requests} == {"k1"}
+
+
+async def test_cancel_of_a_captured_intent_returns_it_captured() -> None:
+    fake = StripeAnswers(
+        (400, _error("payment_intent_unexpected_state", "You cannot cancel this "
+                                                        "PaymentIntent because it has a "
+                                                        "status of succeeded.")),
+        (200, _intent("succeeded")),
+    )
+    payment = await fake.provider().cancel("pi_123")
+    assert [r.url.path for r in fake.requests] == ["/v1/payment_intents/pi_123/cancel",
+                                                   "/v1/payment_intents/pi_123"]
+    assert payment.status == "succeeded"
+
+
+async def test_refund_and_cancel_through_the_sdk_against_localstripe(localstripe_url: str) -> None:
+    provider = _local(localstripe_url)
+    client = provider.client
+    pm = await client.v1.payment_methods.create_async(params={
+        "type": "card",
+        "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2039, "cvc": "123"},
+    })
+    paid = await client.v1.payment_intents.create_async(params={  # type: ignore[typeddict-unknown-key]
+        "amount": 3000, "currency": "cny", "payment_method_types": ["card"],
+        "payment_method": pm.id,
+    })
+    await client.v1.payment_intents.confirm_async(paid.id)
+    assert (await provider.retrieve(paid.id)).status == "succeeded"
+
+    refund = await provider.refund(paid.id, 3000, idempotency_key=str(uuid.uuid4()))
+    assert refund.refund_id.startswith("re_")
+    assert (refund.status, refund.amount_minor) == ("succeeded", 3000)
+    assert (await provider.retrieve_refund(refund.refund_id)).status == "succeeded"
+    captured = await provider.cancel(paid.id)  # too late to cancel: still captured
+    assert captured.status == "succeeded"
+
+    waiting = await provider.create(
+        attempt_id=str(uuid.uuid4()), amount_minor=1000, currency="CNY", method="card",
+        description="Top-up", return_url="http://testserver/return",
+    )
+    stopped = await provider.cancel(waiting.reference)
+    assert (stopped.status, stopped.failure_code) == ("failed", "cancelled")
+
+
+async def test_a_staff_refund_of_a_stripe_card_order_is_refunded_at_localstripe(
+    localstripe_url: str, rt: Runtime, client: httpx.AsyncClient, deliver: Any
+) -> None:
+    """The whole path: card order paid at (local)Stripe, staff refund, the worker calls
+    ``refunds.create``; Stripe then holds one refund of the full amount."""
+    from sqlalchemy import select
+
+    from openmvno.accounts.models import Account
+    from openmvno.db import unit_of_work
+    from openmvno.payments import service as payments
+    from openmvno.payments.models import PaymentAttempt, PaymentRefund
+    from tests.orders.helpers import give_line, order, pay, seed_plans, staff, subscriber
+
+    provider = _local(localstripe_url)
+    rt.extras["payment_provider"] = provider
+    await seed_plans(rt)
+    headers, me = await subscriber(client)
+    line = await give_line(rt, me)
+    o = (await order(client, headers, {"kind": "plan", "plan_code": "M30",
+                                       "line_id": str(line.id)})).json()
+    started = await pay(client, headers, o["id"], "card")
+    assert started.json()["next_action"]["type"] == "stripe_client_secret"
+    async with unit_of_work(rt.sessions) as s:
+        reference = await s.scalar(select(PaymentAttempt.provider_ref))
+        buyer = await s.get(Account, me)
+    assert reference is not None
+    # What Stripe.js does in the payer's browser:
+    pm = await provider.client.v1.payment_methods.create_async(params={
+        "type": "card",
+        "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2039, "cvc": "123"},
+    })
+    await provider.client.v1.payment_intents.update_async(reference,
+                                                          params={"payment_method": pm.id})
+    await provider.client.v1.payment_intents.confirm_async(reference)
+    paid = await payments.refresh_order(rt, order_id=uuid.UUID(o["id"]), viewer=buyer)
+    assert paid.state == "fulfilled"
+
+    r = await client.post(f"/api/v1/orders/{o['id']}/refund", json={"reason": "duplicate"},
+                          headers=await staff(client, rt))
+    assert r.status_code == 200, r.text
+    await deliver()
+    async with unit_of_work(rt.sessions) as s:
+        refund = await s.scalar(select(PaymentRefund))
+    assert refund is not None
+    assert (refund.state, refund.provider, refund.attempts) == ("succeeded", "stripe", 1)
+    assert refund.provider_refund_id is not None and refund.provider_refund_id.startswith("re_")
+    at_stripe = await provider.client.v1.refunds.list_async(params={"payment_intent": reference})
+    assert [(x.id, x.amount) for x in at_stripe.data] == [(refund.provider_refund_id, 5000)]
+    got = (await client.get(f"/api/v1/orders/{o['id']}", headers=headers)).json()
+    assert got["result"]["refund"]["status"] == "succeeded"

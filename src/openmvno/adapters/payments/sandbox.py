@@ -10,6 +10,10 @@ worker calls it every round), retried with backoff.
 Signature header: ``Sandbox-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "{t}.{body}">``
 keyed with ``settings.sandbox_webhook_secret``.
 
+``cancel()`` stops a payment still waiting for the payer (its page then shows it failed);
+``refund()`` pays a captured payment back, recorded in ``sandbox_refunds`` once per
+idempotency key, never above what was captured.
+
 The sandbox writes its own table in its **own transaction**: it stands for a company
 outside our database, and like any provider it is called while the caller holds no
 transaction (see ``payments.service.pay``).
@@ -27,21 +31,28 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
-from sqlalchemy import select
+from pydantic import BaseModel, ConfigDict, ValidationError
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmvno import clock
 from openmvno.adapters.payments import (
     InvalidSignature,
+    MalformedEvent,
     ProviderPayment,
+    ProviderRefund,
     ProviderStatus,
+    RefundRefused,
+    RefundStatus,
     WebhookEvent,
 )
-from openmvno.adapters.payments.sandbox_models import SandboxPayment
+from openmvno.adapters.payments.sandbox_models import SandboxPayment, SandboxRefund
 from openmvno.db import unit_of_work
+from openmvno.fields import Currency, ExternalId, MinorAmount, text
 from openmvno.i18n import N_
 from openmvno.runtime import Runtime
 
@@ -310,6 +321,74 @@ class SandboxProvider:
                 raise LookupError(f"no sandbox payment {reference!r}")
             return _payment(row, self._public_url)
 
+    async def cancel(self, reference: str) -> ProviderPayment:
+        """Stop a payment the payer has not finished (its page then says it failed);
+        one already captured stays captured and is returned as ``succeeded``. Raises
+        ``LookupError`` for an unknown reference."""
+        async with unit_of_work(self.rt.sessions) as session:
+            row = await session.scalar(
+                select(SandboxPayment)
+                .where(SandboxPayment.reference == reference)
+                .with_for_update()
+            )
+            if row is None:
+                raise LookupError(f"no sandbox payment {reference!r}")
+            if row.status in ("requires_action", "processing"):
+                settle(row, "failed", "cancelled")
+            return _payment(row, self._public_url)
+
+    async def refund(
+        self, reference: str, amount_minor: int, idempotency_key: str
+    ) -> ProviderRefund:
+        """Pay back ``amount_minor`` of a captured payment, once per ``idempotency_key``
+        (asked again, the first refund is returned). Refused (:class:`RefundRefused`) for
+        a payment not captured, or beyond what is left to refund."""
+        try:
+            async with unit_of_work(self.rt.sessions) as session:
+                done = await _refund_by_key(session, idempotency_key)
+                if done is not None:
+                    return done
+                row = await session.scalar(
+                    select(SandboxPayment)
+                    .where(SandboxPayment.reference == reference)
+                    .with_for_update()
+                )
+                if row is None or row.status != "succeeded":
+                    raise RefundRefused(f"payment {reference!r} was not captured")
+                refunded = await session.scalar(
+                    select(func.coalesce(func.sum(SandboxRefund.amount_minor), 0))
+                    .where(SandboxRefund.reference == reference)
+                )
+                if amount_minor <= 0 or int(refunded or 0) + amount_minor > row.amount_minor:
+                    raise RefundRefused(
+                        f"refund of {amount_minor} exceeds what is left of {reference!r}"
+                    )
+                refund = SandboxRefund(
+                    refund_id=f"sbr_{secrets.token_hex(12)}", reference=reference,
+                    idempotency_key=idempotency_key, amount_minor=amount_minor,
+                    currency=row.currency, status="succeeded",
+                )
+                session.add(refund)
+                await session.flush()
+                return _refund(refund)
+        except IntegrityError:
+            # The same key raced in from another process: that refund is the one.
+            async with self.rt.sessions() as session:
+                done = await _refund_by_key(session, idempotency_key)
+            if done is None:
+                raise
+            return done
+
+    async def retrieve_refund(self, refund_id: str) -> ProviderRefund:
+        """A refund's status; raises ``LookupError`` for an unknown id."""
+        async with self.rt.sessions() as session:
+            row = await session.scalar(
+                select(SandboxRefund).where(SandboxRefund.refund_id == refund_id)
+            )
+            if row is None:
+                raise LookupError(f"no sandbox refund {refund_id!r}")
+            return _refund(row)
+
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
         """Verify ``Sandbox-Signature`` (5 minutes tolerance) and normalise."""
         secret = self.rt.settings.sandbox_webhook_secret.get_secret_value()
@@ -317,22 +396,56 @@ class SandboxProvider:
         return event_from_body(body)
 
 
+def _refund(row: SandboxRefund) -> ProviderRefund:
+    status: RefundStatus = "succeeded" if row.status == "succeeded" else "pending"
+    return ProviderRefund(refund_id=row.refund_id, status=status, amount_minor=row.amount_minor)
+
+
+async def _refund_by_key(session: AsyncSession, key: str) -> ProviderRefund | None:
+    row = await session.scalar(select(SandboxRefund).where(SandboxRefund.idempotency_key == key))
+    return _refund(row) if row is not None else None
+
+
+class _EventData(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    reference: ExternalId
+    status: ProviderStatus
+    amount_minor: MinorAmount
+    currency: Currency
+    failure_code: Annotated[str, text(40)] | None = None
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: ExternalId
+    type: Annotated[str, text(80, min_length=1)]
+    data: _EventData
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
 def event_from_body(body: bytes) -> WebhookEvent:
+    """Parse a signed event strictly: ``amount_minor`` a JSON integer in range (not
+    ``1e400``, ``Infinity``), ids printable ASCII within their columns; anything else
+    is :class:`MalformedEvent` (a 400, nothing stored)."""
     try:
-        raw = json.loads(body)
-        data = raw["data"]
-        payment = ProviderPayment(
-            reference=str(data["reference"]),
-            status=data["status"],
-            amount_minor=int(data["amount_minor"]),
-            currency=str(data["currency"]),
-            failure_code=data.get("failure_code"),
-        )
-        return WebhookEvent(
-            event_id=str(raw["id"]), event_type=str(raw["type"]), payment=payment, raw=raw
-        )
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidSignature("malformed event body") from exc
+        raw = json.loads(body, parse_constant=_no_constant)
+        event = _Event.model_validate(raw)
+    except (ValueError, RecursionError, ValidationError) as exc:
+        raise MalformedEvent("malformed event body") from exc
+    data = event.data
+    payment = ProviderPayment(
+        reference=data.reference,
+        status=data.status,
+        amount_minor=data.amount_minor,
+        currency=data.currency,
+        failure_code=data.failure_code,
+    )
+    return WebhookEvent(event_id=event.id, event_type=event.type, payment=payment, raw=raw)
 
 
 # ---------------------------------------------------------------- outcomes

@@ -2,8 +2,8 @@
 
 The sandbox pretends to be an outside payment company, so it keeps its own table
 (it must survive a restart like a real provider would) and its own webhook
-delivery queue (``webhook_due_at`` / ``webhook_attempts``). Card data is never
-stored: only the brand and the last four digits.
+delivery queue (``webhook_due_at`` / ``webhook_attempts``), and its refunds in
+``sandbox_refunds``. Card data is never stored: only the brand and the last four digits.
 """
 
 from __future__ import annotations
@@ -41,3 +41,18 @@ class SandboxPayment(IdMixin, TimestampMixin, Base):
     webhook_attempts: Mapped[int] = mapped_column(Integer, default=0)
     webhook_last_error: Mapped[str] = mapped_column(String(300), default="")
     webhook_delivered_at: Mapped[datetime | None]
+
+
+class SandboxRefund(IdMixin, TimestampMixin, Base):
+    """A refund the sandbox made. UNIQUE ``idempotency_key``: the same key asked again
+    returns this refund, never a second one (as a real provider's idempotency keys do)."""
+
+    __tablename__ = "sandbox_refunds"
+
+    refund_id: Mapped[str] = mapped_column(String(40), unique=True)
+    reference: Mapped[str] = mapped_column(String(40), index=True)
+    """The refunded payment's reference."""
+    idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(20), default="succeeded")

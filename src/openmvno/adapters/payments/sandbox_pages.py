@@ -4,10 +4,17 @@ They stand for the payment company's own website: their own look ("OpenMVNO
 Sandbox Pay"), their own templates. Mounted only when ``payment_provider`` is
 ``sandbox``. The reference in the URL is the capability (as with a real hosted
 checkout page); no OpenMVNO login is involved.
+
+Every form carries a CSRF token tied to the payment (HMAC-SHA256 of the reference with
+the deployment secret, :func:`csrf_token`): another site that knows a payment link can
+still not make the payer's browser pay it. A POST without the right token is a 403 and
+changes nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -39,6 +46,26 @@ env = Environment(
 )
 
 router = APIRouter(prefix="/sandbox/pay", include_in_schema=False)
+
+CSRF_FIELD = "csrf"
+Csrf = Annotated[str, Form(alias=CSRF_FIELD, max_length=128)]
+
+
+def csrf_token(rt: RT, reference: str) -> str:
+    """The CSRF token of every form on one payment's pages."""
+    mac = hmac.new(rt.secret_key.encode(), f"sandbox-pay-csrf:{reference}".encode(),
+                   hashlib.sha256)
+    return mac.hexdigest()
+
+
+def _csrf_ok(rt: RT, row: SandboxPayment, sent: str) -> bool:
+    return bool(sent) and hmac.compare_digest(sent.encode(), csrf_token(rt, row.reference).encode())
+
+
+def _forbidden(request: Request, row: SandboxPayment, rt: RT) -> HTMLResponse:
+    """A form without the right token: nothing happens, the payer is told to reload."""
+    return _render(request, "sandbox_status.html", {**_base_context(row, rt), "forbidden": True},
+                   403)
 
 
 def _render(
@@ -83,6 +110,7 @@ def _base_context(row: SandboxPayment, rt: RT) -> dict[str, Any]:
         "merchant": rt.settings.operator_name,
         "return_url": return_to(row),
         "action": f"/sandbox/pay/{row.reference}",
+        "csrf": csrf_token(rt, row.reference),
     }
 
 
@@ -153,11 +181,14 @@ async def pay_card(
     card_number: Annotated[str, Form(max_length=40)] = "",
     card_expiry: Annotated[str, Form(max_length=10)] = "",
     card_cvc: Annotated[str, Form(max_length=6)] = "",
+    csrf: Csrf = "",
 ) -> Response:
     """Take a test card. Only brand and last four digits are kept."""
     row = await _row(session, rt, reference, lock=True)
     if row is None:
         return _not_found(request)
+    if not _csrf_ok(rt, row, csrf):
+        return _forbidden(request, row, rt)
     if row.method != "card" or row.status != "requires_action" or row.stage != "pay":
         return _closed(request, row, rt)
     try:
@@ -187,11 +218,14 @@ async def answer_3ds(
     session: Session,
     rt: RT,
     outcome: Annotated[str, Form(max_length=10)] = "",
+    csrf: Csrf = "",
 ) -> Response:
     """The bank's 3-D Secure challenge: approve or fail."""
     row = await _row(session, rt, reference, lock=True)
     if row is None:
         return _not_found(request)
+    if not _csrf_ok(rt, row, csrf):
+        return _forbidden(request, row, rt)
     if row.status != "requires_action" or row.stage != "3ds" or outcome not in ("approve", "fail"):
         return _closed(request, row, rt)
     if outcome == "approve":
@@ -202,23 +236,29 @@ async def answer_3ds(
 
 
 @router.post("/{reference}/confirm", response_model=None)
-async def confirm_scan(request: Request, reference: str, session: Session, rt: RT) -> Response:
+async def confirm_scan(
+    request: Request, reference: str, session: Session, rt: RT, csrf: Csrf = ""
+) -> Response:
     """The wallet app confirms the QR payment."""
-    return await _wallet(request, reference, session, rt, approve=True)
+    return await _wallet(request, reference, session, rt, csrf, approve=True)
 
 
 @router.post("/{reference}/decline", response_model=None)
-async def decline_scan(request: Request, reference: str, session: Session, rt: RT) -> Response:
+async def decline_scan(
+    request: Request, reference: str, session: Session, rt: RT, csrf: Csrf = ""
+) -> Response:
     """The wallet app declines the QR payment."""
-    return await _wallet(request, reference, session, rt, approve=False)
+    return await _wallet(request, reference, session, rt, csrf, approve=False)
 
 
 async def _wallet(
-    request: Request, reference: str, session: Session, rt: RT, *, approve: bool
+    request: Request, reference: str, session: Session, rt: RT, csrf: str, *, approve: bool
 ) -> Response:
     row = await _row(session, rt, reference, lock=True)
     if row is None:
         return _not_found(request)
+    if not _csrf_ok(rt, row, csrf):
+        return _forbidden(request, row, rt)
     if row.method not in ("alipay", "wechat_pay") or row.status != "requires_action":
         return _closed(request, row, rt)
     if approve:
@@ -229,11 +269,15 @@ async def _wallet(
 
 
 @router.post("/{reference}/transfer", response_model=None)
-async def simulate_transfer(request: Request, reference: str, session: Session, rt: RT) -> Response:
+async def simulate_transfer(
+    request: Request, reference: str, session: Session, rt: RT, csrf: Csrf = ""
+) -> Response:
     """Sandbox only: pretend the bank transfer has arrived."""
     row = await _row(session, rt, reference, lock=True)
     if row is None:
         return _not_found(request)
+    if not _csrf_ok(rt, row, csrf):
+        return _forbidden(request, row, rt)
     if row.method != "bank_transfer" or row.status != "requires_action":
         return _closed(request, row, rt)
     settle(row, "succeeded")

@@ -8,7 +8,11 @@
   or QR code.
 * ``retrieve()`` maps the intent's status (see :func:`payment_from_intent`).
 * ``parse_webhook()`` verifies ``Stripe-Signature`` with ``stripe.Webhook.construct_event``
-  and normalises ``payment_intent.*`` events.
+  and normalises ``payment_intent.*`` events; a signed event with fields we cannot take
+  (an amount that is not an integer in range, an over-long id) is :class:`MalformedEvent`.
+* ``cancel()`` is ``payment_intents.cancel`` (an intent already captured is returned as
+  it is); ``refund()`` is ``refunds.create`` with the caller's idempotency key, so a
+  retried refund never pays twice; ``retrieve_refund()`` follows a pending one.
 
 ``settings.stripe_api_base`` points the SDK at another server (tests: localstripe).
 """
@@ -16,6 +20,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,12 +28,17 @@ import stripe
 
 from openmvno.adapters.payments import (
     InvalidSignature,
+    MalformedEvent,
     ProviderPayment,
+    ProviderRefund,
     ProviderStatus,
+    RefundRefused,
+    RefundStatus,
     UnsupportedEvent,
     WebhookEvent,
 )
 from openmvno.config import Settings
+from openmvno.fields import MINOR_AMOUNT_MAX
 
 STRIPE_METHODS = ("card", "alipay", "wechat_pay")
 
@@ -70,6 +80,44 @@ def _next_action(intent: Mapping[str, Any]) -> dict[str, Any]:
             "url": qr.get("hosted_instructions_url"),
         }
     return {"type": "stripe_client_secret", "client_secret": intent.get("client_secret")}
+
+
+_ID = re.compile(r"^[\x21-\x7e]{1,120}$")
+_CURRENCY = re.compile(r"^[A-Za-z]{3}$")
+
+
+def _checked_intent(intent: Mapping[str, Any]) -> None:
+    """Refuse (``MalformedEvent``) the fields of an intent that no column can hold."""
+    ident, amount, currency = intent.get("id"), intent.get("amount"), intent.get("currency")
+    if not isinstance(ident, str) or not _ID.match(ident):
+        raise MalformedEvent("the PaymentIntent id is not a Stripe id")
+    if amount is not None and (
+        type(amount) is not int or not 0 <= amount <= MINOR_AMOUNT_MAX
+    ):
+        raise MalformedEvent("the PaymentIntent amount is not an integer in range")
+    if currency is not None and (not isinstance(currency, str) or not _CURRENCY.match(currency)):
+        raise MalformedEvent("the PaymentIntent currency is not a currency code")
+
+
+def refund_from_stripe(refund: Mapping[str, Any]) -> ProviderRefund:
+    """Normalise a Refund: ``succeeded``; ``failed`` / ``canceled`` → failed; anything
+    else (``pending``, ``requires_action``) → pending."""
+    raw = refund.get("status")
+    status: RefundStatus = (
+        "succeeded" if raw == "succeeded" else "failed" if raw in ("failed", "canceled")
+        else "pending"
+    )
+    return ProviderRefund(
+        refund_id=str(refund["id"]), status=status,
+        amount_minor=int(refund.get("amount") or 0),
+        failure_reason=refund.get("failure_reason") if status == "failed" else None,
+    )
+
+
+def _refused(exc: stripe.StripeError) -> bool:
+    """A request Stripe will refuse every time (400/404: already refunded, not captured,
+    amount too large); rate limits, 409 idempotency clashes and 5xx are worth retrying."""
+    return isinstance(exc, stripe.InvalidRequestError) and exc.http_status in (400, 404)
 
 
 def payment_from_intent(intent: Mapping[str, Any], *, failed: bool = False) -> ProviderPayment:
@@ -173,6 +221,45 @@ class StripeProvider:
         intent = await self.client.v1.payment_intents.retrieve_async(reference)
         return payment_from_intent(intent.to_dict())
 
+    async def cancel(self, reference: str) -> ProviderPayment:
+        """``payment_intents.cancel``; an intent Stripe will not cancel (already captured,
+        or cancelled before) is returned as it stands."""
+        try:
+            intent = await self.client.v1.payment_intents.cancel_async(reference)
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status != 400:
+                raise
+            return await self.retrieve(reference)
+        payment = payment_from_intent(intent.to_dict())
+        if payment.status == "failed":
+            # We cancelled it; without a cancellation_reason Stripe's own mapping says expired.
+            return ProviderPayment(
+                reference=payment.reference, status="failed", amount_minor=payment.amount_minor,
+                currency=payment.currency, failure_code="cancelled",
+            )
+        return payment
+
+    async def refund(
+        self, reference: str, amount_minor: int, idempotency_key: str
+    ) -> ProviderRefund:
+        """``refunds.create`` for the PaymentIntent, with ``idempotency_key``; a refusal
+        Stripe would repeat (400/404) is :class:`RefundRefused`."""
+        try:
+            refund = await self.client.v1.refunds.create_async(
+                params={"payment_intent": reference, "amount": amount_minor},
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.StripeError as exc:
+            if _refused(exc):
+                raise RefundRefused(str(exc.user_message or exc)) from exc
+            raise
+        return refund_from_stripe(refund.to_dict())
+
+    async def retrieve_refund(self, refund_id: str) -> ProviderRefund:
+        """The Refund's current status."""
+        refund = await self.client.v1.refunds.retrieve_async(refund_id)
+        return refund_from_stripe(refund.to_dict())
+
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
         """Verify ``Stripe-Signature`` and normalise a ``payment_intent.*`` event.
 
@@ -181,15 +268,30 @@ class StripeProvider:
         header = next((v for k, v in headers.items() if k.lower() == "stripe-signature"), "")
         secret = self.settings.stripe_webhook_secret.get_secret_value()
         try:
-            stripe.Webhook.construct_event(body, header, secret)
+            stripe.WebhookSignature.verify_header(
+                body, header, secret, stripe.Webhook.DEFAULT_TOLERANCE
+            )
         except (stripe.SignatureVerificationError, ValueError) as exc:
             raise InvalidSignature(str(exc)) from exc
-        raw: dict[str, Any] = json.loads(body)
-        obj = (raw.get("data") or {}).get("object") or {}
-        if obj.get("object") != "payment_intent":
-            raise UnsupportedEvent(f"not a PaymentIntent event: {raw.get('type')}")
-        event_type = str(raw.get("type", ""))
+        try:
+            raw = json.loads(body, parse_constant=_no_constant)
+        except (ValueError, RecursionError) as exc:
+            raise MalformedEvent("the event is not JSON we can read") from exc
+        if not isinstance(raw, dict):
+            raise MalformedEvent("the event is not a JSON object")
+        data = raw.get("data")
+        obj = data.get("object") if isinstance(data, dict) else None
+        if not isinstance(obj, dict) or obj.get("object") != "payment_intent":
+            raise UnsupportedEvent(f"not a PaymentIntent event: {str(raw.get('type'))[:80]}")
+        event_id, event_type = raw.get("id"), raw.get("type")
+        if not isinstance(event_id, str) or not _ID.match(event_id):
+            raise MalformedEvent("the event id is not a Stripe id")
+        if not isinstance(event_type, str) or not _ID.match(event_type) or len(event_type) > 80:
+            raise MalformedEvent("the event type is not a Stripe event type")
+        _checked_intent(obj)
         payment = payment_from_intent(obj, failed=event_type == "payment_intent.payment_failed")
-        return WebhookEvent(
-            event_id=str(raw["id"]), event_type=event_type, payment=payment, raw=raw
-        )
+        return WebhookEvent(event_id=event_id, event_type=event_type, payment=payment, raw=raw)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")

@@ -22,6 +22,7 @@ from openmvno.ledger import service as ledger
 from openmvno.lines import service as lines
 from openmvno.orders import service as orders
 from openmvno.orders.models import Order, OrderKind, OrderState
+from openmvno.payments import refunds as provider_refunds
 from openmvno.payments import service as payments
 from openmvno.payments.models import AttemptState
 from openmvno.receipts.service import method_name
@@ -193,6 +194,7 @@ async def order_context(
         "processing": False,
         "methods": [],
         "plan_name": None,
+        "refund_notes": provider_refunds.order_notes(r, lang),
     }
     if state in (OrderState.pending_payment, OrderState.failed):
         ctx["failure"] = orders.failure_reason(lang, order.failure_code)
