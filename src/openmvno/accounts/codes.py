@@ -16,6 +16,7 @@ from openmvno.accounts.models import Account, Channel, CodePurpose, OneTimeCode
 from openmvno.errors import InvalidInput, TooManyAttempts
 from openmvno.i18n import N_, translate
 from openmvno.notifications import service as notifications
+from openmvno.notifications.models import OutboxMessage
 from openmvno.runtime import Runtime
 from openmvno.security import keyed_digest, same
 
@@ -109,6 +110,35 @@ async def issue(
         )
     await session.flush()
     return otc
+
+
+async def rehearse(session: AsyncSession, rt: Runtime, *, purpose: CodePurpose) -> None:
+    """The reads (and the no-op write) :func:`issue` makes, for nobody: a code request for
+    a login no account uses, or one that needs no code, then takes about as long."""
+    now = clock.now()
+    nobody = uuid.uuid4()
+    await session.scalar(
+        select(OneTimeCode.id)
+        .where(OneTimeCode.account_id == nobody, OneTimeCode.purpose == purpose)
+        .order_by(OneTimeCode.created_at.desc())
+        .limit(1)
+    )
+    await session.scalar(
+        select(func.count())
+        .select_from(OneTimeCode)
+        .where(OneTimeCode.target == f"nobody:{nobody}",
+               OneTimeCode.created_at > now - timedelta(days=1))
+    )
+    await session.execute(
+        update(OneTimeCode)
+        .where(OneTimeCode.account_id == nobody, OneTimeCode.purpose == purpose,
+               OneTimeCode.used_at.is_(None), OneTimeCode.voided_at.is_(None))
+        .values(voided_at=now)
+    )
+    await session.scalar(
+        select(OutboxMessage.id).where(OutboxMessage.dedupe_key == f"otp:{nobody}")
+    )
+    keyed_digest(rt.secret_key, f"{purpose}:{secrets.randbelow(10**6):06d}")
 
 
 async def check(

@@ -376,6 +376,8 @@ async def resend(
     )
     if account is not None and account.active and wanted:
         await _send_code(session, rt, account, purpose, chosen)
+    else:
+        await codes.rehearse(session, rt, purpose=purpose)  # about the same work, nothing sent
     return CodeRequest(key, chosen)
 
 
