@@ -104,26 +104,70 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+READ_ONLY = "openmvno_readonly"
+"""Execution option of a read-only transaction (see :func:`unit_of_work`)."""
+_QUERY_ONLY = "openmvno_query_only"
+
+
 def _sqlite_begin_immediate(conn: Any) -> None:
-    # One writer at a time, taken at BEGIN: no deadlocking read-then-write upgrades.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # Writers: one at a time, taken at BEGIN, so no read-then-write upgrade can deadlock.
+    # Readers: a deferred BEGIN (WAL: a snapshot, no lock, never waits for the writer)
+    # with PRAGMA query_only on, so a read-only transaction cannot write. The pragma
+    # belongs to the pooled connection; it is switched only when the mode changes.
+    readonly = bool(conn.get_execution_options().get(READ_ONLY))
+    info = conn.connection.info
+    if info.get(_QUERY_ONLY, False) is not readonly:
+        conn.exec_driver_sql(f"PRAGMA query_only = {'ON' if readonly else 'OFF'}")
+        info[_QUERY_ONLY] = readonly
+    conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
-def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
+class SessionFactory(async_sessionmaker[AsyncSession]):
+    """Sessions on one engine; :attr:`readonly` makes sessions on the same pool whose
+    every transaction is read-only (see :func:`unit_of_work`)."""
+
+    readonly: async_sessionmaker[AsyncSession]
+
+
+def readonly_options(dialect: str) -> dict[str, Any]:
+    """Execution options that make a connection's transactions read-only."""
+    if dialect == "postgresql":
+        # asyncpg then opens each transaction with BEGIN READ ONLY: writes are refused.
+        return {READ_ONLY: True, "postgresql_readonly": True}
+    return {READ_ONLY: True}  # SQLite: see _sqlite_begin_immediate
+
+
+def make_sessionmaker(engine: AsyncEngine) -> SessionFactory:
+    factory = SessionFactory(engine, expire_on_commit=False, autoflush=True)
+    readonly = engine.execution_options(**readonly_options(engine.dialect.name))
+    factory.readonly = async_sessionmaker(readonly, expire_on_commit=False, autoflush=True)
+    return factory
 
 
 @asynccontextmanager
-async def unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+async def unit_of_work(
+    factory: async_sessionmaker[AsyncSession], *, readonly: bool = False
+) -> AsyncIterator[AsyncSession]:
     """One transaction: commit on success, roll back on any exception
-    (except a domain error that asks to keep its changes, such as a counted attempt)."""
+    (except a domain error that asks to keep its changes, such as a counted attempt).
+
+    ``readonly``: the session reads only and takes no write lock (SQLite: a deferred
+    ``BEGIN`` with ``PRAGMA query_only``, so readers never queue behind each other or a
+    writer; PostgreSQL: ``BEGIN READ ONLY``). Any write in it fails, so reading never
+    changes anything by accident; this holds for every transaction the session begins,
+    also after a commit."""
+    if readonly:
+        if not isinstance(factory, SessionFactory):
+            raise TypeError("a read-only unit of work needs sessions from make_sessionmaker")
+        factory = factory.readonly
     async with factory() as session:
         try:
             yield session
             await session.commit()
         except BaseException as exc:
-            if getattr(exc, "keep_changes", False):
+            if getattr(exc, "keep_changes", False) and not readonly:
                 await session.commit()
             else:
                 await session.rollback()
             raise
+

@@ -9,6 +9,8 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.util import identity_key
 
 from openmvno import clock
 from openmvno.accounts.models import Account, AuthToken, TokenKind
@@ -83,12 +85,37 @@ async def lookup(session: AsyncSession, raw: str, kind: TokenKind) -> AuthToken 
     return token
 
 
+_ACCOUNTS = Account.__table__
+_TOKENS = AuthToken.__table__
+
+
 async def authenticate(session: AsyncSession, raw: str, kind: TokenKind) -> Account | None:
-    token = await lookup(session, raw, kind)
-    if token is None:
+    """The active account behind a live token of ``kind`` (else None), in one SELECT of
+    the token joined to its account. The account comes back detached, as if loaded in a
+    transaction already ended: reading it needs no session, changing it needs one."""
+    t = _TOKENS.c
+    conn = await session.connection()
+    row = (
+        await conn.execute(
+            select(*_ACCOUNTS.c)
+            .select_from(_TOKENS.join(_ACCOUNTS, _ACCOUNTS.c.id == t.account_id))
+            .where(
+                t.token_hash == sha256(raw),
+                t.kind == kind,
+                t.revoked_at.is_(None),
+                t.expires_at > clock.now(),
+                _ACCOUNTS.c.active.is_(True),
+            )
+        )
+    ).first()
+    if row is None:
         return None
-    account = await session.get(Account, token.account_id)
-    return account if account is not None and account.active else None
+    loaded = session.identity_map.get(identity_key(Account, row.id))
+    if isinstance(loaded, Account):
+        return loaded
+    account = Account(**row._mapping)
+    make_transient_to_detached(account)
+    return account
 
 
 async def rotate(session: AsyncSession, rt: Runtime, raw_refresh: str) -> TokenPair:

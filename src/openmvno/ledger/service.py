@@ -45,7 +45,7 @@ from openmvno import clock
 from openmvno.catalog.models import Plan
 from openmvno.db import Base
 from openmvno.errors import InvalidInput, NotFound, PaymentRequired
-from openmvno.formatting import Formatter
+from openmvno.formatting import Formatter, formatter
 from openmvno.i18n import N_
 from openmvno.ledger.models import BalanceEntry, Bucket, BucketKind, EntryReason
 from openmvno.lines.models import Line
@@ -66,11 +66,14 @@ __all__ = [
     "expire_due",
     "grant_plan",
     "line_balance",
+    "line_balances",
+    "owned_line_balance",
     "post",
     "post_many",
     "revoke_order_grants",
     "transfer_wallet",
     "wallet",
+    "wallet_balance",
 ]
 
 BUCKETS: Table = Base.metadata.tables[Bucket.__tablename__]
@@ -630,84 +633,194 @@ def format_amount(fmt: Formatter, kind: BucketKind, amount: int, currency: str |
     return fmt.money(amount, currency or "CNY")
 
 
+_LINES: Table = Base.metadata.tables[Line.__tablename__]
+_PLANS: Table = Base.metadata.tables[Plan.__tablename__]
+
+
+def _balance_select(now: datetime, currency: str) -> Any:
+    """One SELECT for the balance screen of lines: each line with its plan and its owner's
+    wallet (in the plan's currency, else ``currency``), joined to the buckets it shows
+    (not past ``valid_until``, and no refunded bucket that holds nothing); a line with no
+    such bucket is one row with NULL bucket columns."""
+    ln, pl = _LINES.c, _PLANS.c
+    wallet = BUCKETS.alias("wallet")
+    shown = BUCKETS.alias("shown")
+    money_currency = func.coalesce(pl.currency, currency)
+    refunded = (
+        exists()
+        .where(ENTRIES.c.bucket_id == shown.c.id, ENTRIES.c.reason == EntryReason.refund)
+        .correlate(shown)
+    )
+    return (
+        select(
+            ln.id, ln.msisdn, ln.expires_at, ln.auto_renew, pl.code, pl.name_zh, pl.name_en,
+            money_currency.label("money_currency"), wallet.c.remaining.label("wallet_minor"),
+            shown.c.id.label("bucket_id"), shown.c.kind, shown.c.remaining, shown.c.initial,
+            shown.c.valid_from, shown.c.valid_until, shown.c.priority,
+        )
+        .select_from(
+            _LINES.outerjoin(_PLANS, pl.id == ln.plan_id)
+            .outerjoin(
+                wallet,
+                and_(
+                    wallet.c.account_id == ln.account_id,
+                    wallet.c.kind == BucketKind.money,
+                    wallet.c.currency == money_currency,
+                ),
+            )
+            .outerjoin(
+                shown,
+                and_(
+                    shown.c.line_id == ln.id,
+                    shown.c.kind.in_(LINE_KINDS),
+                    or_(shown.c.valid_until.is_(None), shown.c.valid_until > now),
+                    or_(shown.c.remaining > 0, ~refunded),
+                ),
+            )
+        )
+        .order_by(ln.id, shown.c.valid_from, shown.c.priority, shown.c.created_at)
+    )
+
+
+def _balances(rows: Sequence[Any], language: str, now: datetime) -> dict[uuid.UUID, LineBalance]:
+    """Shape the rows of :func:`_balance_select` (ordered by line) into balances."""
+    fmt = formatter(language)
+    grouped: dict[uuid.UUID, list[Any]] = {}
+    for row in rows:
+        grouped.setdefault(row.id, []).append(row)
+    out: dict[uuid.UUID, LineBalance] = {}
+    for line_id, line_rows in grouped.items():
+        first = line_rows[0]
+        shown = [
+            BucketBalance(
+                id=r.bucket_id,
+                kind=BucketKind(r.kind),
+                unit=UNITS[BucketKind(r.kind)],
+                remaining=r.remaining,
+                initial=r.initial,
+                remaining_text=format_amount(fmt, BucketKind(r.kind), r.remaining, None),
+                initial_text=format_amount(fmt, BucketKind(r.kind), r.initial, None),
+                valid_from=r.valid_from,
+                valid_until=r.valid_until,
+                valid_until_text=fmt.date(r.valid_until),
+                active=r.valid_from <= now,
+                priority=r.priority,
+            )
+            for r in line_rows
+            if r.bucket_id is not None
+        ]
+        shown.sort(
+            key=lambda b: (LINE_KINDS.index(b.kind), not b.active, b.priority, b.valid_from)
+        )
+        totals = []
+        for kind in LINE_KINDS:
+            active = [b.remaining for b in shown if b.kind is kind and b.active]
+            if active:
+                amount = sum(active)
+                totals.append(
+                    KindTotal(kind, UNITS[kind], amount, format_amount(fmt, kind, amount, None))
+                )
+        plan = None
+        if first.code is not None:
+            name = first.name_zh if language == "zh-CN" else first.name_en
+            plan = PlanInfo(first.code, name)
+        balance = int(first.wallet_minor or 0)
+        out[line_id] = LineBalance(
+            line_id=line_id,
+            msisdn=first.msisdn,
+            plan=plan,
+            expires_at=first.expires_at,
+            expires_at_text=fmt.date(first.expires_at),
+            auto_renew=first.auto_renew,
+            next_renewal_at=first.expires_at if first.auto_renew else None,
+            buckets=shown,
+            totals=totals,
+            wallet=WalletBalance(
+                first.money_currency, balance, fmt.money(balance, first.money_currency)
+            ),
+        )
+    return out
+
+
+async def _read_balances(
+    session: AsyncSession, where: Any, *, language: str, currency: str
+) -> dict[uuid.UUID, LineBalance]:
+    await session.flush()  # a Core SELECT does not autoflush pending ORM changes
+    now = clock.now()
+    conn = await session.connection()
+    rows = (await conn.execute(_balance_select(now, currency).where(where))).all()
+    return _balances(rows, language, now)
+
+
 async def line_balance(
     session: AsyncSession, *, line: Line, language: str, currency: str = "CNY"
 ) -> LineBalance:
-    """The line's current and upcoming allowances, plan, expiry and the owner's wallet.
+    """The line's current and upcoming allowances, plan, expiry and the owner's wallet
+    (one SELECT; see :func:`owned_line_balance` for a line known only by its id).
 
     Buckets past ``valid_until`` are left out, and so are refunded ones that hold
     nothing. The wallet is shown in the plan's currency (else ``currency``); it is
     not created by looking at it.
     """
-    now = clock.now()
-    fmt = Formatter(language)
-    plan = await session.get(Plan, line.plan_id) if line.plan_id else None
-    refunded = exists().where(
-        ENTRIES.c.bucket_id == Bucket.id, ENTRIES.c.reason == EntryReason.refund
+    found = await _read_balances(
+        session, _LINES.c.id == line.id, language=language, currency=currency
     )
-    buckets = list(
-        await session.scalars(
-            select(Bucket)
-            .where(
-                Bucket.line_id == line.id,
-                Bucket.kind.in_(LINE_KINDS),
-                or_(Bucket.valid_until.is_(None), Bucket.valid_until > now),
-                or_(Bucket.remaining > 0, ~refunded),
-            )
-            .order_by(Bucket.valid_from, Bucket.priority, Bucket.created_at)
+    return found[line.id]
+
+
+async def owned_line_balance(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    line_id: uuid.UUID,
+    language: str,
+    currency: str = "CNY",
+) -> LineBalance:
+    """:func:`line_balance` of one of this account's lines, in one SELECT; anyone else's
+    line (or no line) is "not found", so existence never leaks."""
+    found = await _read_balances(
+        session,
+        and_(_LINES.c.id == line_id, _LINES.c.account_id == account_id),
+        language=language,
+        currency=currency,
+    )
+    if line_id not in found:
+        raise NotFound("line_not_found", "There is no such line on your account.")
+    return found[line_id]
+
+
+async def line_balances(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    line_ids: Sequence[uuid.UUID],
+    language: str,
+    currency: str = "CNY",
+) -> dict[uuid.UUID, LineBalance]:
+    """:func:`line_balance` of many of this account's lines, in one SELECT whatever their
+    number; ids that are not the account's are left out."""
+    if not line_ids:
+        return {}
+    return await _read_balances(
+        session,
+        and_(_LINES.c.id.in_(list(line_ids)), _LINES.c.account_id == account_id),
+        language=language,
+        currency=currency,
+    )
+
+
+async def wallet_balance(session: AsyncSession, *, account_id: uuid.UUID, currency: str) -> int:
+    """The account's wallet balance in minor units, 0 when it has none yet (reading it
+    never creates it; :func:`wallet` does, when money moves)."""
+    await session.flush()
+    c = BUCKETS.c
+    conn = await session.connection()
+    found = await conn.scalar(
+        select(c.remaining).where(
+            c.account_id == account_id, c.kind == BucketKind.money, c.currency == currency
         )
     )
-    shown = [
-        BucketBalance(
-            id=b.id,
-            kind=BucketKind(b.kind),
-            unit=UNITS[BucketKind(b.kind)],
-            remaining=b.remaining,
-            initial=b.initial,
-            remaining_text=format_amount(fmt, BucketKind(b.kind), b.remaining, None),
-            initial_text=format_amount(fmt, BucketKind(b.kind), b.initial, None),
-            valid_from=b.valid_from,
-            valid_until=b.valid_until,
-            valid_until_text=fmt.date(b.valid_until),
-            active=b.valid_from <= now,
-            priority=b.priority,
-        )
-        for b in buckets
-    ]
-    shown.sort(key=lambda b: (LINE_KINDS.index(b.kind), not b.active, b.priority, b.valid_from))
-    totals = []
-    for kind in LINE_KINDS:
-        active = [b.remaining for b in shown if b.kind is kind and b.active]
-        if active:
-            amount = sum(active)
-            totals.append(
-                KindTotal(kind, UNITS[kind], amount, format_amount(fmt, kind, amount, None))
-            )
-    money_currency = plan.currency if plan else currency
-    balance = 0
-    if line.account_id is not None:
-        found = await session.scalar(
-            select(Bucket.remaining).where(
-                and_(
-                    Bucket.account_id == line.account_id,
-                    Bucket.kind == BucketKind.money,
-                    Bucket.currency == money_currency,
-                )
-            )
-        )
-        balance = found or 0
-    return LineBalance(
-        line_id=line.id,
-        msisdn=line.msisdn,
-        plan=PlanInfo(plan.code, plan.name(language)) if plan else None,
-        expires_at=line.expires_at,
-        expires_at_text=fmt.date(line.expires_at),
-        auto_renew=line.auto_renew,
-        next_renewal_at=line.expires_at if line.auto_renew else None,
-        buckets=shown,
-        totals=totals,
-        wallet=WalletBalance(money_currency, balance, fmt.money(balance, money_currency)),
-    )
+    return int(found or 0)
 
 
 async def bucket_count(session: AsyncSession) -> int:

@@ -414,6 +414,23 @@ async def attempts_for(session: AsyncSession, order_id: uuid.UUID) -> list[Payme
     return list(rows.all())
 
 
+async def attempts_by_order(
+    session: AsyncSession, order_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[PaymentAttempt]]:
+    """The payment attempts of many orders in one query (each order's oldest first);
+    every id is a key, with an empty list for an order nobody tried to pay."""
+    found: dict[uuid.UUID, list[PaymentAttempt]] = {i: [] for i in order_ids}
+    if order_ids:
+        rows = await session.scalars(
+            select(PaymentAttempt)
+            .where(PaymentAttempt.order_id.in_(order_ids))
+            .order_by(PaymentAttempt.created_at)
+        )
+        for attempt in rows:
+            found[attempt.order_id].append(attempt)
+    return found
+
+
 async def cancel(session: AsyncSession, order: Order) -> Order:
     """Cancel an unpaid order and its open payment attempts; once paid, a 409 saying why.
     Each open provider payment is stopped at the provider by the worker (an outbox
@@ -463,6 +480,7 @@ __all__ = [
     "FREE",
     "MAIN_PLAN_KINDS",
     "FulfilmentImpossible",
+    "attempts_by_order",
     "attempts_for",
     "can_see",
     "cancel",

@@ -15,19 +15,28 @@ from openmvno.db import unit_of_work
 from openmvno.errors import Forbidden, Unauthorized
 from openmvno.runtime import Runtime
 
+READ_METHODS = frozenset({"GET", "HEAD"})
+"""Requests that only read: their transaction is read-only (see :func:`get_session`)."""
 
-def get_runtime(request: Request) -> Runtime:
+
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One transaction per request, committed before the response is sent."""
-    async with unit_of_work(get_runtime(request).sessions) as session:
+    """One transaction per request, committed before the response is sent.
+
+    GET and HEAD get a read-only transaction: no write lock (SQLite readers never queue
+    behind each other or behind a writer) and any write is refused, so reading a page
+    never changes anything."""
+    readonly = request.method in READ_METHODS
+    runtime: Runtime = request.app.state.runtime
+    async with unit_of_work(runtime.sessions, readonly=readonly) as session:
         yield session
 
 
-def get_language(request: Request) -> str:
+async def get_language(request: Request) -> str:
     language: str = request.state.language
     return language
 
@@ -42,15 +51,23 @@ _bearer = HTTPBearer(auto_error=False, description="Access token from /api/v1/au
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-async def optional_account(rt: RT, credentials: Bearer) -> Account | None:
+async def optional_account(
+    request: Request, rt: RT, credentials: Bearer, session: Session
+) -> Account | None:
     """The caller if a bearer token is sent (a bad one is a 401), else None (a guest).
 
-    The token is checked in its own short transaction, so the route starts with no
-    transaction open (a route may need to call the outside world between its own)."""
+    For GET and HEAD the token is checked in the request's own read-only transaction
+    (one statement). Any other method checks it in its own short read-only transaction,
+    so the route starts with no transaction open (a route may need to call the outside
+    world between its own)."""
     if credentials is None:
         return None
-    async with unit_of_work(rt.sessions) as session:
-        account = await tokens.authenticate(session, credentials.credentials, TokenKind.access)
+    raw = credentials.credentials
+    if request.method in READ_METHODS:
+        account = await tokens.authenticate(session, raw, TokenKind.access)
+    else:
+        async with unit_of_work(rt.sessions, readonly=True) as own:
+            account = await tokens.authenticate(own, raw, TokenKind.access)
     if account is None:
         raise Unauthorized("token_invalid", "Your session has ended; please log in again.")
     return account

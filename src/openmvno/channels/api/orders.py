@@ -33,6 +33,7 @@ from openmvno.orders.schemas import (
     RefundIn,
 )
 from openmvno.payments import service as payments
+from openmvno.payments.models import PaymentAttempt
 from openmvno.payments.schemas import AttemptOut, PaymentIn, PaymentStarted
 from openmvno.runtime import Runtime
 
@@ -52,10 +53,13 @@ async def writable(session: AsyncSession, rt: Runtime) -> AsyncIterator[AsyncSes
 
 
 async def order_out(
-    session: Session, order: Order, language: str, *, link: str | None = None
+    session: Session, order: Order, language: str, *, link: str | None = None,
+    attempts: list[PaymentAttempt] | None = None,
 ) -> OrderOut:
-    """The API view of an order (``link``: seen by a guest through its link token)."""
-    attempts = await orders.attempts_for(session, order.id)
+    """The API view of an order (``link``: seen by a guest through its link token;
+    ``attempts``: its payment attempts when already loaded, see ``my_orders``)."""
+    if attempts is None:
+        attempts = await orders.attempts_for(session, order.id)
     guest = order.kind is OrderKind.guest_topup
     return OrderOut(
         id=order.id,
@@ -133,8 +137,9 @@ async def my_orders(
 ) -> OrderPage:
     """My orders, newest first (renewal history)."""
     items, total = await orders.list_for_account(session, me.id, limit=limit, offset=offset)
+    attempts = await orders.attempts_by_order(session, [o.id for o in items])
     return OrderPage(
-        items=[await order_out(session, o, language) for o in items],
+        items=[await order_out(session, o, language, attempts=attempts[o.id]) for o in items],
         total=total, limit=limit, offset=offset,
     )
 

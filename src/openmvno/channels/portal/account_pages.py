@@ -91,14 +91,11 @@ async def _account_context(
     """What "My account" shows: the lines, each live line's balance, and the wallet."""
     language = request.state.language
     views = await lines.list_for_account(session, account.id)
-    balances: dict[uuid.UUID, ledger.LineBalance] = {}
-    for view in views:
-        if view.state == LineState.terminated:
-            continue
-        line = await lines.get_owned(session, account_id=account.id, line_id=view.id)
-        balances[view.id] = await ledger.line_balance(
-            session, line=line, language=language, currency=rt.settings.default_currency
-        )
+    balances = await ledger.line_balances(
+        session, account_id=account.id, language=language,
+        line_ids=[v.id for v in views if v.state != LineState.terminated],
+        currency=rt.settings.default_currency,
+    )
     minor = await wallet_minor(session, rt, account)
     wallet_text = Formatter(language).money(minor, rt.settings.default_currency)
     return {"lines": views, "balances": balances, "wallet_text": wallet_text,

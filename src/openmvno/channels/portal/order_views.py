@@ -101,10 +101,9 @@ async def wallet_minor(session: AsyncSession, rt: Runtime, account: Account | No
     """The account's wallet balance in minor units (0 without an account)."""
     if account is None:
         return 0
-    bucket = await ledger.wallet(
+    return await ledger.wallet_balance(
         session, account_id=account.id, currency=rt.settings.default_currency
     )
-    return bucket.remaining
 
 
 def method_choices(

@@ -1,0 +1,382 @@
+"""Reads per second and their latency, through a real ``openmvno serve`` process.
+
+    python bench/reads.py [--postgres URL] [--seconds 10] [--rate 500]
+
+For each database (a throw-away SQLite file; PostgreSQL when ``--postgres`` is given,
+in a fresh database ``openmvno_bench_reads`` on that server) this loads the demo
+operator, starts ``openmvno serve --no-worker`` (development, one process), logs the
+demo subscriber in over HTTP and then, against that same process:
+
+* ``wrk`` with 8 connections for ``--seconds`` each on ``/healthz``,
+  ``GET /api/v1/lines/{id}/balance`` and ``GET /api/v1/me/lines``: requests per
+  second, p50 and p99, and the server's CPU time per request;
+* a fixed-rate run at ``--rate`` requests per second on the balance API and on my
+  lines, open loop (each request has a planned send time and its latency is counted
+  from that time, so a stall that delays later requests counts against them too, as
+  wrk2 does): p50, p99 and max.
+
+Needs ``wrk`` (Debian package ``wrk``; ``scripts/bench`` installs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from openmvno.config import Settings
+from openmvno.demo import SUBSCRIBER_PHONE, load_demo
+from openmvno.migrate import upgrade
+
+CONNECTIONS = 8
+LANGUAGE = "zh-CN"
+BENCH_DB = "openmvno_bench_reads"
+
+
+# --- the server under test ----------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def fresh_postgres(url: str) -> str:
+    """A new empty database on the server of ``url``; its URL."""
+    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)'))
+        await conn.execute(text(f'CREATE DATABASE "{BENCH_DB}"'))
+    await admin.dispose()
+    return url.rsplit("/", 1)[0] + "/" + BENCH_DB
+
+
+async def prepare(database_url: str, data_dir: Path) -> str:
+    """Migrate, load the demo operator; the demo subscriber's password."""
+    settings = Settings(environment="development", data_dir=data_dir, database_url=database_url)
+    await upgrade(database_url)
+    result = await load_demo(settings)
+    return next(x.password for x in result.logins if x.role == "subscriber")
+
+
+def server_env(database_url: str, data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENMVNO_")}
+    env.update(
+        OPENMVNO_ENVIRONMENT="development",
+        OPENMVNO_DATA_DIR=str(data_dir),
+        OPENMVNO_DATABASE_URL=database_url,
+        OPENMVNO_EMBEDDED_WORKER="false",
+        OPENMVNO_ACCESS_TOKEN_MINUTES="120",  # noqa: S106 - a lifetime; outlives the run
+    )
+    return env
+
+
+@contextlib.contextmanager
+def serving(database_url: str, data_dir: Path) -> Iterator[tuple[int, int]]:
+    """``openmvno serve`` in its own process; yields (port, pid)."""
+    port = free_port()
+    log = (data_dir / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from openmvno.cli import app; app()",
+         "serve", "--port", str(port), "--no-worker"],
+        env=server_env(database_url, data_dir),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"serve exited with {proc.returncode}; see {log.name}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield port, proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def call(port: int, path: str, *, token: str | None = None, body: Any = None) -> Any:
+    headers = {"Accept-Language": LANGUAGE}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=data, headers=headers
+    )
+    with urllib.request.urlopen(request, timeout=10) as r:  # noqa: S310
+        return json.loads(r.read())
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --- wrk: as many as 8 connections can do -------------------------------------------
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(value: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value)
+    if m is None:
+        raise ValueError(f"wrk latency {value!r}")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_wrk(out: str) -> dict[str, Any]:
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
+    total = re.search(r"(\d+) requests in", out)
+    if not (rps and p50 and p99 and total):
+        raise RuntimeError(f"cannot read wrk's output:\n{out}")
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {
+        "rps": round(float(rps.group(1)), 1),
+        "p50_ms": round(_ms(p50.group(1)), 2),
+        "p99_ms": round(_ms(p99.group(1)), 2),
+        "requests": int(total.group(1)),
+        "non_2xx": int(bad.group(1)) if bad else 0,
+        "socket_errors": sum(int(x) for x in errors.groups()) if errors else 0,
+    }
+
+
+def wrk(port: int, pid: int, path: str, token: str | None, seconds: int) -> dict[str, Any]:
+    exe = shutil.which("wrk")
+    if exe is None:
+        raise RuntimeError("wrk is not installed (apt-get install wrk)")
+    cmd = [exe, "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency",
+           "-H", f"Accept-Language: {LANGUAGE}"]
+    if token:
+        cmd += ["-H", f"Authorization: Bearer {token}"]
+    cmd.append(f"http://127.0.0.1:{port}{path}")
+    before = cpu_seconds(pid)
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    used = cpu_seconds(pid) - before
+    result = parse_wrk(out)
+    result["cpu_ms_per_request"] = round(used * 1000 / max(result["requests"], 1), 2)
+    if result["non_2xx"]:
+        raise RuntimeError(f"wrk saw failed requests on {path}:\n{out}")
+    return result
+
+
+# --- open loop at a fixed rate ------------------------------------------------------
+
+
+async def _one(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> int:
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    length = None
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value.strip())
+    if length is None:
+        raise RuntimeError("response without Content-Length")
+    await reader.readexactly(length)
+    return status
+
+
+async def paced(
+    port: int, path: str, token: str | None, *, rate: int, seconds: float, warmup: float = 2.0,
+    connections: int = 32,
+) -> dict[str, Any]:
+    """Requests sent on a fixed schedule of ``rate`` per second over keep-alive
+    connections; latency counts from the planned send time (no coordinated omission)."""
+    head = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", f"Accept-Language: {LANGUAGE}"]
+    if token:
+        head.append(f"Authorization: Bearer {token}")
+    request = ("\r\n".join(head) + "\r\n\r\n").encode()
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[float | None] = asyncio.Queue()
+    latencies: list[float] = []
+    failures = 0
+    total = int((warmup + seconds) * rate)
+    start = loop.time() + 0.1
+    measure_from = start + warmup
+
+    async def connection() -> None:
+        nonlocal failures
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while (planned := await queue.get()) is not None:
+                status = await _one(reader, writer, request)
+                done = loop.time()
+                if status != 200:
+                    failures += 1
+                if planned >= measure_from:
+                    latencies.append((done - planned) * 1000)
+        finally:
+            writer.close()
+
+    workers = [asyncio.create_task(connection()) for _ in range(connections)]
+    sent = 0
+    while sent < total:
+        now = loop.time()
+        due = min(total, int((now - start) * rate) + 1)
+        while sent < due:
+            queue.put_nowait(start + sent / rate)
+            sent += 1
+        await asyncio.sleep(max(0.0, start + sent / rate - loop.time()))
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.gather(*workers)
+    latencies.sort()
+    n = len(latencies)
+    return {
+        "rate": rate,
+        "achieved": round(n / seconds, 1),
+        "p50_ms": round(latencies[n // 2], 2),
+        "p99_ms": round(latencies[min(n - 1, int(n * 0.99))], 2),
+        "max_ms": round(latencies[-1], 2),
+        "failures": failures,
+    }
+
+
+# --- one database -------------------------------------------------------------------
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+def measure(database_url: str, *, seconds: int, rate: int) -> dict[str, Any]:
+    data_dir = Path(tempfile.mkdtemp(prefix="openmvno-reads-"))
+    name = "postgresql" if database_url.startswith("postgresql") else "sqlite"
+    if name == "postgresql":
+        database_url = asyncio.run(fresh_postgres(database_url))
+    password = asyncio.run(prepare(database_url, data_dir))
+    result: dict[str, Any] = {"database": name, "load_before": load_average()}
+    with serving(database_url, data_dir) as (port, pid):
+        token = call(port, "/api/v1/auth/token",
+                     body={"login": SUBSCRIBER_PHONE, "password": password})["access_token"]
+        mine = call(port, "/api/v1/me/lines", token=token)
+        line = next(x for x in mine if x["state"] == "active")
+        balance = f"/api/v1/lines/{line['id']}/balance"
+        call(port, balance, token=token)  # warm: first request compiles and caches
+        paths = {"healthz": ("/healthz", None), "balance": (balance, token),
+                 "my_lines": ("/api/v1/me/lines", token)}
+        for key, (path, tok) in paths.items():
+            result[key] = wrk(port, pid, path, tok, seconds)
+            print(f"{name:<10} {key:<9} wrk -c{CONNECTIONS}: {result[key]}", flush=True)
+        for key in ("balance", "my_lines"):
+            path, tok = paths[key]
+            r = asyncio.run(paced(port, path, tok, rate=rate, seconds=seconds))
+            result[f"{key}_paced"] = r
+            print(f"{name:<10} {key:<9} {rate}/s open loop: {r}", flush=True)
+    result["load_after"] = load_average()
+    if name == "sqlite":
+        shutil.rmtree(data_dir, ignore_errors=True)
+    return result
+
+
+def run(postgres: str | None, *, seconds: int = 10, rate: int = 500) -> list[dict[str, Any]]:
+    urls = [f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix='openmvno-reads-db-')}/reads.db"]
+    if postgres:
+        urls.append(postgres)
+    return [measure(url, seconds=seconds, rate=rate) for url in urls]
+
+
+def markdown(results: list[dict[str, Any]], *, seconds: int, rate: int) -> str:
+    """The docs/BENCHMARKS.md section."""
+    rows = []
+    for r in results:
+        h = r["healthz"]["rps"]
+        for key, label in (("healthz", "`/healthz`"), ("balance", "balance"),
+                           ("my_lines", "my lines")):
+            w = r[key]
+            ratio = "—" if key == "healthz" else f"{w['rps'] / h:.1%}"
+            rows.append(
+                f"| {r['database']} | {label} | {w['rps']} | {w['p50_ms']} | {w['p99_ms']} | "
+                f"{w['cpu_ms_per_request']} | {ratio} | {w['socket_errors']} |"
+            )
+    paced_rows = []
+    for r in results:
+        for key, label in (("balance", "balance"), ("my_lines", "my lines")):
+            p = r[f"{key}_paced"]
+            paced_rows.append(
+                f"| {r['database']} | {label} | {p['achieved']} | {p['p50_ms']} | "
+                f"{p['p99_ms']} | {p['max_ms']} | {p['failures']} |"
+            )
+    loads = "; ".join(f"{r['database']} {r['load_before']} → {r['load_after']}" for r in results)
+    return f"""## Reads through a served process
+
+The demo operator, one `openmvno serve --no-worker` process (development environment,
+JSON request log on), the demo subscriber logged in with a bearer token, `Accept-Language:
+{LANGUAGE}`. `GET /api/v1/lines/{{id}}/balance` is what the app, SMS `BAL` and USSD ask
+most; `GET /api/v1/me/lines` lists the subscriber's lines. `/healthz` of the same process
+in the same run is the ceiling: the HTTP stack with no database and no auth.
+
+With `wrk`, {CONNECTIONS} connections, {seconds} s each (CPU is the server process's user +
+system time per request):
+
+| database | request | req/s | p50 ms | p99 ms | server CPU ms/req | of `/healthz` | socket errors |
+|---|---|---:|---:|---:|---:|---:|---:|
+{chr(10).join(rows)}
+
+At a fixed {rate} requests/s, open loop ({seconds} s after 2 s warm-up; each request's
+latency counts from its planned send time, so stalls are not hidden):
+
+| database | request | req/s done | p50 ms | p99 ms | max ms | failed |
+|---|---|---:|---:|---:|---:|---:|
+{chr(10).join(paced_rows)}
+
+Target: the balance API at ≥ 1,000 req/s per process and p99 < 20 ms at 500 req/s on
+both databases. The load generators run on the same machine as the server (load average
+before → after: {loads}).
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--postgres", default=os.environ.get("OPENMVNO_BENCH_POSTGRES"))
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rate", type=int, default=500)
+    args = parser.parse_args()
+    results = run(args.postgres, seconds=args.seconds, rate=args.rate)
+    print(markdown(results, seconds=args.seconds, rate=args.rate))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,285 @@
+"""Reads are fast and never write: GET and HEAD run in one read-only transaction (no write
+lock; any write refused) and the hot reads take a fixed number of statements however many
+lines, buckets or orders there are."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import event, func, select, update
+from sqlalchemy.exc import DBAPIError
+
+from openmvno.accounts.models import Account
+from openmvno.app import create_app
+from openmvno.channels.api.deps import Session
+from openmvno.db import make_engine, make_sessionmaker, unit_of_work
+from openmvno.ledger import service as ledger
+from openmvno.ledger.models import Bucket, BucketKind, EntryReason
+from openmvno.orders.models import OrderKind
+from openmvno.payments.models import AttemptState, PaymentAttempt, PaymentMethodKind
+from openmvno.runtime import Runtime
+from tests.conftest import FrozenClock, register_and_login
+from tests.ledger.helpers import GB, make_line, make_order, make_plan
+from tests.portal.helpers import portal_login, register_verified
+
+_BOOKKEEPING = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK|PRAGMA|SAVEPOINT|RELEASE)\b", re.I)
+
+
+@dataclass
+class Counted:
+    statements: list[str] = field(default_factory=list)
+    transactions: int = 0
+
+
+@contextmanager
+def counting(rt: Runtime) -> Iterator[Counted]:
+    """The SQL statements (not BEGIN/COMMIT/PRAGMA) and transactions run meanwhile."""
+    seen = Counted()
+    engine = rt.engine.sync_engine
+
+    def on_execute(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        if not _BOOKKEEPING.match(statement):
+            seen.statements.append(statement)
+
+    def on_begin(_conn: Any) -> None:
+        seen.transactions += 1
+
+    event.listen(engine, "before_cursor_execute", on_execute)
+    event.listen(engine, "begin", on_begin)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+        event.remove(engine, "begin", on_begin)
+
+
+async def _account_of(rt: Runtime, headers: dict[str, str]) -> uuid.UUID:
+    async with unit_of_work(rt.sessions) as s:
+        account_id = await s.scalar(select(Account.id).where(Account.phone == headers["X-Phone"]))
+    assert account_id is not None
+    return account_id
+
+
+async def _give_lines(rt: Runtime, account_id: uuid.UUID, n: int, frozen: FrozenClock) -> list[uuid.UUID]:
+    """``n`` active lines on a plan, each with its data, minutes and SMS, and a wallet."""
+    ids = []
+    async with unit_of_work(rt.sessions) as s:
+        account = await s.get(Account, account_id)
+        assert account is not None
+        plan = await make_plan(s, f"P{uuid.uuid4().hex[:6]}")
+        for i in range(n):
+            line = await make_line(s, account, plan=plan, expires_at=frozen.now + timedelta(days=30))
+            await ledger.grant_plan(
+                s, account_id=account.id, line_id=line.id, plan=plan, order_id=None,
+                valid_from=frozen.now, valid_until=frozen.now + timedelta(days=30), key=f"g{i}",
+            )
+            ids.append(line.id)
+        await ledger.credit_wallet(
+            s, account_id=account.id, currency="CNY", amount_minor=500,
+            reason=EntryReason.topup, key=f"w-{account.id}",
+        )
+    return ids
+
+
+# --- read-only transactions ---------------------------------------------------------------
+
+
+async def test_a_read_only_transaction_refuses_writes_and_a_writer_after_it_still_writes(
+    rt: Runtime,
+) -> None:
+    # One pooled connection, so the writer reuses the reader's connection.
+    engine = make_engine(rt.settings.database_url, pool_size=1)
+    sessions = make_sessionmaker(engine)
+
+    async def add_in_a_read() -> None:
+        async with unit_of_work(sessions, readonly=True) as s:
+            s.add(Account(name="Reader", password_hash="!"))
+            await s.flush()
+
+    try:
+        with pytest.raises(DBAPIError):
+            await add_in_a_read()
+        async with unit_of_work(sessions, readonly=True) as s:
+            await s.commit()  # a commit ends the transaction, the next one is read-only too
+            with pytest.raises(DBAPIError):
+                await s.execute(update(Account).values(name="x"))
+        async with unit_of_work(sessions) as s:
+            s.add(Account(name="Writer", password_hash="!"))
+        async with unit_of_work(sessions, readonly=True) as s:
+            names = list(await s.scalars(select(Account.name)))
+        assert names == ["Writer"]
+    finally:
+        await engine.dispose()
+
+
+def _app_with_a_route_that_writes(rt: Runtime) -> FastAPI:
+    app = create_app(runtime=rt)
+
+    async def write(session: Session) -> dict[str, str]:
+        session.add(Account(name="Written by a request", password_hash="!"))
+        await session.flush()
+        return {"status": "written"}
+
+    app.add_api_route("/test/write", write, methods=["GET", "POST"])
+    return app
+
+
+async def test_a_get_request_cannot_write_and_a_post_can(rt: Runtime) -> None:
+    app = _app_with_a_route_that_writes(rt)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        r = await client.get("/test/write")
+        assert r.status_code == 500
+        assert r.headers["content-type"].startswith("application/problem+json")
+        async with unit_of_work(rt.sessions) as s:
+            assert await s.scalar(select(func.count()).select_from(Account)) == 0
+        r = await client.post("/test/write")
+        assert r.status_code == 200
+        async with unit_of_work(rt.sessions) as s:
+            assert await s.scalar(select(func.count()).select_from(Account)) == 1
+
+
+async def test_a_balance_read_is_answered_while_a_writer_holds_the_database(
+    client: httpx.AsyncClient, rt: Runtime, frozen: FrozenClock
+) -> None:
+    """On SQLite reads used to take the single write lock too and waited behind writers."""
+    headers = await register_and_login(client)
+    account_id = await _account_of(rt, headers)
+    (line_id,) = await _give_lines(rt, account_id, 1, frozen)
+    async with unit_of_work(rt.sessions) as writer:
+        await writer.execute(
+            update(Bucket).where(Bucket.account_id == account_id).values(priority=99)
+        )  # the write lock (SQLite) / row locks (PostgreSQL) are now held until commit
+        r = await asyncio.wait_for(
+            client.get(f"/api/v1/lines/{line_id}/balance", headers=headers), timeout=10
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["wallet"]["balance_minor"] == 500
+
+
+async def test_visiting_my_account_creates_no_wallet(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    """The portal created an empty wallet row when a page showed the balance."""
+    await register_verified(client, phone="13800138170")
+    await portal_login(client, "13800138170")
+    r = await client.get("/account")
+    assert r.status_code == 200
+    assert "0.00" in r.text
+    async with unit_of_work(rt.sessions) as s:
+        wallets = await s.scalar(
+            select(func.count()).select_from(Bucket).where(Bucket.kind == BucketKind.money)
+        )
+    assert wallets == 0
+
+
+# --- statements per read -------------------------------------------------------------------
+
+
+async def _count(client: httpx.AsyncClient, rt: Runtime, url: str, headers: dict[str, str]) -> Counted:
+    with counting(rt) as seen:
+        r = await client.get(url, headers=headers)
+    assert r.status_code == 200, r.text
+    return seen
+
+
+async def test_balance_is_two_statements_in_one_transaction_whatever_it_holds(
+    client: httpx.AsyncClient, rt: Runtime, frozen: FrozenClock
+) -> None:
+    headers = await register_and_login(client)
+    account_id = await _account_of(rt, headers)
+    (line_id,) = await _give_lines(rt, account_id, 1, frozen)
+    url = f"/api/v1/lines/{line_id}/balance"
+    small = await _count(client, rt, url, headers)
+    async with unit_of_work(rt.sessions) as s:  # add-ons: 3 buckets become 9
+        addon = await make_plan(s, "ADD", data_bytes=GB)
+        for i in range(2):
+            await ledger.grant_plan(
+                s, account_id=account_id, line_id=line_id, plan=addon, order_id=None,
+                valid_from=frozen.now, valid_until=frozen.now + timedelta(days=7), key=f"a{i}",
+            )
+    big = await _count(client, rt, url, headers)
+    r = await client.get(url, headers=headers)
+    assert len(r.json()["buckets"]) == 9
+    assert len(small.statements) == len(big.statements) == 2  # the token, the balance
+    assert small.transactions == big.transactions == 1
+
+
+async def test_my_lines_takes_the_same_statements_for_one_line_or_five(
+    client: httpx.AsyncClient, rt: Runtime, frozen: FrozenClock
+) -> None:
+    one, five = await register_and_login(client), await register_and_login(client)
+    await _give_lines(rt, await _account_of(rt, one), 1, frozen)
+    await _give_lines(rt, await _account_of(rt, five), 5, frozen)
+    a = await _count(client, rt, "/api/v1/me/lines", one)
+    b = await _count(client, rt, "/api/v1/me/lines", five)
+    assert len((await client.get("/api/v1/me/lines", headers=five)).json()) == 5
+    assert len(a.statements) == len(b.statements) == 2
+    assert a.transactions == b.transactions == 1
+
+
+async def test_my_orders_takes_the_same_statements_for_one_order_or_five(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    one, five = await register_and_login(client), await register_and_login(client)
+    for headers, n in ((one, 1), (five, 5)):
+        account_id = await _account_of(rt, headers)
+        async with unit_of_work(rt.sessions) as s:
+            account = await s.get(Account, account_id)
+            assert account is not None
+            for _ in range(n):
+                order = await make_order(s, account, kind=OrderKind.topup)
+                s.add(PaymentAttempt(
+                    order_id=order.id, account_id=account.id, method=PaymentMethodKind.alipay,
+                    provider="sandbox", state=AttemptState.failed,
+                    amount_minor=order.amount_minor, currency="CNY",
+                ))
+    a = await _count(client, rt, "/api/v1/orders", one)
+    b = await _count(client, rt, "/api/v1/orders", five)
+    page = (await client.get("/api/v1/orders", headers=five)).json()
+    assert page["total"] == 5 and all(len(o["payments"]) == 1 for o in page["items"])
+    assert len(a.statements) == len(b.statements) <= 4  # token, page, count, attempts
+    assert a.transactions == b.transactions == 1
+
+
+async def test_the_plans_list_is_one_statement_for_one_plan_or_five(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    async with unit_of_work(rt.sessions) as s:
+        await make_plan(s, "ONE")
+    a = await _count(client, rt, "/api/v1/plans", {})
+    async with unit_of_work(rt.sessions) as s:
+        for i in range(4):
+            await make_plan(s, f"MORE{i}")
+    b = await _count(client, rt, "/api/v1/plans", {})
+    assert len((await client.get("/api/v1/plans")).json()) == 5
+    assert len(a.statements) == len(b.statements) == 1
+
+
+async def test_my_account_page_takes_the_same_statements_for_one_line_or_five(
+    client: httpx.AsyncClient, rt: Runtime, frozen: FrozenClock
+) -> None:
+    """It ran four queries per line."""
+    counts = []
+    for phone, n in (("13800138171", 1), ("13800138172", 5)):
+        client.cookies.clear()
+        await register_verified(client, phone=phone)
+        await portal_login(client, phone)
+        async with unit_of_work(rt.sessions) as s:
+            account_id = await s.scalar(select(Account.id).where(Account.phone == "+86" + phone))
+        assert account_id is not None
+        await _give_lines(rt, account_id, n, frozen)
+        seen = await _count(client, rt, "/account", {})
+        counts.append(len(seen.statements))
+        assert seen.transactions == 1
+    assert counts[0] == counts[1]
