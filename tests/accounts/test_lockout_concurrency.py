@@ -95,7 +95,7 @@ async def test_a_success_clears_the_count_and_the_lock_doubles_on_the_next_round
 
 
 async def test_failures_from_one_address_across_accounts_stop_that_address_only(
-    client: httpx.AsyncClient, rt: Runtime
+    client: httpx.AsyncClient, rt: Runtime, frozen: FrozenClock
 ) -> None:
     rt.settings.auth_failures_per_address = 6
     phones = [f"+86138001383{n:02d}" for n in range(4)]
