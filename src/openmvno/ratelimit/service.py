@@ -16,8 +16,10 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmvno import clock
+from openmvno.db import unit_of_work
 from openmvno.errors import TooManyAttempts
 from openmvno.ratelimit.models import RateEvent
+from openmvno.runtime import Runtime
 
 _KEY_LENGTH = 80
 
@@ -109,3 +111,33 @@ async def hit(
     if wait:
         raise limited(wait)
     await record(session, scope=scope, key=key, window=window)
+
+
+RETENTION = timedelta(days=2)
+"""Longer than the longest window anything counts over (a day)."""
+
+
+async def prune(
+    session: AsyncSession, *, older_than: timedelta = RETENTION, batch: int = 5000
+) -> int:
+    """Forget up to ``batch`` events older than ``older_than``, oldest first: keys that
+    are never counted again (a login tried once) are not pruned by :func:`record`."""
+    old = (
+        select(RateEvent.id)
+        .where(RateEvent.at <= clock.now() - older_than)
+        .order_by(RateEvent.id)
+        .limit(batch)
+    )
+    result = await session.execute(delete(RateEvent).where(RateEvent.id.in_(old)))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def prune_job(rt: Runtime) -> int:
+    """A worker job: prune at most once an hour per process."""
+    now = clock.now()
+    last = rt.extras.get("rate_events_pruned_at")
+    if last is not None and now - last < timedelta(hours=1):
+        return 0
+    rt.extras["rate_events_pruned_at"] = now
+    async with unit_of_work(rt.sessions) as session:
+        return await prune(session)

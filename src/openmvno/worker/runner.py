@@ -16,6 +16,7 @@ from openmvno import clock
 from openmvno.adapters.registry import email_sender, sms_sender
 from openmvno.db import unit_of_work
 from openmvno.notifications.models import OutboxKind, OutboxMessage, OutboxState
+from openmvno.ratelimit import service as ratelimit
 from openmvno.runtime import Runtime
 
 log = logging.getLogger("openmvno.worker")
@@ -75,7 +76,7 @@ def _build_handlers(rt: Runtime) -> dict[OutboxKind, Handler]:
 
 def jobs(rt: Runtime) -> list[Job]:
     """Work polled every round beside the outbox; each returns how much it did."""
-    found: list[Job] = [settle_stuck_payments]
+    found: list[Job] = [settle_stuck_payments, ratelimit.prune_job]
     if rt.settings.payment_provider == "sandbox":
         from openmvno.adapters.payments.sandbox import deliver_due_webhooks
 
