@@ -151,3 +151,20 @@ async def test_csv_import_refuses_cells_that_are_too_long_or_hold_control_charac
     assert "device_serial" in messages[4]
     async with unit_of_work(rt.sessions) as session:
         assert await session.scalar(select(func.count()).select_from(Line)) == 0
+
+
+@pytest.mark.parametrize("field", ["name_zh", "price_minor", "validity_days", "roaming_zones",
+                                   "overage_rule", "terms_en"])
+async def test_a_plan_patch_with_null_is_a_422_not_a_500(
+    client: httpx.AsyncClient, rt: Runtime, field: str
+) -> None:
+    """Found by the API fuzz: ``null`` reached NOT NULL columns."""
+    await make_plan(rt)
+    admin = await staff_headers(client, rt, Role.admin)
+    r = await client.patch("/api/v1/admin/plans/DATA10", json={field: None}, headers=admin)
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0] == {
+        "field": field, "type": "null_value", "message": "Leave the field out to keep its value",
+    }
+    plan = (await client.get("/api/v1/plans/DATA10?lang=en")).json()
+    assert plan["name_zh"] == "10GB 月包" and plan["price"]["minor"] == 3000

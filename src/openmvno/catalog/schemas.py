@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from openmvno import fields
 from openmvno.catalog.models import OverageRule, Plan, PlanKind
@@ -89,7 +97,8 @@ class PlanIn(_PlanFields):
 
 
 class PlanPatch(BaseModel):
-    """Fields to change on an existing plan (code and kind never change)."""
+    """Fields to change on an existing plan (code and kind never change). A field left out
+    keeps its value; ``null`` is not a value (every field of a plan has one)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -109,6 +118,15 @@ class PlanPatch(BaseModel):
     terms_zh: LongText | None = None
     terms_en: LongText | None = None
     reason: Reason = Field(default="", description="Kept in the audit log")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Left out means unchanged (the service reads ``exclude_unset``); an explicit null
+        # would be written to a NOT NULL column (it was a 500).
+        if value is None:
+            raise PydanticCustomError("null_value", "Leave the field out to keep its value")
+        return value
 
     @model_validator(mode="before")
     @classmethod
