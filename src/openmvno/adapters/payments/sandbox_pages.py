@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -34,7 +35,7 @@ from openmvno.adapters.payments.sandbox import (
 )
 from openmvno.adapters.payments.sandbox_models import SandboxPayment
 from openmvno.channels.api.deps import RT, Session
-from openmvno.i18n import translate
+from openmvno.i18n import N_, translate
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -47,8 +48,13 @@ env = Environment(
 
 router = APIRouter(prefix="/sandbox/pay", include_in_schema=False)
 
+REFERENCE = re.compile(r"sbx_[0-9a-f]{24}")
+"""What :func:`~openmvno.adapters.payments.sandbox.reference_for` makes."""
 CSRF_FIELD = "csrf"
-Csrf = Annotated[str, Form(alias=CSRF_FIELD, max_length=128)]
+Csrf = Annotated[str, Form(alias=CSRF_FIELD)]
+# Form fields carry no length limits of their own: anything too long or odd is answered
+# on the page (the card form with its error, or the 403 page), never with a JSON problem.
+FIELD_LIMITS = {"card_number": 40, "card_expiry": 10, "card_cvc": 6}
 
 
 def csrf_token(rt: RT, reference: str) -> str:
@@ -59,7 +65,9 @@ def csrf_token(rt: RT, reference: str) -> str:
 
 
 def _csrf_ok(rt: RT, row: SandboxPayment, sent: str) -> bool:
-    return bool(sent) and hmac.compare_digest(sent.encode(), csrf_token(rt, row.reference).encode())
+    if not sent or len(sent) > 128 or not sent.isascii():
+        return False
+    return hmac.compare_digest(sent.encode(), csrf_token(rt, row.reference).encode())
 
 
 def _forbidden(request: Request, row: SandboxPayment, rt: RT) -> HTMLResponse:
@@ -97,6 +105,8 @@ def return_to(row: SandboxPayment) -> str:
 async def _row(
     session: Session, rt: RT, reference: str, *, lock: bool = False
 ) -> SandboxPayment | None:
+    if not REFERENCE.fullmatch(reference):
+        return None  # not one of ours (a NUL, an over-long path...): the 404 page
     stmt = select(SandboxPayment).where(SandboxPayment.reference == reference)
     if lock:
         stmt = stmt.with_for_update()
@@ -121,6 +131,14 @@ def _not_found(request: Request) -> HTMLResponse:
 def _closed(request: Request, row: SandboxPayment, rt: RT) -> HTMLResponse:
     """The payment has an outcome (or is processing): show it, nothing to press."""
     return _render(request, "sandbox_status.html", _base_context(row, rt), 409)
+
+
+def _too_long(name: str) -> CardError:
+    if name == "card_number":
+        return CardError(name, N_("The card number is not valid."))
+    if name == "card_expiry":
+        return CardError(name, N_("Give the expiry date as MM/YY."))
+    return CardError(name, N_("The security code (CVC) is {n} digits."), n=3)
 
 
 def _back(row: SandboxPayment) -> RedirectResponse:
@@ -178,9 +196,9 @@ async def pay_card(
     reference: str,
     session: Session,
     rt: RT,
-    card_number: Annotated[str, Form(max_length=40)] = "",
-    card_expiry: Annotated[str, Form(max_length=10)] = "",
-    card_cvc: Annotated[str, Form(max_length=6)] = "",
+    card_number: Annotated[str, Form()] = "",
+    card_expiry: Annotated[str, Form()] = "",
+    card_cvc: Annotated[str, Form()] = "",
     csrf: Csrf = "",
 ) -> Response:
     """Take a test card. Only brand and last four digits are kept."""
@@ -192,6 +210,10 @@ async def pay_card(
     if row.method != "card" or row.status != "requires_action" or row.stage != "pay":
         return _closed(request, row, rt)
     try:
+        for name, value in (("card_number", card_number), ("card_expiry", card_expiry),
+                            ("card_cvc", card_cvc)):
+            if len(value) > FIELD_LIMITS[name]:
+                raise _too_long(name)
         checked = check_card(card_number, card_expiry, card_cvc)
     except CardError as err:
         language: str = request.state.language
@@ -217,7 +239,7 @@ async def answer_3ds(
     reference: str,
     session: Session,
     rt: RT,
-    outcome: Annotated[str, Form(max_length=10)] = "",
+    outcome: Annotated[str, Form()] = "",
     csrf: Csrf = "",
 ) -> Response:
     """The bank's 3-D Secure challenge: approve or fail."""
