@@ -3,6 +3,7 @@ receipt, notice), no provider is asked, and nothing can be "paid" or refunded.""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -83,3 +84,25 @@ async def test_a_free_order_refunded_by_staff_sends_nothing_to_a_provider(
     async with unit_of_work(rt.sessions) as s:
         left = await s.scalar(select(func.sum(Bucket.remaining)).where(Bucket.line_id == line.id))
         assert left == 0
+
+
+async def test_a_free_plan_bought_in_the_portal_lands_on_its_completed_result(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    from tests.portal.helpers import portal_login, text_of
+
+    await _free_plan(rt)
+    headers, me = await subscriber(client)
+    line = await give_line(rt, me)
+    await portal_login(client, headers["X-Phone"], "Harbour-Lights-2026")
+    confirm = await client.get(f"/buy?plan=TRIAL7&line={line.id}&lang=en")
+    assert confirm.status_code == 200, confirm.text
+    chunk = confirm.text.split('action="/buy"', 1)[1].split("</form>", 1)[0]
+    hidden = dict(re.findall(r'type="hidden" name="([^"]+)" value="([^"]*)"', chunk))
+    r = await client.post("/buy", data={**hidden, "method": "card"})
+    assert r.status_code == 303, r.text
+    assert "/result" in r.headers["location"] and "sandbox" not in r.headers["location"]
+    page = await client.get(r.headers["location"].removeprefix("http://testserver"),
+                            params={"lang": "en"})
+    assert "Completed" in text_of(page.text)
+    assert "Free trial" in text_of(page.text)
