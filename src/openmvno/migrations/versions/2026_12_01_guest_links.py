@@ -30,6 +30,17 @@ def upgrade() -> None:
             batch_op.f('fk_orders_credited_account_id_accounts'), 'accounts',
             ['credited_account_id'], ['id'],
         )
+    # Guest top-ups still waiting for their payment: the line and owner the guest confirmed
+    # minutes before are, most likely, the number's line and owner now. (Without them the
+    # payment, if it lands, is refunded: fulfilment credits only a confirmed owner.)
+    op.execute(
+        "UPDATE orders SET"
+        " line_id = (SELECT lines.id FROM lines WHERE lines.msisdn = orders.msisdn),"
+        " credited_account_id ="
+        " (SELECT lines.account_id FROM lines WHERE lines.msisdn = orders.msisdn)"
+        " WHERE kind = 'guest_topup' AND state = 'pending_payment'"
+        " AND credited_account_id IS NULL"
+    )
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
         batch_op.add_column(sa.Column('account_id', sa.Uuid(), nullable=True))
         batch_op.create_index(
