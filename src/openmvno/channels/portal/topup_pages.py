@@ -195,7 +195,9 @@ async def guest_topup_pay(request: Request, visitor: Viewer, session: Session, r
                                     method=method, link=link)
     except DomainError as exc:
         # Shown again with the number's owner now (and its confirmation), to check anew.
-        return _confirm_form(request, visitor, rt, msisdn, found, link=link or None,
+        fresh = exc.code == "guest_link_invalid"
+        return _confirm_form(request, visitor, rt, msisdn, found,
+                             link=None if fresh else (link or None),
                              amount=amount, key=key, method=method,
                              error=describe(request, exc), status_code=exc.status)
 
