@@ -1,5 +1,11 @@
 """Property-based fuzzing of the whole REST API (schemathesis, from /openapi.json)
-against a real running server: whatever the input, never a 500 or a stack trace."""
+against a real running server: whatever the input, never a 500 or a stack trace.
+
+Deterministic, so a failure found is a failure every run (and on every machine): the
+coverage phase (boundary values of every parameter and field) is deterministic by design,
+and the fuzzing phase is derandomised (a fixed seed per operation) with no example
+database (nothing carried over from an earlier run). Bounded: 10 generated examples per
+operation on top of the coverage cases; no health check needs suppressing."""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 
 from openmvno.accounts import service as accounts
 from openmvno.accounts.models import Role
@@ -17,8 +23,14 @@ from openmvno.config import Settings
 from tests.portal.conftest import PortalServer
 
 # The schema the app itself publishes at /openapi.json (building it touches no database).
+# The coverage phase (boundary values of every parameter and field, deterministic) runs in
+# full, except for calling each path with methods it does not have (a 405 from the router).
+CONFIG = schemathesis.config.SchemathesisConfig.from_dict(
+    {"phases": {"coverage": {"unexpected-methods": []}}}
+)
 schema = schemathesis.openapi.from_dict(
-    create_app(Settings(database_url="sqlite+aiosqlite://", secret_key="x")).openapi()  # type: ignore[arg-type]
+    create_app(Settings(database_url="sqlite+aiosqlite://", secret_key="x")).openapi(),  # type: ignore[arg-type]
+    config=CONFIG,
 )
 
 
@@ -49,11 +61,12 @@ def bearer(portal_server: PortalServer) -> dict[str, str]:
 
 
 @schema.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=10, deadline=None, derandomize=True, database=None)
 def test_no_input_gives_a_server_error(
     case: Any, bearer: dict[str, str], portal_server: PortalServer
 ) -> None:
-    role = "admin" if "/admin/" in case.path else "subscriber"
+    staff_only = "/admin/" in case.path or case.path.endswith("/refund")
+    role = "admin" if staff_only else "subscriber"
     response = case.call(
         base_url=portal_server.base_url,
         headers={"Authorization": f"Bearer {bearer[role]}"},
