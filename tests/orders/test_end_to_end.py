@@ -76,5 +76,5 @@ async def test_janitor_expires_the_sandbox_card_that_never_answers(
 
 async def _login_again(client: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, str]:
     r = await client.post("/api/v1/auth/token",
-                          json={"login": headers["X-Phone"], "password": "s3cret-Pass"})
+                          json={"login": headers["X-Phone"], "password": "Harbour-Lights-2026"})
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
