@@ -4,17 +4,20 @@ safe redirects, form parsing and rendering a service error on its form."""
 from __future__ import annotations
 
 import inspect
+import logging
 import secrets
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from openmvno.accounts import service as accounts
 from openmvno.accounts import tokens
@@ -22,7 +25,8 @@ from openmvno.accounts.models import Account, AuthToken, TokenKind
 from openmvno.channels.api.deps import RT, Session
 from openmvno.channels.portal import forms
 from openmvno.channels.portal.templating import render
-from openmvno.errors import DomainError, NotFound
+from openmvno.db import unit_of_work
+from openmvno.errors import DomainError, NotFound, TooManyAttempts
 from openmvno.i18n import LANGUAGES, N_, normalize_language, translate
 from openmvno.runtime import Runtime
 from openmvno.security import keyed_digest, same
@@ -33,6 +37,7 @@ LANG_COOKIE = "lang"
 CSRF_FIELD = "csrf"
 
 T = TypeVar("T")
+log = logging.getLogger("openmvno.errors")
 
 
 @dataclass
@@ -299,8 +304,127 @@ async def checked_form(request: Request, visitor: Visitor, *, login: bool) -> di
     return form
 
 
+API_PREFIXES = ("/api/", "/webhooks/", "/sms/", "/ussd", "/healthz", "/readyz", "/openapi.json",
+                "/docs")
+"""Paths whose errors stay RFC 9457 problem details (machines read them)."""
+
+_STATUS_TEXTS: dict[int, tuple[str, str]] = {
+    400: (N_("This request could not be understood"),
+          N_("Something in the address or the form was not valid. Go back and try again.")),
+    401: (N_("Please log in"), N_("This page needs you to log in first.")),
+    403: (N_("Not allowed"), N_("You are not allowed to open this page.")),
+    404: (N_("Page not found"),
+          N_("There is no page at this address. Check the address, or start again from the "
+             "home page.")),
+    405: (N_("This address cannot be opened like this"),
+          N_("This address only takes a form sent from its page. Go back to the form and "
+             "send it again.")),
+    429: (N_("Too many requests"), N_("Too many requests; please wait and try again.")),
+}
+_SERVER_ERROR = (
+    N_("Something went wrong on our side"),
+    N_("Please try again in a moment. If it keeps happening, tell customer service this "
+       "reference: {reference}."),
+)
+_OTHER_ERROR = (N_("The request failed"), N_("Please go back and try again."))
+
+
+def wants_page(request: Request) -> bool:
+    """Does this error go to a person (an HTML page) rather than a program (problem+json)?
+    API paths always get problem details; elsewhere a client that asks for JSON only
+    (``Accept: application/json`` without ``text/html``) gets them too."""
+    if request.url.path.startswith(API_PREFIXES):
+        return False
+    accept = request.headers.get("accept", "").lower()
+    return "text/html" in accept or "json" not in accept
+
+
+async def _error_visitor(request: Request) -> Visitor:
+    """Who sees an error page: the logged-in visitor when their session can be read
+    (a short read-only transaction of its own), else an anonymous one. Never raises."""
+    rt: Runtime = request.app.state.runtime
+    try:
+        async with unit_of_work(rt.sessions, readonly=True) as session:
+            return await get_visitor(request, session, rt)
+    except Exception:  # noqa: BLE001 - an error page must render even without a database
+        return Visitor(None, False, "", "", False, rt.secret_key)
+
+
+async def status_page(
+    request: Request, status: int, *, message: str | None = None,
+    headers: dict[str, str] | None = None, visitor: Visitor | None = None,
+) -> Response:
+    """The error page for an HTTP status on a portal path, in the visitor's language
+    (``message``: a specific reason, already translated). A 5xx page needs no database."""
+    lang = request.state.language
+    if status >= 500:
+        title, text = _SERVER_ERROR
+        reference = str(getattr(request.state, "request_id", "") or "-")
+        body = translate(lang, text, reference=reference)
+        who = visitor or Visitor(None, False, "", "", False, request.app.state.runtime.secret_key)
+    else:
+        title, text = _STATUS_TEXTS.get(status, _OTHER_ERROR)
+        body = message or translate(lang, text)
+        who = visitor or await _error_visitor(request)
+    try:
+        response: Response = error_page(request, who, status, translate(lang, title), body)
+    except Exception:  # the page itself failed: a bare one, never a stack trace
+        log.exception("error page failed", extra={"path": request.url.path})
+        response = HTMLResponse(
+            f"<!doctype html><title>{status}</title><h1>{status}</h1><p><a href=\"/\">/</a></p>",
+            status_code=status,
+        )
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+_Handler = Callable[[Request, Any], Awaitable[Response]]
+
+
+def _install_error_pages(app: FastAPI) -> None:
+    """Errors on portal paths are pages in the visitor's language; API paths keep the
+    problem details handlers installed before (``problems.install``)."""
+    api: dict[Any, _Handler] = dict(app.exception_handlers)
+
+    async def to_api(request: Request, exc: Exception, kind: type[Exception]) -> Response:
+        handler = api.get(kind)
+        if handler is None:
+            raise exc
+        return await handler(request, exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if not wants_page(request):
+            return await to_api(request, exc, StarletteHTTPException)
+        return await status_page(request, exc.status_code, headers=dict(exc.headers or {}))
+
+    @app.exception_handler(DomainError)
+    async def _domain(request: Request, exc: DomainError) -> Response:
+        if not wants_page(request):
+            return await to_api(request, exc, DomainError)
+        retry = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyAttempts) else None
+        return await status_page(request, exc.status, message=describe(request, exc),
+                                 headers=retry)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        if not wants_page(request):
+            return await to_api(request, exc, RequestValidationError)
+        return await status_page(request, 400)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        if not wants_page(request):
+            return await to_api(request, exc, Exception)
+        log.exception("unhandled error", extra={"path": request.url.path})
+        return await status_page(request, 500)
+
+
 def install(app: FastAPI) -> None:
-    """Portal-wide handlers: a refused CSRF token is a 403 page, never a 500."""
+    """Portal-wide handlers: a refused CSRF token is a 403 page, never a 500; errors on
+    portal paths (unknown address, 4xx, 5xx) are pages in the visitor's language."""
+    _install_error_pages(app)
 
     @app.exception_handler(CsrfRejected)
     async def _csrf(request: Request, exc: CsrfRejected) -> Response:
