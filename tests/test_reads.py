@@ -130,7 +130,7 @@ def _app_with_a_route_that_writes(rt: Runtime) -> FastAPI:
         await session.flush()
         return {"status": "written"}
 
-    app.add_api_route("/test/write", write, methods=["GET", "POST"])
+    app.add_api_route("/api/v1/test/write", write, methods=["GET", "POST"])
     return app
 
 
@@ -138,12 +138,12 @@ async def test_a_get_request_cannot_write_and_a_post_can(rt: Runtime) -> None:
     app = _app_with_a_route_that_writes(rt)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        r = await client.get("/test/write")
+        r = await client.get("/api/v1/test/write")
         assert r.status_code == 500
         assert r.headers["content-type"].startswith("application/problem+json")
         async with unit_of_work(rt.sessions) as s:
             assert await s.scalar(select(func.count()).select_from(Account)) == 0
-        r = await client.post("/test/write")
+        r = await client.post("/api/v1/test/write")
         assert r.status_code == 200
         async with unit_of_work(rt.sessions) as s:
             assert await s.scalar(select(func.count()).select_from(Account)) == 1

@@ -4,6 +4,7 @@ texts, decimal commas and post/redirect/get."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 import httpx
@@ -12,7 +13,8 @@ from fastapi import FastAPI
 
 from openmvno.app import create_app
 from openmvno.runtime import Runtime
-from tests.portal.helpers import portal_login, register_verified, text_of
+from tests.portal.helpers import csrf_of, portal_login, register_verified, text_of
+from tests.portal.test_shop_pages import _card, _form, _give_line, _path, _seed, _subscriber
 
 
 @pytest.fixture
@@ -91,3 +93,92 @@ async def test_an_unexpected_error_on_a_portal_page_is_a_page_with_a_reference(
     assert "kaput" not in r.text and "Traceback" not in r.text
     api = await client.get("/api/v1/boom")
     assert api.status_code == 500 and api.json()["code"] == "internal_error"
+
+
+# ---------------------------------------------------------------- order history
+
+
+async def _logout(client: httpx.AsyncClient) -> None:
+    page = await client.get("/account")
+    await client.post("/logout", data={"csrf": csrf_of(page.text)})
+
+
+async def _guest_topup(client: httpx.AsyncClient, msisdn: str, amount: str) -> str:
+    """Top up ``msisdn`` through /topup, paying by card; returns the result page's path
+    (opened once: that settles the payment with the provider)."""
+    form = await client.get("/topup")
+    r = await client.post("/topup", data={"csrf": csrf_of(form.text), "msisdn": msisdn})
+    page = await client.get(r.headers["location"]) if r.status_code == 303 else r
+    fields = _form(page.text, "/topup/pay")
+    r = await client.post("/topup/pay", data={**fields, "amount": amount, "method": "card"})
+    assert r.status_code == 303, r.text
+    back = await _card(client, r.headers["location"], "4242424242424242")
+    result = _path(back.headers["location"])
+    assert (await client.get(result)).status_code == 200
+    return result
+
+
+async def test_history_links_receipts_and_shows_top_ups_others_paid(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    await _seed(rt)
+    owner = await _subscriber(client, "13800138910", name="张小明")
+    line_id, msisdn = await _give_line(rt, owner)
+    confirm = await client.get(f"/buy?plan=S-ADD&line={line_id}")
+    r = await client.post("/buy", data={**_form(confirm.text, "/buy"), "method": "card"})
+    back = await _card(client, r.headers["location"], "4242424242424242")
+    await client.get(_path(back.headers["location"]))  # settles the payment
+    await _logout(client)
+
+    # A guest, then another subscriber, top up the owner's number.
+    result = await _guest_topup(client, msisdn, "20")
+    guest_page = await client.get(result + "&lang=en")
+    assert "Completed" in text_of(guest_page.text)
+    await _subscriber(client, "13800138911", name="李雷")
+    await _guest_topup(client, msisdn, "30")
+    await _logout(client)
+
+    await portal_login(client, "13800138910")
+    history = await client.get("/orders?lang=en")
+    rows = re.findall(r'<tr data-test="order-row".*?</tr>', history.text, flags=re.S)
+    assert len(rows) == 3
+    others = [r for r in rows if 'data-from-other="true"' in r]
+    assert len(others) == 2
+    texts = [text_of(r) for r in others]
+    assert all("Top-up from someone else" in t and msisdn in t for t in texts)
+    assert any("Paid by a guest" in t and "CN¥20.00" in t for t in texts)
+    assert any("Paid by 李*" in t and "CN¥30.00" in t for t in texts)
+    assert "李雷" not in history.text
+    # Others' top-ups carry no link to their order or its receipt (the payer's).
+    assert all("/orders/" not in r and "/receipts/" not in r for r in others)
+    own = next(r for r in rows if 'data-from-other="true"' not in r)
+    receipt = re.search(r'href="(/receipts/[0-9a-f-]{36})" data-test="order-receipt">(R\d{4}-\d{6})<',
+                        own)
+    assert receipt, own
+    opened = await client.get(receipt.group(1) + "?lang=en")
+    assert opened.status_code == 200 and receipt.group(2) in opened.text
+    zh = text_of((await client.get("/orders?lang=zh-CN")).text)
+    assert "他人代充" in zh and "付款人：李*" in zh
+
+    # The payer of the second top-up sees it as their own order, the number masked.
+    await _logout(client)
+    await portal_login(client, "13800138911")
+    theirs = await client.get("/orders?lang=en")
+    assert theirs.text.count('data-test="order-row"') == 1
+    assert "Top-up from someone else" not in theirs.text and msisdn not in theirs.text
+    assert 'data-test="order-receipt"' in theirs.text
+
+
+async def test_a_guest_opens_their_receipt_from_the_result_page(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    await _seed(rt)
+    owner = await _subscriber(client, "13800138912")
+    _, msisdn = await _give_line(rt, owner)
+    await _logout(client)
+    result = await _guest_topup(client, msisdn, "25")
+    page = await client.get(result + "&lang=en")
+    token_path = result.split("?")[0]
+    assert f'href="{token_path}/receipt"' in page.text
+    receipt = await client.get(token_path + "/receipt?lang=en")
+    assert receipt.status_code == 200 and "CN¥25.00" in text_of(receipt.text)

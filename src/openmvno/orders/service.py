@@ -22,10 +22,11 @@ import hashlib
 import json
 import secrets
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -405,6 +406,48 @@ async def list_for_account(
     return list(rows.all()), int(total or 0)
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One row of a subscriber's order history."""
+
+    order: Order
+    from_someone_else: bool
+    """A top-up of one of the subscriber's numbers paid by someone else (a guest or
+    another account): it credited their wallet; its receipt is the payer's."""
+    buyer: str
+    """Who paid, masked (``张*明``); empty for a guest without an account."""
+
+
+CREDITED_SHOWN = (OrderState.fulfilled, OrderState.refunded)
+"""Top-ups from others shown in the credited owner's history: those that reached them."""
+
+
+async def history_for_account(
+    session: AsyncSession, account_id: uuid.UUID, *, limit: int = 20, offset: int = 0
+) -> tuple[list[HistoryEntry], int]:
+    """My orders, and top-ups of my numbers that others paid (those that reached my
+    wallet), newest first, with the total count: two statements."""
+    mine = or_(
+        Order.account_id == account_id,
+        and_(Order.credited_account_id == account_id, Order.state.in_(CREDITED_SHOWN)),
+    )
+    rows = await session.execute(
+        select(Order, Account.name)
+        .outerjoin(Account, Account.id == Order.account_id)
+        .where(mine)
+        .order_by(Order.created_at.desc(), Order.number.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    total = await session.scalar(select(func.count()).select_from(Order).where(mine))
+    entries = [
+        HistoryEntry(order, order.account_id != account_id,
+                     mask_name(name) if name and order.account_id != account_id else "")
+        for order, name in rows.all()
+    ]
+    return entries, int(total or 0)
+
+
 async def attempts_for(session: AsyncSession, order_id: uuid.UUID) -> list[PaymentAttempt]:
     rows = await session.scalars(
         select(PaymentAttempt)
@@ -480,6 +523,7 @@ __all__ = [
     "FREE",
     "MAIN_PLAN_KINDS",
     "FulfilmentImpossible",
+    "HistoryEntry",
     "attempts_by_order",
     "attempts_for",
     "can_see",
@@ -493,6 +537,7 @@ __all__ = [
     "get_visible",
     "guest_line",
     "guest_lookup",
+    "history_for_account",
     "link_hash",
     "link_matches",
     "list_for_account",

@@ -3,6 +3,7 @@ receipts (HTML view and PDF download, owner only)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -72,24 +73,40 @@ async def my_orders(request: Request, visitor: Viewer, session: Session) -> Resp
     lang = request.state.language
     fmt = Formatter(lang)
     number = page_number(request)
-    items, total = await orders.list_for_account(
+    entries, total = await orders.history_for_account(
         session, visitor.account.id, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE
     )
     names = await plan_names(session, lang)
-    rows = [
-        {
-            "id": o.id,
-            "number": o.number,
-            "date": fmt.date(o.created_at),
-            "what": order_what(o, names, lang),
-            "msisdn": _shown_number(o),
-            "amount": fmt.money(o.amount_minor, o.currency),
-            "state": OrderState(o.state).value,
-            "state_text": translate(lang, STATE_TITLES[OrderState(o.state)]),
-        }
-        for o in items
-    ]
+    rows = [_history_row(e, names, lang, fmt) for e in entries]
     return page(request, visitor, "orders.html", _paged(rows, total, number))
+
+
+def _history_row(
+    entry: orders.HistoryEntry, names: dict[uuid.UUID, str], lang: str, fmt: Formatter
+) -> dict[str, Any]:
+    """One line of the history: the order, its state and (a fulfilled order of my own)
+    its receipt; a top-up someone else paid for my number says who, masked."""
+    o = entry.order
+    state = OrderState(o.state)
+    result = o.result or {}
+    own_receipt = not entry.from_someone_else and state in (
+        OrderState.fulfilled, OrderState.refunded
+    )
+    return {
+        "id": o.id,
+        "number": o.number,
+        "date": fmt.date(o.created_at),
+        "what": order_what(o, names, lang),
+        "msisdn": (o.msisdn or "") if entry.from_someone_else else _shown_number(o),
+        "amount": fmt.money(o.amount_minor, o.currency),
+        "state": state.value,
+        "state_text": translate(lang, STATE_TITLES[state]),
+        "from_other": entry.from_someone_else,
+        "paid_by": translate(lang, "Paid by {name}", name=entry.buyer) if entry.buyer
+        else translate(lang, "Paid by a guest"),
+        "receipt_id": result.get("receipt_id") if own_receipt else None,
+        "receipt_number": result.get("receipt_number") if own_receipt else None,
+    }
 
 
 def _shown_number(order: Order) -> str:
