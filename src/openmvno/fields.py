@@ -22,9 +22,8 @@ Strings
 
 Integers
     JSON integers only (``strict``: ``"5"``, ``5.0``, ``true``, ``1e400`` and ``Infinity``
-    are refused), ``0 <= n`` and below ``2**63`` or a tighter product limit.
-    ``*_QUERY`` variants (:data:`Offset`, :data:`Limit`) are for query strings, where
-    digits arrive as text.
+    are refused), ``0 <= n`` and below ``2**63`` or a tighter product limit. (Query
+    strings carry digits as text: there, ``Query(ge=..., le=...)`` bounds them.)
 
 Errors are pydantic errors with stable ``type`` values (:data:`ERROR_TYPES`), so the API
 renders them as a 422 problem and the portal as a localised message on the form.
@@ -32,7 +31,6 @@ renders them as a 422 problem and the portal as a localised message on the form.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections.abc import Iterator
 from typing import Annotated, Any, Final, Literal
@@ -195,17 +193,10 @@ class _Text(GroupedMetadata):
         return iter(self._items)
 
 
-def matches(pattern: str, value: str) -> bool:
-    """``re.fullmatch`` for channels that check a path or form value by hand."""
-    return re.fullmatch(pattern, value) is not None
-
-
 # --- strings ---------------------------------------------------------------------------
 
 Name = Annotated[str, text(100, min_length=1)]
 """A person's or a plan's name: one line, 1..100 visible characters (``String(100)``)."""
-ShortText = Annotated[str, text(200)]
-"""A one-line free text up to 200 characters (memos, descriptions)."""
 Reason = Annotated[str, text(500)]
 """Why an operator did something (audit ``reason``, ``String(500)``), may be empty."""
 LongText = Annotated[str, text(4000, multiline=True)]
@@ -245,9 +236,3 @@ MinorAmount = Annotated[int, Field(strict=True, ge=0, le=MINOR_AMOUNT_MAX)]
 PositiveMinorAmount = Annotated[int, Field(strict=True, ge=1, le=MINOR_AMOUNT_MAX)]
 Days = Annotated[int, Field(strict=True, ge=0, le=3650)]
 """A validity or period in days (up to ten years)."""
-SmallCount = Annotated[int, Field(strict=True, ge=0, le=1_000_000)]
-
-# For query strings (digits arrive as text, so not strict), e.g. ``limit: Limit = 50``.
-OFFSET_MAX: Final = 1_000_000
-Offset = Annotated[int, Field(ge=0, le=OFFSET_MAX)]
-Limit = Annotated[int, Field(ge=1, le=200)]
