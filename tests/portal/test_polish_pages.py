@@ -6,15 +6,29 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from openmvno import clock
+from openmvno.accounts import service as accounts
 from openmvno.app import create_app
+from openmvno.catalog import service as catalog
+from openmvno.db import unit_of_work
+from openmvno.ledger import service as ledger
 from openmvno.runtime import Runtime
 from tests.portal.helpers import csrf_of, portal_login, register_verified, text_of
-from tests.portal.test_shop_pages import _card, _form, _give_line, _path, _seed, _subscriber
+from tests.portal.test_shop_pages import (
+    GB,
+    _card,
+    _form,
+    _give_line,
+    _path,
+    _seed,
+    _subscriber,
+)
 
 
 @pytest.fixture
@@ -182,3 +196,49 @@ async def test_a_guest_opens_their_receipt_from_the_result_page(
     assert f'href="{token_path}/receipt"' in page.text
     receipt = await client.get(token_path + "/receipt?lang=en")
     assert receipt.status_code == 200 and "CN¥25.00" in text_of(receipt.text)
+
+
+# ---------------------------------------------------------------- my account: totals per kind
+
+
+async def test_my_account_shows_one_total_per_kind_with_a_bar_and_folds_the_details(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    await _seed(rt)
+    login = await _subscriber(client, "13800138920")
+    line_id, _ = await _give_line(rt, login)
+    now = clock.now()
+    async with unit_of_work(rt.sessions) as session:
+        account = await accounts.get_by_login(session, rt, login)
+        assert account is not None
+        mix, addon = await catalog.get_plan(session, "S-MIX"), await catalog.get_plan(
+            session, "S-ADD")
+        await ledger.grant_plan(session, account_id=account.id, line_id=line_id, plan=mix,
+                                order_id=None, valid_from=now, valid_until=now + timedelta(days=30),
+                                key="t:mix")
+        for i in range(6):  # six 1 GB add-ons
+            await ledger.grant_plan(session, account_id=account.id, line_id=line_id, plan=addon,
+                                    order_id=None, valid_from=now,
+                                    valid_until=now + timedelta(days=7), key=f"t:add:{i}")
+        # An early renewal: 20 GB more that start when the plan ends.
+        await ledger.grant_plan(session, account_id=account.id, line_id=line_id, plan=mix,
+                                order_id=None, valid_from=now + timedelta(days=30),
+                                valid_until=now + timedelta(days=60), key="t:next")
+    page = await client.get("/account?lang=en")
+    card = page.text.split(f'data-line-id="{line_id}"', 1)[1].split("</article>", 1)[0]
+    totals = re.findall(r'<div class="total" data-test="total" data-kind="(\w+)">(.*?)</div>',
+                        card, flags=re.S)
+    assert [kind for kind, _ in totals] == ["data", "voice", "sms"]
+    data = text_of(totals[0][1])
+    assert "26 GB / 26 GB" in data and "+ 20 GB from" in data
+    assert f'<meter min="0" max="{26 * GB}" value="{26 * GB}"' in totals[0][1]
+    assert "300 min / 300 min" in text_of(totals[1][1])
+    assert "100 SMS / 100 SMS" in text_of(totals[2][1])
+    # The twelve allowances are there, folded (closed) under one summary.
+    details = re.search(r"<details[^>]*>(.*?)</details>", card, flags=re.S)
+    assert details and "open" not in details.group(0).split(">", 1)[0]
+    assert details.group(1).count('data-test="bucket"') == 12
+    assert "Details (12 allowances)" in text_of(details.group(1))
+    assert "style=" not in page.text  # the policy allows no inline style
+    zh = (await client.get("/account?lang=zh-CN")).text
+    assert "明细（12 项额度）" in zh and "流量" in zh

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from openmvno import formatting
+from openmvno.channels.portal.balances import kind_totals
 from openmvno.i18n import translate
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -20,6 +21,7 @@ env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+env.globals["kind_totals"] = kind_totals
 
 
 def render(
