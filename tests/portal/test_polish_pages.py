@@ -18,6 +18,7 @@ from openmvno.app import create_app
 from openmvno.catalog import service as catalog
 from openmvno.db import unit_of_work
 from openmvno.ledger import service as ledger
+from openmvno.ledger.models import EntryReason
 from openmvno.runtime import Runtime
 from tests.portal.helpers import csrf_of, portal_login, register_verified, text_of
 from tests.portal.test_shop_pages import (
@@ -242,3 +243,43 @@ async def test_my_account_shows_one_total_per_kind_with_a_bar_and_folds_the_deta
     assert "style=" not in page.text  # the policy allows no inline style
     zh = (await client.get("/account?lang=zh-CN")).text
     assert "明细（12 项额度）" in zh and "流量" in zh
+
+
+# ---------------------------------------------------------------- checkout: the wallet
+
+
+async def _credit(rt: Runtime, login: str, minor: int) -> None:
+    async with unit_of_work(rt.sessions) as session:
+        account = await accounts.get_by_login(session, rt, login)
+        assert account is not None
+        await ledger.credit_wallet(session, account_id=account.id, currency="CNY",
+                                   amount_minor=minor, reason=EntryReason.topup,
+                                   key=f"test:{login}:{minor}")
+
+
+async def test_checkout_offers_a_short_wallet_disabled_with_the_shortfall_and_a_top_up_link(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    await _seed(rt)
+    login = await _subscriber(client, "13800138930")
+    line_id, _ = await _give_line(rt, login)
+    await _credit(rt, login, 2050)
+    confirm = await client.get(f"/buy?plan=S-MIX&line={line_id}&lang=en")
+    wallet = re.search(r'<input type="radio" name="method" value="wallet"[^>]*>', confirm.text)
+    assert wallet and " disabled" in wallet.group(0) and "checked" not in wallet.group(0)
+    text = text_of(confirm.text)
+    assert "Wallet balance (balance CN¥20.50)" in text
+    assert "Not enough balance: CN¥38.50 short." in text
+    assert 'href="/wallet/topup?amount=38.5"' in confirm.text
+    card = re.search(r'<input type="radio" name="method" value="card"[^>]*>', confirm.text)
+    assert card and "checked" in card.group(0)  # a usable method is preselected
+    zh = text_of((await client.get(f"/buy?plan=S-MIX&line={line_id}&lang=zh-CN")).text)
+    assert "余额不足，还差 ¥38.50。" in zh
+    top_up = await client.get("/wallet/topup?amount=38.5")
+    assert 'value="38.5"' in top_up.text
+
+    # Enough for the 10 yuan add-on: the wallet is offered, usable.
+    addon = await client.get(f"/buy?plan=S-ADD&line={line_id}&lang=en")
+    wallet = re.search(r'<input type="radio" name="method" value="wallet"[^>]*>', addon.text)
+    assert wallet and "disabled" not in wallet.group(0)
+    assert "Not enough balance" not in addon.text

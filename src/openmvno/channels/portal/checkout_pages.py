@@ -88,7 +88,8 @@ async def _checkout(
             return not_found(request, visitor)
         kind = OrderKind.addon if plan.kind == PlanKind.addon else OrderKind.plan
     balance = await wallet_minor(session, rt, visitor.account)
-    methods = method_choices(request, rt, wallet=True, wallet_balance=balance)
+    methods = method_choices(request, rt, wallet=True, wallet_balance=balance,
+                             price_minor=plan.price_minor)
     return page(
         request, visitor, "checkout.html",
         {**ctx, "line": line, "kind": kind.value, "line_param": line_param,

@@ -6,7 +6,9 @@ from __future__ import annotations
 import secrets
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -107,20 +109,35 @@ async def wallet_minor(session: AsyncSession, rt: Runtime, account: Account | No
 
 
 def method_choices(
-    request: Request, rt: Runtime, *, wallet: bool, wallet_balance: int = 0
+    request: Request, rt: Runtime, *, wallet: bool, wallet_balance: int = 0,
+    price_minor: int | None = None,
 ) -> list[dict[str, Any]]:
-    """The operator's payment methods for a form (the wallet with its balance)."""
+    """The operator's payment methods for a form (the wallet with its balance). With the
+    order's ``price_minor``, a wallet that cannot cover it is offered disabled, with the
+    shortfall and a link to top it up."""
     lang = request.state.language
     fmt = Formatter(lang)
+    cur = rt.settings.default_currency
     out = []
     for m in payments.enabled_methods(rt):
         if m == payments.WALLET and not wallet:
             continue
         label = method_name(m, lang)
+        choice: dict[str, Any] = {"value": m, "label": label, "disabled": False}
         if m == payments.WALLET:
-            balance = fmt.money(wallet_balance, rt.settings.default_currency)
-            label = translate(lang, "{method} (balance {balance})", method=label, balance=balance)
-        out.append({"value": m, "label": label})
+            balance = fmt.money(wallet_balance, cur)
+            choice["label"] = translate(lang, "{method} (balance {balance})", method=label,
+                                        balance=balance)
+            short = (price_minor or 0) - wallet_balance
+            if price_minor is not None and short > 0:
+                choice["disabled"] = True
+                choice["shortfall"] = translate(
+                    lang, "Not enough balance: {amount} short.", amount=fmt.money(short, cur)
+                )
+                choice["topup_url"] = "/wallet/topup?" + urlencode(
+                    {"amount": str(Decimal(max(short, rt.settings.topup_min_minor)) / 100)}
+                )
+        out.append(choice)
     return out
 
 
@@ -128,8 +145,9 @@ def pay_form(
     methods: list[dict[str, Any]], *, key: str | None, method: str
 ) -> dict[str, Any]:
     """The confirm form's methods, the preselected one and its idempotency key (the one
-    sent back after an error, else a fresh one)."""
-    chosen = method or (methods[0]["value"] if methods else "")
+    sent back after an error, else a fresh one). A disabled method is never preselected."""
+    usable = [m["value"] for m in methods if not m.get("disabled")]
+    chosen = method if method in usable else (usable[0] if usable else "")
     return {"methods": methods, "chosen": chosen, "key": key or new_key()}
 
 
@@ -204,7 +222,8 @@ async def order_context(
             ctx["open_url"] = open_attempts[-1].next_action["url"]
         wallet_ok = mine and kind not in (OrderKind.topup, OrderKind.guest_topup)
         balance = await wallet_minor(session, rt, visitor.account) if wallet_ok else 0
-        ctx["methods"] = method_choices(request, rt, wallet=wallet_ok, wallet_balance=balance)
+        ctx["methods"] = method_choices(request, rt, wallet=wallet_ok, wallet_balance=balance,
+                                        price_minor=order.amount_minor)
     if state == OrderState.fulfilled:
         if order.plan_id:
             ctx["plan_name"] = names.get(order.plan_id)
