@@ -16,7 +16,9 @@ from openmvno import clock
 from openmvno.accounts import service as accounts
 from openmvno.app import create_app
 from openmvno.catalog import service as catalog
+from openmvno.channels.portal.topup_pages import parse_amount
 from openmvno.db import unit_of_work
+from openmvno.errors import InvalidInput
 from openmvno.ledger import service as ledger
 from openmvno.ledger.models import EntryReason
 from openmvno.runtime import Runtime
@@ -283,3 +285,44 @@ async def test_checkout_offers_a_short_wallet_disabled_with_the_shortfall_and_a_
     wallet = re.search(r'<input type="radio" name="method" value="wallet"[^>]*>', addon.text)
     assert wallet and "disabled" not in wallet.group(0)
     assert "Not enough balance" not in addon.text
+
+
+# ---------------------------------------------------------------- amounts with a comma
+
+
+@pytest.mark.parametrize(
+    ("typed", "minor"),
+    [("50,00", 5000), ("50,5", 5050), ("50,05", 5005), ("¥ 60,50", 6050), ("1,000", 100000),
+     ("1,000.00", 100000), ("５０，５０", 5050)],
+)
+def test_a_decimal_comma_is_the_decimal_point(rt: Runtime, typed: str, minor: int) -> None:
+    from openmvno.channels.portal.forms import clean
+
+    form, problem = clean({"amount": typed})  # what the form does first (NFKC)
+    assert problem is None
+    assert parse_amount(form["amount"], rt) == minor
+
+
+@pytest.mark.parametrize("typed", ["50,000,0", "1.000,50", "1,00,000", "50,", ",50", "5,0,0"])
+def test_other_commas_are_refused_saying_how_to_write_the_amount(rt: Runtime, typed: str) -> None:
+    with pytest.raises(InvalidInput) as err:
+        parse_amount(typed, rt)
+    assert err.value.code == "amount_separators"
+
+
+async def test_the_wallet_top_up_reads_50_comma_00_as_fifty_yuan(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    await _subscriber(client, "13800138940")
+    form = await client.get("/wallet/topup?lang=en")
+    assert "a decimal comma works too (50,50 is 50.50 yuan)" in text_of(form.text)
+    r = await client.post("/wallet/topup", data={**_form(form.text, "/wallet/topup"),
+                                                 "amount": "50,00", "method": "card"})
+    assert r.status_code == 303
+    pay = await client.get(r.headers["location"])
+    assert "CN¥50.00" in text_of(pay.text) or "¥50.00" in text_of(pay.text)
+    assert "5,000" not in text_of(pay.text)
+    r = await client.post("/wallet/topup?lang=en", data={**_form(form.text, "/wallet/topup"),
+                                                         "amount": "1.000,50", "method": "card"})
+    assert r.status_code == 422
+    assert "group thousands only by three (1,000)" in text_of(r.text)

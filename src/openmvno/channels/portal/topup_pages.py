@@ -44,12 +44,30 @@ from openmvno.runtime import Runtime
 router = APIRouter(include_in_schema=False)
 
 _AMOUNT = re.compile(r"^(\d{1,9})(?:\.(\d+))?$")
+_DECIMAL_COMMA = re.compile(r"^\d{1,9},\d{1,2}$")
+"""``50,5`` or ``50,50``: a comma before one or two last digits is the decimal point."""
+_GROUPED = re.compile(r"^\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+"""``1,000`` or ``1,000.50``: commas between groups of three digits separate thousands."""
 
 
 def parse_amount(text: str, rt: Runtime) -> int:
-    """Yuan as typed ("50", "50.5", "¥50.50") to integer minor units (fen), exactly;
-    more than two decimals or outside the operator's top-up range is refused."""
-    cleaned = text.strip().lstrip("¥￥").strip().replace(",", "")
+    """Yuan as typed ("50", "50.5", "¥50.50", "50,50", "1,000") to integer minor units
+    (fen), exactly. A comma before one or two last digits is a decimal comma ("50,00" is
+    ¥50.00, never ¥5,000); commas between groups of three digits separate thousands; any
+    other comma is refused, as are more than two decimals and amounts outside the
+    operator's top-up range."""
+    cleaned = text.strip().lstrip("¥￥").strip()
+    if "," in cleaned:
+        if _DECIMAL_COMMA.match(cleaned):
+            cleaned = cleaned.replace(",", ".")
+        elif _GROUPED.match(cleaned):
+            cleaned = cleaned.replace(",", "")
+        else:
+            raise InvalidInput(
+                "amount_separators",
+                "Write the decimals after a point or a comma (50.5 or 50,5) and group "
+                "thousands only by three (1,000).",
+            )
     match = _AMOUNT.match(cleaned)
     if not match:
         raise InvalidInput(
