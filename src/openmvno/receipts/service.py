@@ -194,8 +194,13 @@ def context(receipt: Receipt, *, language: str, operator: str) -> dict[str, Any]
     }
 
 
-def render_html(receipt: Receipt, *, language: str, operator: str) -> str:
-    """A printable, self-contained HTML receipt."""
-    return _env.get_template("receipt.html").render(
-        context(receipt, language=language, operator=operator)
-    )
+def render_html(
+    receipt: Receipt, *, language: str, operator: str, back: list[tuple[str, str]] | None = None,
+    pdf_url: str | None = None,
+) -> str:
+    """A printable, self-contained HTML receipt; ``back``: (address, catalog message)
+    links back to where the reader came from (not printed), ``pdf_url`` its PDF."""
+    ctx = context(receipt, language=language, operator=operator)
+    ctx["back"] = [(url, translate(language, label)) for url, label in back or []]
+    ctx["pdf_url"] = pdf_url
+    return _env.get_template("receipt.html").render(ctx)

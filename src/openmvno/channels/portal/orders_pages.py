@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.concurrency import run_in_threadpool
 
 from openmvno.accounts.identity import mask_phone
 from openmvno.accounts.models import Account
@@ -196,9 +197,9 @@ async def receipt_pdf(
         receipt = await _my_receipt(session, receipt_id, visitor.account)
     except NotFound:
         return not_found(request, visitor)
-    data = pdf.render_pdf(
-        receipt, language=request.state.language, operator=rt.settings.operator_name,
-        font_path=rt.settings.receipt_font_path,
+    data = await run_in_threadpool(  # seconds of CPU the first time: off the event loop
+        pdf.render_pdf, receipt, language=request.state.language,
+        operator=rt.settings.operator_name, font_path=rt.settings.receipt_font_path,
     )
     headers = {**PRIVATE, "Content-Disposition": f'attachment; filename="{receipt.number}.pdf"'}
     return Response(data, media_type="application/pdf", headers=headers)
@@ -215,6 +216,9 @@ async def receipt_html(
     except NotFound:
         return not_found(request, visitor)
     html = receipts.render_html(
-        receipt, language=request.state.language, operator=rt.settings.operator_name
+        receipt, language=request.state.language, operator=rt.settings.operator_name,
+        back=[("/receipts", N_("My receipts")), (f"/orders/{receipt.order_id}",
+                                                  N_("Order details"))],
+        pdf_url=f"/receipts/{receipt.id}.pdf",
     )
     return HTMLResponse(html, headers=PRIVATE)

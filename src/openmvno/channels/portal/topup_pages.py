@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from openmvno.channels.api.deps import RT, Session
 from openmvno.channels.portal.order_views import guest_path, method_choices, pay_form
@@ -33,7 +34,7 @@ from openmvno.channels.portal.web import (
 )
 from openmvno.errors import DomainError, InvalidInput, NotFound
 from openmvno.formatting import Formatter
-from openmvno.i18n import translate
+from openmvno.i18n import N_, translate
 from openmvno.orders import service as orders
 from openmvno.orders.models import OrderKind
 from openmvno.receipts import pdf
@@ -275,9 +276,9 @@ async def guest_receipt_pdf(
         receipt = await _guest_receipt(session, token)
     except NotFound:
         return not_found(request, visitor)
-    data = pdf.render_pdf(
-        receipt, language=request.state.language, operator=rt.settings.operator_name,
-        font_path=rt.settings.receipt_font_path,
+    data = await run_in_threadpool(  # seconds of CPU the first time: off the event loop
+        pdf.render_pdf, receipt, language=request.state.language,
+        operator=rt.settings.operator_name, font_path=rt.settings.receipt_font_path,
     )
     headers = {**PRIVATE, "Content-Disposition": f'attachment; filename="{receipt.number}.pdf"'}
     return Response(data, media_type="application/pdf", headers=headers)
@@ -292,6 +293,8 @@ async def guest_receipt(
     except NotFound:
         return not_found(request, visitor)
     html = receipts.render_html(
-        receipt, language=request.state.language, operator=rt.settings.operator_name
+        receipt, language=request.state.language, operator=rt.settings.operator_name,
+        back=[(guest_path(token), N_("Back to the order"))],
+        pdf_url=guest_path(token) + "/receipt.pdf",
     )
     return HTMLResponse(html, headers=PRIVATE)

@@ -1,0 +1,109 @@
+"""Receipts: the HTML page is styled (its one style block allowed by the policy) with a
+way back; PDF receipts prepare the CJK font once per process, never per receipt."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from openmvno.channels.security_headers import csp_hash
+from openmvno.receipts import pdf
+from openmvno.receipts.models import Receipt
+from openmvno.runtime import Runtime
+from tests.portal.helpers import text_of
+from tests.portal.test_polish_pages import _guest_topup, _logout
+from tests.portal.test_shop_pages import _card, _form, _give_line, _path, _seed, _subscriber
+from tests.receipts.test_receipts import _pdf_unicode_text
+
+
+def _receipt(buyer: str = "张小明", method: str = "alipay") -> Receipt:
+    return Receipt(
+        id=uuid.uuid4(), number="R2026-000042", order_id=uuid.uuid4(), account_id=None,
+        buyer=buyer, msisdn="+8613800000000",
+        items=[{"name_zh": "全能 20GB 套餐", "name_en": "All-in 20 GB", "quantity": 1,
+                "amount_minor": 5900}],
+        total_minor=5900, currency="CNY", payment_method=method,
+        issued_at=datetime(2026, 11, 25, 12, 0, tzinfo=UTC),
+    )
+
+
+@pytest.fixture
+def builds(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """A process with no working font made yet; lists each one made."""
+    made: list[tuple[str, int]] = []
+    real = pdf._build
+
+    def counting(path: str, index: int) -> Any:
+        made.append((path, index))
+        return real(path, index)
+
+    monkeypatch.setattr(pdf, "_working", {})
+    monkeypatch.setattr(pdf, "_build", counting)
+    return made
+
+
+def test_pdf_receipts_prepare_the_cjk_font_once_per_process(
+    builds: list[tuple[str, int]],
+) -> None:
+    first = pdf.render_pdf(_receipt(), language="zh-CN", operator="OpenMVNO")
+    second = pdf.render_pdf(_receipt(buyer="Li Lei", method="card"), language="en",
+                            operator="OpenMVNO")
+    third = pdf.render_pdf(_receipt(buyer="韩梅梅"), language="zh-CN", operator="OpenMVNO")
+    assert len(builds) == 1
+    for data in (first, second, third):
+        assert data.startswith(b"%PDF") and b"NotoSansCJK" in data
+    text = _pdf_unicode_text(first)
+    for word in ("收据", "张小明", "全能", "支付宝", "合计"):
+        assert all(ch in text for ch in word), word
+    assert all(ch in _pdf_unicode_text(third) for ch in "韩梅梅")
+    assert all(ch in _pdf_unicode_text(second) for ch in "ReceiptAlli")
+
+
+def test_a_character_outside_the_working_font_is_still_drawn(
+    builds: list[tuple[str, int]],
+) -> None:
+    path, index = pdf.cjk_font()
+    rare = "堃"  # common in names, not in GB 2312
+    assert ord(rare) not in pdf.working_font(path, index).covers
+    data = pdf.render_pdf(_receipt(buyer=f"王{rare}"), language="zh-CN", operator="OpenMVNO")
+    assert rare in _pdf_unicode_text(data) and "王" in _pdf_unicode_text(data)
+    assert len(builds) == 1
+
+
+async def test_the_receipt_page_is_styled_by_its_allowed_block_and_leads_back(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    await _seed(rt)
+    login = await _subscriber(client, "13800138950")
+    line_id, msisdn = await _give_line(rt, login)
+    confirm = await client.get(f"/buy?plan=S-ADD&line={line_id}")
+    r = await client.post("/buy", data={**_form(confirm.text, "/buy"), "method": "card"})
+    back = await _card(client, r.headers["location"], "4242424242424242")
+    result = await client.get(_path(back.headers["location"]) + "&lang=en")
+    href = re.search(r'href="(/receipts/[0-9a-f-]{36})" data-test="receipt-link"', result.text)
+    assert href
+    order_path = _path(back.headers["location"]).split("/result")[0]
+    page = await client.get(href.group(1) + "?lang=en")
+    assert page.status_code == 200
+    styles = re.findall(r"<style>(.*?)</style>", page.text, flags=re.S)
+    assert len(styles) == 1 and "main.receipt" in styles[0]
+    assert csp_hash(styles[0]) in page.headers["content-security-policy"]
+    assert 'href="/receipts" data-test="back-link"' in page.text
+    assert f'href="{order_path}" data-test="back-link"' in page.text
+    assert f'href="{href.group(1)}.pdf"' in page.text
+    assert "My receipts" in text_of(page.text) and "Order details" in text_of(page.text)
+
+    # A guest's receipt leads back to the guest's order page.
+    await _logout(client)
+    guest = (await _guest_topup(client, msisdn, "20")).split("?")[0]
+    page = await client.get(guest + "/receipt?lang=zh-CN")
+    assert f'href="{guest}" data-test="back-link"' in page.text and "返回订单" in page.text
+    assert f'href="{guest}/receipt.pdf"' in page.text
+    assert csp_hash(re.findall(r"<style>(.*?)</style>", page.text, flags=re.S)[0]) in (
+        page.headers["content-security-policy"]
+    )
