@@ -21,13 +21,13 @@ from sqlalchemy.exc import DBAPIError
 
 from openmvno.accounts.models import Account
 from openmvno.app import create_app
-from openmvno.channels.api.deps import Session
 from openmvno.db import make_engine, make_sessionmaker, unit_of_work
 from openmvno.ledger import service as ledger
 from openmvno.ledger.models import Bucket, BucketKind, EntryReason
 from openmvno.orders.models import OrderKind
 from openmvno.payments.models import AttemptState, PaymentAttempt, PaymentMethodKind
 from openmvno.runtime import Runtime
+from openmvno.web.deps import Session
 from tests.conftest import FrozenClock, register_and_login
 from tests.ledger.helpers import GB, make_line, make_order, make_plan
 from tests.portal.helpers import portal_login, register_verified

@@ -12,11 +12,11 @@ from fastapi.staticfiles import StaticFiles
 
 from openmvno import __version__
 from openmvno.channels import json_limits, middleware, security_headers
-from openmvno.channels.api import auth, health, problems
+from openmvno.channels.api import auth, health
 from openmvno.channels.portal import web as portal_web
 from openmvno.config import Settings
 from openmvno.runtime import Runtime, build_runtime
-from openmvno.web import apidocs
+from openmvno.web import apidocs, problems
 
 STATIC = Path(__file__).parent / "channels" / "portal" / "static"
 SANDBOX_STATIC = Path(__file__).parent / "adapters" / "payments" / "static"

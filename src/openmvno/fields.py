@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from typing import Annotated, Any, Final, Literal
 
 from annotated_types import GroupedMetadata
-from pydantic import BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 Form = Literal["NFC", "NFKC"]
@@ -236,3 +236,9 @@ MinorAmount = Annotated[int, Field(strict=True, ge=0, le=MINOR_AMOUNT_MAX)]
 PositiveMinorAmount = Annotated[int, Field(strict=True, ge=1, le=MINOR_AMOUNT_MAX)]
 Days = Annotated[int, Field(strict=True, ge=0, le=3650)]
 """A validity or period in days (up to ten years)."""
+
+
+class Strict(BaseModel):
+    """Request bodies: unknown fields are an error, strings are trimmed."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)

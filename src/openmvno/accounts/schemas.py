@@ -9,8 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from openmvno.accounts.models import Channel, Role
-from openmvno.channels.api.schemas import Strict
-from openmvno.fields import Email, Login, Name, OneTimeCode, OpaqueToken, Phone
+from openmvno.fields import Email, Login, Name, OneTimeCode, OpaqueToken, Phone, Strict
 
 
 class RegisterIn(Strict):

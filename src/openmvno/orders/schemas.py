@@ -9,8 +9,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field
 
 from openmvno import fields
-from openmvno.channels.api.schemas import Strict
-from openmvno.fields import Msisdn, PlanCode, PositiveMinorAmount
+from openmvno.fields import Msisdn, PlanCode, PositiveMinorAmount, Strict
 from openmvno.orders.models import OrderKind, OrderState, ProvisioningState
 from openmvno.payments.schemas import AttemptOut
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from openmvno.channels.api.schemas import Strict
 from openmvno.config import PaymentMethod
+from openmvno.fields import Strict
 
 
 class PaymentIn(Strict):

@@ -34,8 +34,8 @@ from openmvno.adapters.payments.sandbox import (
     settle,
 )
 from openmvno.adapters.payments.sandbox_models import SandboxPayment
-from openmvno.channels.api.deps import RT, Session
 from openmvno.i18n import N_, translate
+from openmvno.web.deps import RT, Session
 
 TEMPLATES = Path(__file__).parent / "templates"
 

@@ -20,8 +20,8 @@ from openmvno.accounts.schemas import (
     VerifiedOut,
     VerifyIn,
 )
-from openmvno.channels.api.deps import RT, Me, Session
 from openmvno.channels.api.schemas import PROBLEMS
+from openmvno.web.deps import RT, Me, Session
 
 router = APIRouter(prefix="/api/v1", tags=["auth"], responses=PROBLEMS)  # type: ignore[arg-type]
 

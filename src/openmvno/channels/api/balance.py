@@ -6,10 +6,10 @@ import uuid
 
 from fastapi import APIRouter
 
-from openmvno.channels.api.deps import RT, Language, Me, Session
 from openmvno.channels.api.schemas import PROBLEMS
 from openmvno.ledger import service as ledger
 from openmvno.ledger.schemas import LineBalanceOut, line_balance_out
+from openmvno.web.deps import RT, Language, Me, Session
 
 router = APIRouter(prefix="/api/v1", tags=["balance"], responses=PROBLEMS)  # type: ignore[arg-type]
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from openmvno.channels.api.deps import RT
+from openmvno.web.deps import RT
 
 router = APIRouter(tags=["health"])
 

@@ -10,12 +10,13 @@ from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, Field
 
 from openmvno import fields
-from openmvno.channels.api.deps import RT, Language, Me, Session
-from openmvno.channels.api.schemas import PROBLEMS, Strict
+from openmvno.channels.api.schemas import PROBLEMS
+from openmvno.fields import Strict
 from openmvno.lines import esim
 from openmvno.lines import service as lines
 from openmvno.lines.models import LineKind, LineState
 from openmvno.lines.service import LineView
+from openmvno.web.deps import RT, Language, Me, Session
 
 router = APIRouter(prefix="/api/v1", tags=["lines"], responses=PROBLEMS)  # type: ignore[arg-type]
 

@@ -17,7 +17,6 @@ from fastapi.security import HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmvno.accounts.identity import mask_phone
-from openmvno.channels.api.deps import RT, Language, MaybeMe, Me, Session, Staff
 from openmvno.channels.api.schemas import PROBLEMS, GuestLink
 from openmvno.db import unit_of_work
 from openmvno.fields import IdempotencyKey
@@ -36,6 +35,7 @@ from openmvno.payments import service as payments
 from openmvno.payments.models import PaymentAttempt
 from openmvno.payments.schemas import AttemptOut, PaymentIn, PaymentStarted
 from openmvno.runtime import Runtime
+from openmvno.web.deps import RT, Language, MaybeMe, Me, Session, Staff
 
 router = APIRouter(prefix="/api/v1", tags=["orders"], responses=PROBLEMS)  # type: ignore[arg-type]
 _bearer = HTTPBearer(auto_error=False)

@@ -6,11 +6,11 @@ import uuid
 
 from fastapi import APIRouter, status
 
-from openmvno.channels.api.deps import RT, Language, MaybeMe
 from openmvno.channels.api.schemas import PROBLEMS
 from openmvno.payments import service as payments
 from openmvno.payments.schemas import AttemptOut, MethodOut, PaymentIn, PaymentStarted
 from openmvno.receipts.service import method_name
+from openmvno.web.deps import RT, Language, MaybeMe
 
 router = APIRouter(prefix="/api/v1", tags=["payments"], responses=PROBLEMS)  # type: ignore[arg-type]
 

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Path, status
 from openmvno.catalog import service as catalog
 from openmvno.catalog.models import PlanKind
 from openmvno.catalog.schemas import PlanIn, PlanOut, PlanPatch, RetireIn, plan_out
-from openmvno.channels.api.deps import RT, Admin, Language, Session
 from openmvno.channels.api.schemas import PROBLEMS
 from openmvno.fields import PlanCode
+from openmvno.web.deps import RT, Admin, Language, Session
 
 router = APIRouter(prefix="/api/v1", tags=["plans"], responses=PROBLEMS)  # type: ignore[arg-type]
 Code = Annotated[PlanCode, Path(description="The plan's code, e.g. `DATA-10G`")]

@@ -11,7 +11,6 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import HTMLResponse
 
 from openmvno.accounts.models import Account
-from openmvno.channels.api.deps import RT, Language, Me, Session
 from openmvno.channels.api.orders import writable
 from openmvno.channels.api.schemas import PROBLEMS, GuestLink
 from openmvno.formatting import Formatter
@@ -20,6 +19,7 @@ from openmvno.receipts import pdf
 from openmvno.receipts import service as receipts
 from openmvno.receipts.models import Receipt
 from openmvno.receipts.schemas import ReceiptOut, ReceiptPage
+from openmvno.web.deps import RT, Language, Me, Session
 
 router = APIRouter(prefix="/api/v1", tags=["receipts"], responses=PROBLEMS)  # type: ignore[arg-type]
 _PRIVATE = {"Cache-Control": "private, no-store"}

@@ -1,20 +1,14 @@
-"""Shared API schema bits."""
+"""API-only schema bits: problem documents for OpenAPI and typed path parameters.
+(The strict request base model is ``openmvno.fields.Strict``.)"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from openmvno import fields
-
-
-class Strict(BaseModel):
-    """Request bodies: unknown fields are an error, strings are trimmed."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
 
 GuestLink = Annotated[
     str,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from openmvno.channels.api.deps import RT, Session
 from openmvno.channels.api.schemas import PROBLEMS, ProviderName
 from openmvno.payments import service as payments
 from openmvno.payments.schemas import WebhookOut
+from openmvno.web.deps import RT, Session
 
 router = APIRouter(tags=["webhooks"], responses=PROBLEMS)  # type: ignore[arg-type]
 

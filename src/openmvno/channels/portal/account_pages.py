@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openmvno.accounts.models import Account
 from openmvno.catalog import service as catalog
 from openmvno.catalog.models import PlanKind
-from openmvno.channels.api.deps import RT, Session
 from openmvno.channels.portal.order_views import wallet_minor
 from openmvno.channels.portal.web import (
     PRIVATE,
@@ -34,6 +33,7 @@ from openmvno.lines import esim
 from openmvno.lines import service as lines
 from openmvno.lines.models import Line, LineState
 from openmvno.runtime import Runtime
+from openmvno.web.deps import RT, Session
 
 router = APIRouter(include_in_schema=False)
 

@@ -10,7 +10,6 @@ from fastapi.responses import Response
 from openmvno.accounts import service as accounts
 from openmvno.accounts import tokens
 from openmvno.accounts.models import Channel
-from openmvno.channels.api.deps import RT, Session
 from openmvno.channels.portal.web import (
     SESSION_COOKIE,
     Viewer,
@@ -26,6 +25,7 @@ from openmvno.channels.portal.web import (
 )
 from openmvno.errors import DomainError
 from openmvno.i18n import normalize_language
+from openmvno.web.deps import RT, Session
 
 router = APIRouter(include_in_schema=False)
 

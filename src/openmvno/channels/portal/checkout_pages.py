@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmvno.catalog import service as catalog
 from openmvno.catalog.models import PlanKind
-from openmvno.channels.api.deps import RT, Session
 from openmvno.channels.portal.order_views import (
     KIND_TITLES,
     method_choices,
@@ -44,6 +43,7 @@ from openmvno.lines.models import LineState
 from openmvno.lines.service import LineView
 from openmvno.orders.models import OrderKind
 from openmvno.runtime import Runtime
+from openmvno.web.deps import RT, Session
 
 router = APIRouter(include_in_schema=False)
 

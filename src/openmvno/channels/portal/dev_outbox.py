@@ -9,11 +9,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from openmvno.channels.api.deps import RT, Session
 from openmvno.channels.portal.templating import render
 from openmvno.errors import NotFound
 from openmvno.notifications import service as notifications
 from openmvno.notifications.models import OutboxKind
+from openmvno.web.deps import RT, Session
 
 router = APIRouter(include_in_schema=False)
 

@@ -15,7 +15,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from openmvno.channels.api.deps import RT, Session
 from openmvno.channels.portal.order_views import (
     OPEN,
     order_context,
@@ -40,6 +39,7 @@ from openmvno.orders.models import Order, OrderState
 from openmvno.payments import service as payments
 from openmvno.payments.models import PaymentAttempt
 from openmvno.runtime import Runtime
+from openmvno.web.deps import RT, Session
 
 router = APIRouter(include_in_schema=False)
 

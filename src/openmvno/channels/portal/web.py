@@ -22,7 +22,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from openmvno.accounts import service as accounts
 from openmvno.accounts import tokens
 from openmvno.accounts.models import Account, AuthToken, TokenKind
-from openmvno.channels.api.deps import RT, Session
 from openmvno.channels.portal import forms
 from openmvno.channels.portal.templating import render
 from openmvno.db import unit_of_work
@@ -30,6 +29,7 @@ from openmvno.errors import DomainError, NotFound, TooManyAttempts
 from openmvno.i18n import LANGUAGES, N_, normalize_language, translate
 from openmvno.runtime import Runtime
 from openmvno.security import keyed_digest, same
+from openmvno.web.deps import RT, Session
 
 SESSION_COOKIE = "omv_session"
 CSRF_COOKIE = "omv_csrf"
