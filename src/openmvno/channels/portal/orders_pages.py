@@ -13,7 +13,6 @@ from starlette.concurrency import run_in_threadpool
 
 from openmvno.accounts.identity import mask_phone
 from openmvno.accounts.models import Account
-from openmvno.channels.api.deps import RT, Session
 from openmvno.channels.portal.order_views import (
     STATE_TITLES,
     order_context,
@@ -43,6 +42,7 @@ from openmvno.receipts import pdf
 from openmvno.receipts import service as receipts
 from openmvno.receipts.models import Receipt
 from openmvno.receipts.service import method_name
+from openmvno.web.deps import RT, Session
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 20

@@ -17,7 +17,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from openmvno.channels.api.deps import RT, Session
 from openmvno.channels.portal.order_views import guest_path, method_choices, pay_form
 from openmvno.channels.portal.payment_pages import create_and_pay, pay_or_resume, result_page
 from openmvno.channels.portal.web import (
@@ -41,6 +40,7 @@ from openmvno.receipts import pdf
 from openmvno.receipts import service as receipts
 from openmvno.receipts.models import Receipt
 from openmvno.runtime import Runtime
+from openmvno.web.deps import RT, Session
 
 router = APIRouter(include_in_schema=False)
 
