@@ -29,11 +29,15 @@ _TEXT = {
 
 def target_for(account: Account, channel: Channel) -> str:
     target = account.phone if channel is Channel.sms else account.email
+    if not target and channel is Channel.sms:
+        raise InvalidInput(
+            "channel_unavailable",
+            "This account has no phone number on file; choose another way to receive the code.",
+        )
     if not target:
         raise InvalidInput(
             "channel_unavailable",
-            "This account has no {channel} on file; choose another way to receive the code.",
-            channel="phone number" if channel is Channel.sms else "email address",
+            "This account has no email address on file; choose another way to receive the code.",
         )
     return target
 
@@ -193,6 +197,10 @@ async def check(
             "code_attempts_exhausted",
             "Too many wrong codes; this code is void. Ask for a new one.",
             keep_changes=True,
+        )
+    if left == 1:
+        raise InvalidInput(
+            "code_wrong", "The code is wrong; 1 attempt left.", keep_changes=True, left=left
         )
     raise InvalidInput(
         "code_wrong",

@@ -70,7 +70,20 @@ def N_(message: str) -> str:  # noqa: N802 - the gettext convention
     return message
 
 
+class Term(str):
+    """A message parameter that is itself a catalog message (a payment method's name): it
+    is translated with the message it fills, into the reader's language."""
+
+    __slots__ = ()
+
+
 def translate(language: str, message: str, **params: Any) -> str:
-    """Translate ``message`` into ``language`` and fill ``{placeholders}``."""
-    text = _catalog(normalize_language(language)).get(message, message)
-    return text.format(**params) if params else text
+    """Translate ``message`` into ``language`` and fill ``{placeholders}`` (a :class:`Term`
+    parameter translated too)."""
+    catalog = _catalog(normalize_language(language))
+    text = catalog.get(message, message)
+    if not params:
+        return text
+    return text.format(
+        **{k: catalog.get(v, v) if isinstance(v, Term) else v for k, v in params.items()}
+    )

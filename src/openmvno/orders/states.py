@@ -47,6 +47,18 @@ WHY_NOT: dict[OrderState, str] = {
 }
 """Why an order in a given state cannot take the requested move (shown to the user)."""
 
+WHY_NOT_PAY: dict[OrderState, str] = {
+    **WHY_NOT,
+    S.fulfilled: N_("This order is already paid and fulfilled; there is nothing left to pay."),
+}
+"""Why an order in a given state cannot be paid (no word of cancelling)."""
+
+
+def why_not(order: Order, to_state: OrderState) -> str:
+    """Why ``order`` cannot move to ``to_state`` now, in the words of that move."""
+    reasons = WHY_NOT_PAY if to_state is S.paid else WHY_NOT
+    return reasons[OrderState(order.state)]
+
 
 def can_transition(from_state: OrderState, to_state: OrderState) -> bool:
     return to_state in TRANSITIONS[from_state]
@@ -90,4 +102,4 @@ async def transition(
 ) -> None:
     """Like :func:`try_transition`, but an illegal move is a 409 (``code``) saying why."""
     if not await try_transition(session, order, to_state, **values):
-        raise Conflict(code, WHY_NOT[OrderState(order.state)])
+        raise Conflict(code, why_not(order, to_state))

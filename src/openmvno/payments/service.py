@@ -50,6 +50,7 @@ from openmvno.errors import (
     NotFound,
     TooManyAttempts,
 )
+from openmvno.i18n import Term
 from openmvno.ledger import service as ledger
 from openmvno.ledger.models import EntryReason
 from openmvno.notifications import service as notifications
@@ -65,6 +66,7 @@ from openmvno.payments.models import (
     PaymentMethodKind,
     RefundReason,
 )
+from openmvno.receipts.service import METHOD_NAMES
 from openmvno.runtime import Runtime
 
 log = logging.getLogger("openmvno.payments")
@@ -124,7 +126,7 @@ async def start(
     if method not in rt.settings.payment_methods:
         raise InvalidInput(
             "payment_method_disabled", "This payment method is not available: {method}.",
-            method=method,
+            method=Term(METHOD_NAMES[method]) if method in METHOD_NAMES else method,
         )
     if order.state != OrderState.pending_payment:
         raise states_conflict(order)
@@ -252,7 +254,7 @@ async def refresh_order(
 
 def states_conflict(order: Order) -> DomainError:
     """The 409 for paying an order that is no longer payable, saying why."""
-    return Conflict("order_not_payable", states.WHY_NOT[OrderState(order.state)])
+    return Conflict("order_not_payable", states.why_not(order, OrderState.paid))
 
 
 async def _pay_from_wallet(

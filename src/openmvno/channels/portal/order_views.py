@@ -96,7 +96,7 @@ def order_what(order: Order, names: dict[uuid.UUID, str], language: str) -> str:
     """What an order is for, in the reader's language: "Plan renewal: All-in"."""
     title = translate(language, KIND_TITLES[OrderKind(order.kind)])
     name = names.get(order.plan_id) if order.plan_id else None
-    return f"{title}: {name}" if name else title
+    return translate(language, "{label}: {value}", label=title, value=name) if name else title
 
 
 async def wallet_minor(session: AsyncSession, rt: Runtime, account: Account | None) -> int:

@@ -11,6 +11,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from openmvno import formatting
 from openmvno.channels.portal.balances import kind_totals
+from openmvno.channels.portal.regions import region_names
 from openmvno.i18n import translate
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -22,6 +23,7 @@ env = Environment(
     lstrip_blocks=True,
 )
 env.globals["kind_totals"] = kind_totals
+env.globals["region_names"] = region_names
 
 
 def render(
