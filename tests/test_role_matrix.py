@@ -105,6 +105,7 @@ MATRIX: dict[str, frozenset[str]] = {
     "GET /plans": EVERYONE,
     "GET /topup": EVERYONE,
     "POST /topup": EVERYONE,
+    "GET /topup/confirm": EVERYONE,
     "POST /topup/pay": EVERYONE,
     "GET /topup/orders/{token}": LINK_HOLDER,
     "POST /topup/orders/{token}/pay": LINK_HOLDER,

@@ -280,7 +280,8 @@ async def _portal_guest_order(
     """Through /topup as a guest: look up, confirm, pay by card; returns the link token
     (from the confirm form) and the answer of the pay step (to the sandbox pay page)."""
     form = await guest.get("/topup")
-    confirm = await guest.post("/topup", data={"csrf": csrf_of(form.text), "msisdn": msisdn})
+    confirm = await guest.post("/topup", data={"csrf": csrf_of(form.text), "msisdn": msisdn},
+                               follow_redirects=True)
     assert confirm.status_code == 200, confirm.text
     fields = _form(confirm.text, "/topup/pay")
     r = await guest.post("/topup/pay", data={**fields, "amount": amount, "method": "card"})
@@ -372,7 +373,7 @@ async def test_the_same_portal_form_sent_twice_finds_its_order_again(
     async with _browser(rt) as guest:
         form = await guest.get("/topup")
         confirm = await guest.post("/topup", data={"csrf": csrf_of(form.text),
-                                                   "msisdn": line.msisdn})
+                                                   "msisdn": line.msisdn}, follow_redirects=True)
         fields = {**_form(confirm.text, "/topup/pay"), "amount": "20", "method": "card"}
         first = await guest.post("/topup/pay", data=fields)
         second = await guest.post("/topup/pay", data=fields)
@@ -391,7 +392,7 @@ async def test_the_portal_refuses_a_top_up_when_the_owner_changed_since_the_look
     async with _browser(rt) as guest:
         form = await guest.get("/topup")
         confirm = await guest.post("/topup", data={"csrf": csrf_of(form.text),
-                                                   "msisdn": line.msisdn})
+                                                   "msisdn": line.msisdn}, follow_redirects=True)
         assert "张*明" in text_of(confirm.text)
         await _set_owner(rt, line.id, second)
         r = await guest.post("/topup/pay?lang=en", data={**_form(confirm.text, "/topup/pay"),
@@ -435,7 +436,7 @@ async def test_the_portal_history_lists_a_top_up_of_another_number_masked(
         await portal_login(buyer, "13800138556")
         form = await buyer.get("/topup")
         confirm = await buyer.post("/topup", data={"csrf": csrf_of(form.text),
-                                                   "msisdn": line.msisdn})
+                                                   "msisdn": line.msisdn}, follow_redirects=True)
         r = await buyer.post("/topup/pay", data={**_form(confirm.text, "/topup/pay"),
                                                  "amount": "20", "method": "card"})
         assert r.status_code == 303, r.text

@@ -60,7 +60,8 @@ async def test_language_link_after_a_guest_topup_error_keeps_the_number(
     page = await client.get("/account")
     await client.post("/logout", data={"csrf": csrf_of(page.text)})
     form = await client.get("/topup")
-    r = await client.post("/topup", data={"csrf": csrf_of(form.text), "msisdn": msisdn})
+    r = await client.post("/topup", data={"csrf": csrf_of(form.text), "msisdn": msisdn},
+                          follow_redirects=True)
     r = await client.post("/topup/pay?lang=zh-CN",
                           data={**_form(r.text, "/topup/pay"), "amount": "5", "method": "card"})
     assert r.status_code == 422
@@ -96,8 +97,10 @@ async def test_language_link_after_a_resend_error_opens_the_code_page(
     )
     page = await client.get(r.headers["location"])
     r = await client.post("/verify/resend?lang=zh-CN", data={
-        "csrf": csrf_of(page.text), "login": "+8613800138303", "channel": "sms"})
-    assert r.status_code == 429
+        "csrf": csrf_of(page.text), "login": "+8613800138303", "channel": "sms"},
+        follow_redirects=True)
+    assert r.status_code == 200 and r.url.path == "/verify"  # post/redirect/get
+    assert "请等待 60 秒后再获取验证码。" in text_of(r.text)
     switched = await _switch_language(client, r)
     assert switched.status_code == 200
     assert "Verify your account" in text_of(switched.text)
@@ -119,11 +122,12 @@ async def test_language_link_after_a_checkout_error_keeps_the_plan_and_line(
     assert switched.status_code == 200
     text = text_of(switched.text)
     assert "Confirm your order" in text and f"For line {msisdn}" in text
-    # Refused once the order exists: its result page.
+    # Refused once the order exists: its result page, at its own address.
     confirm = await client.get(f"/buy?plan=S-ADD&line={line_id}")
     r = await client.post("/buy?lang=zh-CN",
-                          data={**_form(confirm.text, "/buy"), "method": "nonsense"})
-    assert r.status_code == 422
+                          data={**_form(confirm.text, "/buy"), "method": "nonsense"},
+                          follow_redirects=True)
+    assert r.status_code == 200 and r.url.path.endswith("/result")
     switched = await _switch_language(client, r)
     assert switched.status_code == 200
     assert "Waiting for payment" in text_of(switched.text)

@@ -22,7 +22,7 @@ from openmvno.errors import InvalidInput
 from openmvno.ledger import service as ledger
 from openmvno.ledger.models import EntryReason
 from openmvno.runtime import Runtime
-from tests.portal.helpers import csrf_of, portal_login, register_verified, text_of
+from tests.portal.helpers import csrf_of, portal_login, post_form, register_verified, text_of
 from tests.portal.test_shop_pages import (
     GB,
     _card,
@@ -326,3 +326,75 @@ async def test_the_wallet_top_up_reads_50_comma_00_as_fifty_yuan(
                                                          "amount": "1.000,50", "method": "card"})
     assert r.status_code == 422
     assert "group thousands only by three (1,000)" in text_of(r.text)
+
+
+# ---------------------------------------------------------------- post/redirect/get
+
+
+async def test_the_number_look_up_redirects_to_a_confirm_page_that_can_be_reloaded(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    await _seed(rt)
+    owner = await _subscriber(client, "13800138970", name="张小明")
+    _, msisdn = await _give_line(rt, owner)
+    await _logout(client)
+    assert (await client.get("/topup/confirm")).headers["location"] == "/topup"  # no look-up
+    form = await client.get("/topup?lang=en")
+    r = await client.post("/topup", data={"csrf": csrf_of(form.text), "msisdn": msisdn})
+    assert r.status_code == 303 and r.headers["location"] == "/topup/confirm"
+    for _ in range(2):  # a reload shows the same step, without a new look-up
+        page = await client.get("/topup/confirm")
+        assert page.status_code == 200 and "张*明" in text_of(page.text)
+        assert msisdn not in text_of(page.text)
+        assert _form(page.text, "/topup/pay")["msisdn"] == msisdn
+    zh = await client.get("/topup/confirm?lang=zh-CN")
+    assert "张*明" in zh.text and "充值" in text_of(zh.text)
+    # The state is signed: an altered cookie is no look-up at all.
+    value = client.cookies.get("omv_topup", path="/topup")
+    assert value
+    client.cookies.set("omv_topup", value.replace(value[5], "A" if value[5] != "A" else "B", 1),
+                       path="/topup")
+    assert (await client.get("/topup/confirm")).headers["location"] == "/topup"
+
+
+async def test_a_refused_code_request_redirects_to_the_code_page_which_says_why_once(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await post_form(client, "/register", "/register",
+                        {"name": "Li Lei", "phone": "13800138971", "password": "Spring-2026",
+                         "language": "en", "code_channel": "sms"})
+    page = await client.get(r.headers["location"])
+    r = await client.post("/verify/resend?lang=en", data={
+        "csrf": csrf_of(page.text), "login": "13800138971", "channel": "sms"})
+    assert r.status_code == 303 and r.headers["location"] == "/verify?login=13800138971"
+    shown = await client.get(r.headers["location"])
+    assert "Please wait 60 seconds before asking for another code." in text_of(shown.text)
+    assert 'value="13800138971"' in shown.text
+    again = await client.get(r.headers["location"])  # shown once, not on every visit
+    assert "Please wait" not in text_of(again.text)
+
+
+async def test_a_forged_flash_is_never_shown(client: httpx.AsyncClient) -> None:
+    from openmvno.channels.portal.web import seal
+
+    forged = seal("not-the-server-key-0123456789", "flash",
+                  {"to": "/login", "m": "Call 400-000 now!", "p": {}, "t": []})
+    client.cookies.set("omv_flash", forged)
+    assert "Call 400-000" not in (await client.get("/login")).text
+
+
+async def test_a_short_wallet_lands_on_the_orders_own_page_saying_why(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    await _seed(rt)
+    login = await _subscriber(client, "13800138972")
+    line_id, _ = await _give_line(rt, login)
+    await _credit(rt, login, 500)
+    confirm = await client.get(f"/buy?plan=S-ADD&line={line_id}")
+    fields = {**_form(confirm.text, "/buy"), "method": "wallet"}  # an old form, wallet chosen
+    r = await client.post("/buy?lang=zh-CN", data=fields)
+    assert r.status_code == 303 and re.fullmatch(r"/orders/[0-9a-f-]{36}/result",
+                                                 r.headers["location"])
+    page = await client.get(r.headers["location"])
+    assert page.status_code == 200
+    assert "余额不足" in text_of(page.text) and "待付款" in text_of(page.text)

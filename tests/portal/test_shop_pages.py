@@ -280,7 +280,8 @@ async def test_guest_topup_without_login(client: httpx.AsyncClient, rt: Runtime)
     r = await client.post("/topup?lang=en", data={"csrf": csrf_of(form.text),
                                                   "msisdn": "13900000000"})
     assert r.status_code == 404 and "No line in service has this number" in text_of(r.text)
-    r = await client.post("/topup?lang=en", data={"csrf": csrf_of(form.text), "msisdn": msisdn})
+    r = await client.post("/topup?lang=en", data={"csrf": csrf_of(form.text), "msisdn": msisdn},
+                          follow_redirects=True)
     text = text_of(r.text)
     assert "张*明" in text and msisdn not in text
     assert 'value="wallet"' not in r.text  # a top-up cannot be paid from a wallet
@@ -363,7 +364,8 @@ async def test_short_wallet_keeps_the_order_payable_by_another_method(
     confirm = await client.get(f"/buy?plan=S-ADD&line={line_id}&lang=en")
     r = await client.post("/buy?lang=en",
                           data={**_form(confirm.text, "/buy"), "method": "wallet"})
-    assert r.status_code == 402
+    assert r.status_code == 303 and r.headers["location"].endswith("/result")
+    r = await client.get(r.headers["location"])  # the order's page says why
     text = text_of(r.text)
     assert "There is not enough balance for this." in text
     assert "Waiting for payment" in text and "Pay this order" in text

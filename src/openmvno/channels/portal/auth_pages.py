@@ -19,6 +19,7 @@ from openmvno.channels.portal.web import (
     describe,
     page,
     redirect,
+    redirect_with_error,
     safe_next,
     set_lang_cookie,
     set_session_cookie,
@@ -138,9 +139,9 @@ async def verify_resend(request: Request, visitor: Viewer, session: Session, rt:
                 client=_client(request),
             ),
         )
-    except DomainError as exc:
-        return _verify_page(
-            request, visitor, login, error=describe(request, exc), status_code=exc.status
+    except DomainError as exc:  # the verify page says why (not at this POST's address)
+        return redirect_with_error(
+            request, visitor, "/verify?" + urlencode({"login": login}), exc
         )
     query = urlencode({"login": sent.login, "sent": sent.channel, "resent": "1"})
     return redirect(request, visitor, "/verify?" + query)

@@ -27,11 +27,11 @@ from openmvno.channels.portal.web import (
     Visitor,
     attempt,
     checked_form,
-    describe,
     not_found,
     page,
     parse_uuid,
     redirect,
+    redirect_with_error,
 )
 from openmvno.errors import DomainError, NotFound
 from openmvno.orders import service as orders
@@ -85,11 +85,8 @@ async def pay_or_resume(
         )
     except NotFound:
         return not_found(request, visitor)
-    except DomainError as exc:
-        return await result_page(
-            request, visitor, session, rt, order.id, error=describe(request, exc),
-            status_code=exc.status, link=link,
-        )
+    except DomainError as exc:  # the order's own page says why (never this POST's address)
+        return redirect_with_error(request, visitor, done, exc)
     url = started.next_action.get("url") if started.state in OPEN else None
     return redirect(request, visitor, url or done)
 

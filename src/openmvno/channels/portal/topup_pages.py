@@ -29,7 +29,9 @@ from openmvno.channels.portal.web import (
     login_redirect,
     not_found,
     page,
+    read_sealed_cookie,
     redirect,
+    set_sealed_cookie,
 )
 from openmvno.errors import DomainError, InvalidInput, NotFound
 from openmvno.formatting import Formatter
@@ -174,8 +176,14 @@ def _confirm_form(
     return _amount_form(
         request, visitor, rt, "topup_guest.html",
         context={"msisdn": msisdn, "found": found, "link": link or orders.new_guest_link()},
-        at="/topup", keep={"msisdn": msisdn}, **kwargs,
+        at=CONFIRM_PATH, **kwargs,
     )
+
+
+CONFIRM_PATH = "/topup/confirm"
+LOOKUP_COOKIE = "omv_topup"
+LOOKUP_SECONDS = 30 * 60
+"""How long the confirm page can be reloaded (or its language switched) after a look-up."""
 
 
 @router.get("/topup")
@@ -193,7 +201,22 @@ async def guest_topup_lookup(
         found = await orders.guest_lookup(session, rt, msisdn, client=_client(request))
     except DomainError as exc:
         return _number_form(request, visitor, msisdn, exc)
-    return _confirm_form(request, visitor, rt, msisdn, found)
+    # Post/redirect/get: the confirm step has its own address, reloadable without a new
+    # look-up (what was found travels in a short signed cookie, for /topup pages only).
+    response = redirect(request, visitor, CONFIRM_PATH)
+    set_sealed_cookie(response, request, LOOKUP_COOKIE, "topup", {"typed": msisdn, **found},
+                      max_age=LOOKUP_SECONDS, path="/topup")
+    return response
+
+
+@router.get(CONFIRM_PATH)
+async def guest_topup_confirm(request: Request, visitor: Viewer, rt: RT) -> Response:
+    """Step two after the look-up (else back to step one)."""
+    state = read_sealed_cookie(request, LOOKUP_COOKIE, "topup", max_age=LOOKUP_SECONDS)
+    if state is None:
+        return redirect(request, visitor, "/topup")
+    found = {k: str(state.get(k, "")) for k in ("msisdn", "owner", "confirmation")}
+    return _confirm_form(request, visitor, rt, str(state.get("typed", "")), found)
 
 
 @router.post("/topup/pay")

@@ -3,7 +3,9 @@ safe redirects, form parsing and rendering a service error on its form."""
 
 from __future__ import annotations
 
+import base64
 import inspect
+import json
 import logging
 import secrets
 import uuid
@@ -19,6 +21,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from openmvno import clock
 from openmvno.accounts import service as accounts
 from openmvno.accounts import tokens
 from openmvno.accounts.models import Account, AuthToken, TokenKind
@@ -26,7 +29,7 @@ from openmvno.channels.portal import forms
 from openmvno.channels.portal.templating import render
 from openmvno.db import unit_of_work
 from openmvno.errors import DomainError, NotFound, TooManyAttempts
-from openmvno.i18n import LANGUAGES, N_, normalize_language, translate
+from openmvno.i18n import LANGUAGES, N_, Term, normalize_language, translate
 from openmvno.runtime import Runtime
 from openmvno.security import keyed_digest, same
 from openmvno.web.deps import RT, Session
@@ -189,10 +192,15 @@ def page(
         "error": getattr(request.state, "form_error", None),
     }
     ctx.update(context or {})
+    flashed = _flash_error(request, visitor)
+    if flashed and not ctx.get("error"):  # why the action before the redirect was refused
+        ctx["error"] = flashed
     posted = getattr(request.state, "form_values", None)
     if posted and isinstance(ctx.get("values"), dict):  # a refused form shown again
         ctx["values"] = {**ctx["values"], **posted}
     response = render(request, template, ctx, status_code=status_code)
+    if flashed:
+        response.delete_cookie(FLASH_COOKIE, **_cookie_kwargs(request.app.state.runtime))
     _finish(request, visitor, response)
     return response
 
@@ -200,6 +208,86 @@ def page(
 def redirect(request: Request, visitor: Visitor, url: str) -> Response:
     """A 303 See Other (the answer to a form POST, or a guard)."""
     return _finish(request, visitor, RedirectResponse(url, status_code=303))
+
+
+# ---------------------------------------------------------------- post/redirect/get
+
+FLASH_COOKIE = "omv_flash"
+FLASH_SECONDS = 120
+
+
+def seal(secret_key: str, purpose: str, data: dict[str, Any]) -> str:
+    """``data`` (JSON) with the time and a keyed digest: a cookie value only this server
+    can have made, for ``purpose`` only."""
+    body = base64.urlsafe_b64encode(
+        json.dumps({"d": data, "at": int(clock.now().timestamp())}, ensure_ascii=False,
+                   separators=(",", ":"), default=str).encode()
+    ).decode().rstrip("=")
+    return f"{body}.{keyed_digest(secret_key, f'portal-{purpose}:{body}')}"
+
+
+def unseal(secret_key: str, purpose: str, value: str | None, max_age: int) -> dict[str, Any] | None:
+    """What :func:`seal` sealed, if the value is untouched and younger than ``max_age``
+    seconds; else None."""
+    if not value or "." not in value or len(value) > 3000:
+        return None
+    body, _, _ = value.rpartition(".")
+    if not same(value, f"{body}.{keyed_digest(secret_key, f'portal-{purpose}:{body}')}"):
+        return None
+    try:
+        sealed = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    except ValueError:
+        return None
+    age = clock.now().timestamp() - int(sealed.get("at", 0))
+    data = sealed.get("d")
+    return data if isinstance(data, dict) and 0 <= age <= max_age else None
+
+
+def set_sealed_cookie(
+    response: Response, request: Request, name: str, purpose: str, data: dict[str, Any], *,
+    max_age: int, path: str = "/",
+) -> None:
+    """A short-lived signed cookie holding ``data`` (see :func:`seal`)."""
+    rt: Runtime = request.app.state.runtime
+    response.set_cookie(name, seal(rt.secret_key, purpose, data), max_age=max_age,
+                        **{**_cookie_kwargs(rt), "path": path})
+
+
+def read_sealed_cookie(
+    request: Request, name: str, purpose: str, *, max_age: int
+) -> dict[str, Any] | None:
+    rt: Runtime = request.app.state.runtime
+    return unseal(rt.secret_key, purpose, request.cookies.get(name), max_age)
+
+
+def redirect_with_error(
+    request: Request, visitor: Visitor, url: str, exc: DomainError
+) -> Response:
+    """Post/redirect/get for a refused action whose form lives on another page: a 303 to
+    ``url`` (a GET page), which then shows why (a short signed cookie for that path)."""
+    response = redirect(request, visitor, url)
+    terms = [k for k, v in exc.params.items() if isinstance(v, Term)]
+    flash = {"to": urlsplit(url).path, "m": exc.message, "p": exc.params, "t": terms}
+    set_sealed_cookie(response, request, FLASH_COOKIE, "flash", flash, max_age=FLASH_SECONDS)
+    return response
+
+
+def _flash_error(request: Request, visitor: Visitor) -> str | None:
+    """The error a :func:`redirect_with_error` left for this page, in today's language."""
+    if request.method != "GET":
+        return None
+    flash = read_sealed_cookie(request, FLASH_COOKIE, "flash", max_age=FLASH_SECONDS)
+    if not flash or flash.get("to") != request.url.path or not isinstance(flash.get("m"), str):
+        return None
+    raw = flash.get("p")
+    params: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    listed = flash.get("t")
+    terms: list[Any] = listed if isinstance(listed, list) else []
+    params = {k: Term(v) if k in terms and isinstance(v, str) else v for k, v in params.items()}
+    try:
+        return translate(request.state.language, flash["m"], **params)
+    except (KeyError, IndexError, ValueError):
+        return None
 
 
 def safe_next(value: str | None, default: str = "/account") -> str:
