@@ -6,19 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import event, func, select, update
+from sqlalchemy import event, func, select, text, update
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from openmvno import db
 from openmvno.accounts.models import Account
 from openmvno.app import create_app
 from openmvno.db import make_engine, make_sessionmaker, unit_of_work
@@ -41,11 +44,16 @@ class Counted:
     transactions: int = 0
 
 
+def _engines(rt: Runtime) -> list[Any]:
+    """The writers' engine and the readers' (GET and HEAD run on the latter)."""
+    reader = rt.sessions.readonly.kw["bind"]  # type: ignore[attr-defined]
+    return list({id(e): e for e in (rt.engine.sync_engine, reader.sync_engine)}.values())
+
+
 @contextmanager
 def counting(rt: Runtime) -> Iterator[Counted]:
     """The SQL statements (not BEGIN/COMMIT/PRAGMA) and transactions run meanwhile."""
     seen = Counted()
-    engine = rt.engine.sync_engine
 
     def on_execute(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
         if not _BOOKKEEPING.match(statement):
@@ -54,13 +62,16 @@ def counting(rt: Runtime) -> Iterator[Counted]:
     def on_begin(_conn: Any) -> None:
         seen.transactions += 1
 
-    event.listen(engine, "before_cursor_execute", on_execute)
-    event.listen(engine, "begin", on_begin)
+    engines = _engines(rt)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", on_execute)
+        event.listen(engine, "begin", on_begin)
     try:
         yield seen
     finally:
-        event.remove(engine, "before_cursor_execute", on_execute)
-        event.remove(engine, "begin", on_begin)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", on_execute)
+            event.remove(engine, "begin", on_begin)
 
 
 async def _account_of(rt: Runtime, headers: dict[str, str]) -> uuid.UUID:
@@ -183,6 +194,47 @@ async def test_visiting_my_account_creates_no_wallet(
     assert wallets == 0
 
 
+_FIRST_IMPORT = """
+import asyncio, sys, uuid
+from openmvno.ledger import service as ledger  # before any other model module
+from openmvno.accounts import tokens
+from openmvno.accounts.models import TokenKind
+from openmvno.config import Settings
+from openmvno.db import unit_of_work
+from openmvno.runtime import build_runtime
+
+async def main() -> None:
+    url, data_dir, token, line_id = sys.argv[1:]
+    rt = build_runtime(Settings(environment="development", database_url=url, data_dir=data_dir))
+    async with unit_of_work(rt.sessions, readonly=True) as s:
+        me = await tokens.authenticate(s, token, TokenKind.access)
+        view = await ledger.owned_line_balance(
+            s, account_id=me.id, line_id=uuid.UUID(line_id), language="en")
+        print(view.wallet.minor, len(view.buckets))
+    await rt.close()
+
+asyncio.run(main())
+"""
+
+
+async def test_auth_and_balance_work_in_a_process_that_imports_them_first(
+    client: httpx.AsyncClient, rt: Runtime, frozen: FrozenClock, tmp_path: Any
+) -> None:
+    """Their statements are built at import time, when a foreign key column's type may
+    not be known yet (a served process answered every balance with a 500)."""
+    frozen.now = datetime.now(UTC)  # the other process reads the real clock
+    headers = await register_and_login(client)
+    (line_id,) = await _give_lines(rt, await _account_of(rt, headers), 1, frozen)
+    token = headers["Authorization"].removeprefix("Bearer ")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _FIRST_IMPORT, rt.settings.database_url, str(tmp_path), token,
+        str(line_id), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert out.decode().split() == ["500", "3"]
+
+
 # --- statements per read -------------------------------------------------------------------
 
 
@@ -283,3 +335,31 @@ async def test_my_account_page_takes_the_same_statements_for_one_line_or_five(
         counts.append(len(seen.statements))
         assert seen.transactions == 1
     assert counts[0] == counts[1]
+
+
+async def test_a_pooled_connection_the_server_dropped_while_idle_is_replaced(
+    client: httpx.AsyncClient, rt: Runtime, frozen: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No ping on every checkout any more; one idle past the limit is pinged first."""
+    if not rt.settings.database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no server to drop connections")
+    headers = await register_and_login(client)
+    (line_id,) = await _give_lines(rt, await _account_of(rt, headers), 1, frozen)
+    url = f"/api/v1/lines/{line_id}/balance"
+    assert (await client.get(url, headers=headers)).status_code == 200  # pools now hold one
+    monkeypatch.setattr(db, "IDLE_PING_SECONDS", 0.0)
+    admin = create_async_engine(rt.settings.database_url)
+    try:
+        async with admin.connect() as conn:  # the server ends every other session
+            await conn.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ))
+    finally:
+        await admin.dispose()
+    r = await client.get(url, headers=headers)
+    assert r.status_code == 200, r.text
+    r = await client.post(  # a writer too (its wrong try is counted)
+        "/api/v1/devices/bind", json={"serial": "NO-SUCH", "secret": "000000"}, headers=headers
+    )
+    assert r.status_code < 500, r.text

@@ -6,7 +6,9 @@ One transaction per request / job / command: the edge commits, services only flu
 from __future__ import annotations
 
 import enum
+import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -14,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Enum, Integer, MetaData, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -76,21 +79,90 @@ class TimestampMixin:
     updated_at: Mapped[datetime] = mapped_column(default=clock.now, onupdate=clock.now)
 
 
-def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
-    """An async engine; SQLite gets WAL, foreign keys and a busy timeout."""
-    kwargs: dict[str, Any] = {"echo": echo}
+def _in_memory(url: str) -> bool:
+    return ":memory:" in url or url.endswith("://")
+
+
+def _pool(url: str, pool_size: int) -> dict[str, Any]:
     if url.startswith("sqlite"):
         # Connections are pooled (opening one costs PRAGMAs); one writer at a time anyway.
+        return {} if _in_memory(url) else {"pool_size": pool_size, "max_overflow": 0}
+    # No ping on every checkout (a round trip per request): see _ping_when_idle.
+    return {"pool_size": pool_size, "max_overflow": pool_size}
+
+
+def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+    """An async engine for writers; SQLite gets WAL, foreign keys and a busy timeout.
+
+    Beside it, on a database file or server, a pool of read-only connections for
+    :func:`unit_of_work` ``(readonly=True)`` (see :func:`_make_reader`); disposing of this
+    engine disposes of that pool too."""
+    kwargs: dict[str, Any] = {"echo": echo, **_pool(url, pool_size)}
+    if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 30}
-        if ":memory:" not in url and not url.endswith("://"):
-            kwargs.update(pool_size=pool_size, max_overflow=0)
-    else:
-        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
+    else:
+        _ping_when_idle(engine)
+    if not (url.startswith("sqlite") and _in_memory(url)):
+        reader = _make_reader(url, pool_size=pool_size, echo=echo)
+        _READERS[engine.sync_engine] = reader
+        event.listen(engine.sync_engine, "engine_disposed", lambda _e: reader.sync_engine.dispose())
     return engine
+
+
+_READERS: weakref.WeakKeyDictionary[Any, AsyncEngine] = weakref.WeakKeyDictionary()
+
+
+def _make_reader(url: str, *, pool_size: int, echo: bool) -> AsyncEngine:
+    """Read-only connections in autocommit mode: a read is its statements and nothing
+    else (no BEGIN, COMMIT or reset round trips), and the database itself refuses any
+    write on them (SQLite ``PRAGMA query_only``; PostgreSQL
+    ``default_transaction_read_only``). On SQLite a reader never takes the write lock."""
+    kwargs: dict[str, Any] = {
+        "echo": echo,
+        "isolation_level": "AUTOCOMMIT",
+        "skip_autocommit_rollback": True,
+        **_pool(url, pool_size),
+    }
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": 30}
+        reader = create_async_engine(url, **kwargs)
+        event.listen(reader.sync_engine, "connect", _sqlite_reader_pragmas)
+        return reader
+    kwargs["connect_args"] = {"server_settings": {"default_transaction_read_only": "on"}}
+    reader = create_async_engine(url, **kwargs)
+    _ping_when_idle(reader)
+    return reader
+
+
+IDLE_PING_SECONDS = 10.0
+"""A pooled server connection unused for longer is pinged before it is handed out."""
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """Ping a pooled connection before use only if it sat idle for a while (a restarted
+    server, a proxy's idle timeout); one just given back is used at once. SQLAlchemy's
+    ``pool_pre_ping`` pings on every checkout: a round trip per request."""
+    dialect = engine.dialect
+
+    def checkin(_dbapi_conn: Any, record: Any) -> None:
+        if record is not None:
+            record.info["idle_since"] = time.monotonic()
+
+    def checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop("idle_since", None)
+        if since is None or time.monotonic() - since <= IDLE_PING_SECONDS:
+            return
+        try:
+            dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # whatever the failure, the pool takes a fresh connection
+            raise DisconnectionError("idle connection failed its ping") from exc
+
+    event.listen(engine.sync_engine.pool, "checkin", checkin)
+    event.listen(engine.sync_engine.pool, "checkout", checkout)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -104,16 +176,23 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _sqlite_reader_pragmas(dbapi_conn: Any, record: Any) -> None:
+    _sqlite_pragmas(dbapi_conn, record)
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA query_only = ON")
+    cur.close()
+
+
 READ_ONLY = "openmvno_readonly"
-"""Execution option of a read-only transaction (see :func:`unit_of_work`)."""
+"""Execution option of a read-only transaction on an in-memory SQLite database, whose
+readers share the writers' one connection (see :func:`_sqlite_begin_immediate`)."""
 _QUERY_ONLY = "openmvno_query_only"
 
 
 def _sqlite_begin_immediate(conn: Any) -> None:
     # Writers: one at a time, taken at BEGIN, so no read-then-write upgrade can deadlock.
-    # Readers: a deferred BEGIN (WAL: a snapshot, no lock, never waits for the writer)
-    # with PRAGMA query_only on, so a read-only transaction cannot write. The pragma
-    # belongs to the pooled connection; it is switched only when the mode changes.
+    # Readers of an in-memory database (no pool of their own): a deferred BEGIN with
+    # PRAGMA query_only on; the pragma is switched only when the mode changes.
     readonly = bool(conn.get_execution_options().get(READ_ONLY))
     info = conn.connection.info
     if info.get(_QUERY_ONLY, False) is not readonly:
@@ -123,24 +202,18 @@ def _sqlite_begin_immediate(conn: Any) -> None:
 
 
 class SessionFactory(async_sessionmaker[AsyncSession]):
-    """Sessions on one engine; :attr:`readonly` makes sessions on the same pool whose
-    every transaction is read-only (see :func:`unit_of_work`)."""
+    """Sessions for writers; :attr:`readonly` makes sessions whose every statement is
+    read-only (see :func:`unit_of_work`)."""
 
     readonly: async_sessionmaker[AsyncSession]
 
 
-def readonly_options(dialect: str) -> dict[str, Any]:
-    """Execution options that make a connection's transactions read-only."""
-    if dialect == "postgresql":
-        # asyncpg then opens each transaction with BEGIN READ ONLY: writes are refused.
-        return {READ_ONLY: True, "postgresql_readonly": True}
-    return {READ_ONLY: True}  # SQLite: see _sqlite_begin_immediate
-
-
 def make_sessionmaker(engine: AsyncEngine) -> SessionFactory:
     factory = SessionFactory(engine, expire_on_commit=False, autoflush=True)
-    readonly = engine.execution_options(**readonly_options(engine.dialect.name))
-    factory.readonly = async_sessionmaker(readonly, expire_on_commit=False, autoflush=True)
+    reader = _READERS.get(engine.sync_engine)
+    if reader is None:  # in-memory SQLite: readers share the writers' connection
+        reader = engine.execution_options(**{READ_ONLY: True})
+    factory.readonly = async_sessionmaker(reader, expire_on_commit=False, autoflush=True)
     return factory
 
 
@@ -151,23 +224,24 @@ async def unit_of_work(
     """One transaction: commit on success, roll back on any exception
     (except a domain error that asks to keep its changes, such as a counted attempt).
 
-    ``readonly``: the session reads only and takes no write lock (SQLite: a deferred
-    ``BEGIN`` with ``PRAGMA query_only``, so readers never queue behind each other or a
-    writer; PostgreSQL: ``BEGIN READ ONLY``). Any write in it fails, so reading never
-    changes anything by accident; this holds for every transaction the session begins,
-    also after a commit."""
+    ``readonly``: the session only reads, on the read-only pool (see
+    :func:`_make_reader`): it never takes the write lock, so on SQLite readers never queue
+    behind each other or a writer, and any write in it fails, so reading never changes
+    anything by accident. Its statements run in autocommit, each seeing the latest
+    committed data (PostgreSQL's READ COMMITTED does the same inside a transaction)."""
     if readonly:
         if not isinstance(factory, SessionFactory):
             raise TypeError("a read-only unit of work needs sessions from make_sessionmaker")
-        factory = factory.readonly
+        async with factory.readonly() as session:
+            yield session  # nothing to commit; closing it returns its connection
+        return
     async with factory() as session:
         try:
             yield session
             await session.commit()
         except BaseException as exc:
-            if getattr(exc, "keep_changes", False) and not readonly:
+            if getattr(exc, "keep_changes", False):
                 await session.commit()
             else:
                 await session.rollback()
             raise
-

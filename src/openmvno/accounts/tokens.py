@@ -3,17 +3,19 @@ tokens with reuse detection, and portal sessions carrying a CSRF secret."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import String, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import make_transient_to_detached
-from sqlalchemy.orm.util import identity_key
+from sqlalchemy.orm import configure_mappers, make_transient_to_detached
+from sqlalchemy.orm.base import manager_of_class
 
 from openmvno import clock
 from openmvno.accounts.models import Account, AuthToken, TokenKind
+from openmvno.db import UTCDateTime
 from openmvno.errors import Unauthorized
 from openmvno.runtime import Runtime
 from openmvno.security import new_token, sha256
@@ -87,35 +89,44 @@ async def lookup(session: AsyncSession, raw: str, kind: TokenKind) -> AuthToken 
 
 _ACCOUNTS = Account.__table__
 _TOKENS = AuthToken.__table__
+_ACCOUNT_MANAGER = manager_of_class(Account)
+_AUTHENTICATE = (
+    select(*_ACCOUNTS.c)
+    .select_from(_TOKENS.join(_ACCOUNTS, _ACCOUNTS.c.id == _TOKENS.c.account_id))
+    .where(
+        _TOKENS.c.token_hash == bindparam("token_hash", type_=String()),
+        _TOKENS.c.kind == bindparam("kind", type_=_TOKENS.c.kind.type),
+        _TOKENS.c.revoked_at.is_(None),
+        _TOKENS.c.expires_at > bindparam("now", type_=UTCDateTime()),
+        _ACCOUNTS.c.active.is_(True),
+    )
+)
+"""Built once; every request reuses it and its compiled form."""
 
 
 async def authenticate(session: AsyncSession, raw: str, kind: TokenKind) -> Account | None:
     """The active account behind a live token of ``kind`` (else None), in one SELECT of
     the token joined to its account. The account comes back detached, as if loaded in a
     transaction already ended: reading it needs no session, changing it needs one."""
-    t = _TOKENS.c
     conn = await session.connection()
-    row = (
-        await conn.execute(
-            select(*_ACCOUNTS.c)
-            .select_from(_TOKENS.join(_ACCOUNTS, _ACCOUNTS.c.id == t.account_id))
-            .where(
-                t.token_hash == sha256(raw),
-                t.kind == kind,
-                t.revoked_at.is_(None),
-                t.expires_at > clock.now(),
-                _ACCOUNTS.c.active.is_(True),
-            )
-        )
-    ).first()
+    params = {"token_hash": sha256(raw), "kind": kind, "now": clock.now()}
+    row = (await conn.execute(_AUTHENTICATE, params)).first()
     if row is None:
         return None
-    loaded = session.identity_map.get(identity_key(Account, row.id))
+    loaded = session.sync_session.identity_map.get((Account, (row.id,), None))
     if isinstance(loaded, Account):
         return loaded
-    account = Account(**row._mapping)
+    # As a query loads it (no attribute events), then marked as loaded and detached.
+    _configure_mappers_once()  # a Core query does not do it
+    account: Account = _ACCOUNT_MANAGER.new_instance()
+    account.__dict__.update(row._mapping)
     make_transient_to_detached(account)
     return account
+
+
+@functools.cache
+def _configure_mappers_once() -> None:
+    configure_mappers()
 
 
 async def rotate(session: AsyncSession, rt: Runtime, raw_refresh: str) -> TokenPair:

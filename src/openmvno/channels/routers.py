@@ -1,4 +1,8 @@
-"""Every router beyond health and auth, in mount order. Add new channels here."""
+"""Every router beyond health and auth, in mount order. Add new channels here.
+
+A request is matched against the routes in this order, one by one: the API routers the
+app, SMS and USSD read most come first (matching a balance read behind every portal
+route cost a third of its time)."""
 
 from __future__ import annotations
 
@@ -8,9 +12,11 @@ from openmvno.runtime import Runtime
 
 
 def all_routers(rt: Runtime) -> list[APIRouter]:
+    from openmvno.channels.api import balance, lines, orders, payments, plans, receipts, webhooks
     from openmvno.channels.portal import account_pages, auth_pages, dev_outbox
 
-    routers: list[APIRouter] = []
+    routers: list[APIRouter] = [balance.router, lines.router, plans.router]
+    routers += [orders.router, payments.router, receipts.router]
     routers += [auth_pages.router, account_pages.router]
     from openmvno.channels.portal import checkout_pages, orders_pages, payment_pages, topup_pages
 
@@ -18,17 +24,9 @@ def all_routers(rt: Runtime) -> list[APIRouter]:
     routers.append(orders_pages.router)
     if rt.settings.dev_outbox_enabled:
         routers.append(dev_outbox.router)
-    from openmvno.channels.api import lines, plans
-
-    routers += [plans.router, lines.router]
-    from openmvno.channels.api import balance
-
-    routers.append(balance.router)
     if rt.settings.payment_provider == "sandbox":
         from openmvno.adapters.payments import sandbox_pages
 
         routers.append(sandbox_pages.router)
-    from openmvno.channels.api import orders, payments, receipts, webhooks
-
-    routers += [orders.router, payments.router, receipts.router, webhooks.router]
+    routers.append(webhooks.router)
     return routers

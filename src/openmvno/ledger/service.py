@@ -35,7 +35,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, delete, exists, func, or_, select, text, update
+from sqlalchemy import (
+    String,
+    Table,
+    Uuid,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
@@ -43,7 +56,7 @@ from sqlalchemy.orm.util import identity_key
 
 from openmvno import clock
 from openmvno.catalog.models import Plan
-from openmvno.db import Base
+from openmvno.db import Base, UTCDateTime
 from openmvno.errors import InvalidInput, NotFound, PaymentRequired
 from openmvno.formatting import Formatter, formatter
 from openmvno.i18n import N_
@@ -637,15 +650,17 @@ _LINES: Table = Base.metadata.tables[Line.__tablename__]
 _PLANS: Table = Base.metadata.tables[Plan.__tablename__]
 
 
-def _balance_select(now: datetime, currency: str) -> Any:
+def _balance_select() -> Any:
     """One SELECT for the balance screen of lines: each line with its plan and its owner's
-    wallet (in the plan's currency, else ``currency``), joined to the buckets it shows
-    (not past ``valid_until``, and no refunded bucket that holds nothing); a line with no
-    such bucket is one row with NULL bucket columns."""
+    wallet (in the plan's currency, else ``:currency``), joined to the buckets it shows
+    (not past ``valid_until`` at ``:now``, and no refunded bucket that holds nothing); a
+    line with no such bucket is one row with NULL bucket columns. Built once: the
+    statement and its compiled form are reused by every read."""
     ln, pl = _LINES.c, _PLANS.c
     wallet = BUCKETS.alias("wallet")
     shown = BUCKETS.alias("shown")
-    money_currency = func.coalesce(pl.currency, currency)
+    money_currency = func.coalesce(pl.currency, bindparam("currency", type_=String()))
+    now = bindparam("now", type_=UTCDateTime())
     refunded = (
         exists()
         .where(ENTRIES.c.bucket_id == shown.c.id, ENTRIES.c.reason == EntryReason.refund)
@@ -680,6 +695,22 @@ def _balance_select(now: datetime, currency: str) -> Any:
         )
         .order_by(ln.id, shown.c.valid_from, shown.c.priority, shown.c.created_at)
     )
+
+
+# Typed bind parameters: a foreign key column's type may not be known yet at import time.
+_ACCOUNT_ID = bindparam("account_id", type_=Uuid())
+_BALANCE = _balance_select()
+_BALANCE_OF_LINE = _BALANCE.where(_LINES.c.id == bindparam("line_id", type_=Uuid()))
+_BALANCE_OF_OWNED_LINE = _BALANCE_OF_LINE.where(_LINES.c.account_id == _ACCOUNT_ID)
+_BALANCES_OF_OWNED_LINES = _BALANCE.where(
+    _LINES.c.id.in_(bindparam("line_ids", type_=Uuid(), expanding=True)),
+    _LINES.c.account_id == _ACCOUNT_ID,
+)
+_WALLET_BALANCE = select(BUCKETS.c.remaining).where(
+    BUCKETS.c.account_id == _ACCOUNT_ID,
+    BUCKETS.c.kind == BucketKind.money,
+    BUCKETS.c.currency == bindparam("currency", type_=String()),
+)
 
 
 def _balances(rows: Sequence[Any], language: str, now: datetime) -> dict[uuid.UUID, LineBalance]:
@@ -743,12 +774,12 @@ def _balances(rows: Sequence[Any], language: str, now: datetime) -> dict[uuid.UU
 
 
 async def _read_balances(
-    session: AsyncSession, where: Any, *, language: str, currency: str
+    session: AsyncSession, statement: Any, *, language: str, currency: str, **params: Any
 ) -> dict[uuid.UUID, LineBalance]:
     await session.flush()  # a Core SELECT does not autoflush pending ORM changes
     now = clock.now()
     conn = await session.connection()
-    rows = (await conn.execute(_balance_select(now, currency).where(where))).all()
+    rows = (await conn.execute(statement, {"now": now, "currency": currency, **params})).all()
     return _balances(rows, language, now)
 
 
@@ -763,7 +794,7 @@ async def line_balance(
     not created by looking at it.
     """
     found = await _read_balances(
-        session, _LINES.c.id == line.id, language=language, currency=currency
+        session, _BALANCE_OF_LINE, language=language, currency=currency, line_id=line.id
     )
     return found[line.id]
 
@@ -779,10 +810,8 @@ async def owned_line_balance(
     """:func:`line_balance` of one of this account's lines, in one SELECT; anyone else's
     line (or no line) is "not found", so existence never leaks."""
     found = await _read_balances(
-        session,
-        and_(_LINES.c.id == line_id, _LINES.c.account_id == account_id),
-        language=language,
-        currency=currency,
+        session, _BALANCE_OF_OWNED_LINE, language=language, currency=currency,
+        line_id=line_id, account_id=account_id,
     )
     if line_id not in found:
         raise NotFound("line_not_found", "There is no such line on your account.")
@@ -802,10 +831,8 @@ async def line_balances(
     if not line_ids:
         return {}
     return await _read_balances(
-        session,
-        and_(_LINES.c.id.in_(list(line_ids)), _LINES.c.account_id == account_id),
-        language=language,
-        currency=currency,
+        session, _BALANCES_OF_OWNED_LINES, language=language, currency=currency,
+        line_ids=list(line_ids), account_id=account_id,
     )
 
 
@@ -813,13 +840,8 @@ async def wallet_balance(session: AsyncSession, *, account_id: uuid.UUID, curren
     """The account's wallet balance in minor units, 0 when it has none yet (reading it
     never creates it; :func:`wallet` does, when money moves)."""
     await session.flush()
-    c = BUCKETS.c
     conn = await session.connection()
-    found = await conn.scalar(
-        select(c.remaining).where(
-            c.account_id == account_id, c.kind == BucketKind.money, c.currency == currency
-        )
-    )
+    found = await conn.scalar(_WALLET_BALANCE, {"account_id": account_id, "currency": currency})
     return int(found or 0)
 
 

@@ -51,29 +51,39 @@ _bearer = HTTPBearer(auto_error=False, description="Access token from /api/v1/au
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-async def optional_account(
-    request: Request, rt: RT, credentials: Bearer, session: Session
+async def _caller(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, session: AsyncSession
 ) -> Account | None:
-    """The caller if a bearer token is sent (a bad one is a 401), else None (a guest).
+    """The account behind the bearer token; None without one; a bad one is a 401.
 
-    For GET and HEAD the token is checked in the request's own read-only transaction
-    (one statement). Any other method checks it in its own short read-only transaction,
-    so the route starts with no transaction open (a route may need to call the outside
-    world between its own)."""
+    For GET and HEAD the token is checked in the request's own read-only session (one
+    statement). Any other method checks it in its own short read-only session, so the
+    route starts with no transaction open (a route may need to call the outside world
+    between its own)."""
     if credentials is None:
         return None
     raw = credentials.credentials
     if request.method in READ_METHODS:
         account = await tokens.authenticate(session, raw, TokenKind.access)
     else:
-        async with unit_of_work(rt.sessions, readonly=True) as own:
+        runtime: Runtime = request.app.state.runtime
+        async with unit_of_work(runtime.sessions, readonly=True) as own:
             account = await tokens.authenticate(own, raw, TokenKind.access)
     if account is None:
         raise Unauthorized("token_invalid", "Your session has ended; please log in again.")
     return account
 
 
-async def current_account(account: Annotated[Account | None, Depends(optional_account)]) -> Account:
+async def optional_account(
+    request: Request, credentials: Bearer, session: Session
+) -> Account | None:
+    """The caller if a bearer token is sent (a bad one is a 401), else None (a guest)."""
+    return await _caller(request, credentials, session)
+
+
+async def current_account(request: Request, credentials: Bearer, session: Session) -> Account:
+    """The caller; no token is a 401 (one dependency, not two: each costs per request)."""
+    account = await _caller(request, credentials, session)
     if account is None:
         raise Unauthorized("not_authenticated", "Please log in.")
     return account
