@@ -4,8 +4,10 @@ way back; PDF receipts prepare the CJK font once per process, never per receipt.
 from __future__ import annotations
 
 import re
+import shutil
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -107,3 +109,14 @@ async def test_the_receipt_page_is_styled_by_its_allowed_block_and_leads_back(
     assert csp_hash(re.findall(r"<style>(.*?)</style>", page.text, flags=re.S)[0]) in (
         page.headers["content-security-policy"]
     )
+
+
+def test_the_working_font_is_made_again_if_its_file_went_away(
+    builds: list[tuple[str, int]],
+) -> None:
+    path, index = pdf.cjk_font()
+    first = pdf.working_font(path, index)
+    shutil.rmtree(Path(first.path).parent)  # a cleaned temporary directory
+    data = pdf.render_pdf(_receipt(), language="zh-CN", operator="OpenMVNO")
+    assert data.startswith(b"%PDF") and len(builds) == 2
+    assert Path(pdf.working_font(path, index).path).is_file()

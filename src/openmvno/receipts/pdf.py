@@ -103,11 +103,11 @@ _cache_dir: list[str] = []
 
 
 def _private_dir() -> str:
-    if not _cache_dir:
+    if not _cache_dir or not os.path.isdir(_cache_dir[-1]):
         made = tempfile.mkdtemp(prefix="openmvno-fonts-")  # mode 0700: this user only
         atexit.register(shutil.rmtree, made, True)
         _cache_dir.append(made)
-    return _cache_dir[0]
+    return _cache_dir[-1]
 
 
 def _build(path: str, index: int) -> WorkingFont:
@@ -140,13 +140,14 @@ def _build(path: str, index: int) -> WorkingFont:
 
 
 def working_font(path: str, index: int) -> WorkingFont:
-    """The working font of a face, made on first use and kept for the process."""
+    """The working font of a face, made on first use and kept for the process (made
+    again if its file went away, say a temporary directory was cleaned)."""
     key = (path, index)
     found = _working.get(key)
-    if found is None:
+    if found is None or not os.path.isfile(found.path):
         with _lock:  # two first receipts at once build it once
             found = _working.get(key)
-            if found is None:
+            if found is None or not os.path.isfile(found.path):
                 started = time.perf_counter()
                 found = _working[key] = _build(path, index)
                 log.info("receipt font prepared", extra={
