@@ -1,8 +1,11 @@
 """Run every benchmark on SQLite and (optionally) PostgreSQL and write the figures,
-each beside the raw database rate measured in the same run, to docs/BENCHMARKS.md.
+each beside the raw database rate (orders) or ``/healthz`` (reads) measured in the same
+run, to docs/BENCHMARKS.md.
 
     python bench/run.py [--postgres URL] [--write docs/BENCHMARKS.md] [--orders 300]
+                        [--only orders|cards|reads ...] [--reads-seconds 10]
 
+``--only`` runs some of them; the file keeps the other sections as they were.
 ``scripts/bench`` starts a throwaway PostgreSQL and calls this.
 """
 
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import card_orders
+import reads
 
 from openmvno.config import Settings
 from orders import measure
@@ -91,15 +95,7 @@ def postgres_version(url: str | None) -> str:
         return "PostgreSQL"
 
 
-def markdown(
-    results: list[dict[str, Any]], cards: list[dict[str, Any]], postgres: str | None, n: int
-) -> str:
-    card_rows = "\n".join(f"| {r['database']} | {r['orders_per_s']} |" for r in cards)
-    rows = "\n".join(
-        f"| {r['database']} | {r['scenario']} | {r['orders_per_s']} | "
-        f"{r['raw_commits_per_s']} | {r['orders_per_s'] / r['raw_commits_per_s']:.1%} |"
-        for r in results
-    )
+def header(postgres: str | None) -> str:
     return f"""# Benchmarks
 
 Latest run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}; {postgres_version(postgres)}.
@@ -108,8 +104,16 @@ Command (installs what it needs, starts a throwaway PostgreSQL, rewrites this fi
 ```sh
 ./scripts/bench
 ```
+"""
 
-## Orders end to end
+
+def orders_section(results: list[dict[str, Any]], n: int) -> str:
+    rows = "\n".join(
+        f"| {r['database']} | {r['scenario']} | {r['orders_per_s']} | "
+        f"{r['raw_commits_per_s']} | {r['orders_per_s'] / r['raw_commits_per_s']:.1%} |"
+        for r in results
+    )
+    return f"""## Orders end to end
 
 Each order is created with an idempotency key, paid from the wallet and fulfilled —
 plan buckets granted, line expiry extended, receipt numbered, provisioning job and
@@ -130,8 +134,12 @@ IMMEDIATE`), so orders are serialised whatever the concurrency. One wallet row s
 by every order (the "1 subscriber" row) is the worst case: its row lock is held until
 commit. Card payments add the provider's round trips but no database work beyond a
 second short transaction.
+"""
 
-## Card orders through HTTP with the sandbox provider
+
+def cards_section(cards: list[dict[str, Any]], n: int) -> str:
+    card_rows = "\n".join(f"| {r['database']} | {r['orders_per_s']} |" for r in cards)
+    return f"""## Card orders through HTTP with the sandbox provider
 
 The whole path a subscriber's card payment takes, in-process over ASGI (so no
 network time is counted): `POST /api/v1/orders`, `POST /api/v1/orders/{{id}}/payments`
@@ -145,16 +153,53 @@ fulfilment included. 8 subscribers at a time, {n // 2} orders.
 """
 
 
+SECTIONS = {
+    "orders": "## Orders end to end",
+    "cards": "## Card orders through HTTP",
+    "reads": "## Reads through a served process",
+}
+
+
+def kept_sections(path: Path) -> dict[str, str]:
+    """The sections of an existing BENCHMARKS.md by name (to keep those not rerun)."""
+    if not path.exists():
+        return {}
+    found = {}
+    for chunk in path.read_text().split("\n## ")[1:]:
+        text = "## " + chunk.rstrip() + "\n"
+        for name, title in SECTIONS.items():
+            if text.startswith(title):
+                found[name] = text
+    return found
+
+
+def markdown(sections: dict[str, str], postgres: str | None) -> str:
+    body = "\n".join(sections[name] for name in SECTIONS if name in sections)
+    return header(postgres) + "\n" + body
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postgres", default=os.environ.get("OPENMVNO_BENCH_POSTGRES"))
     parser.add_argument("--write", type=Path)
     parser.add_argument("--orders", type=int, default=300)
+    parser.add_argument("--only", action="append", choices=sorted(SECTIONS))
+    parser.add_argument("--reads-seconds", type=int, default=10)
+    parser.add_argument("--reads-rate", type=int, default=500)
     args = parser.parse_args()
-    results = asyncio.run(run_all(args.postgres, args.orders))
-    cards = asyncio.run(run_cards(args.postgres, args.orders // 2))
+    wanted = set(args.only or SECTIONS)
+    sections = kept_sections(args.write) if args.write else {}
+    if "orders" in wanted:
+        sections["orders"] = orders_section(asyncio.run(run_all(args.postgres, args.orders)),
+                                            args.orders)
+    if "cards" in wanted:
+        sections["cards"] = cards_section(asyncio.run(run_cards(args.postgres, args.orders // 2)),
+                                          args.orders)
+    if "reads" in wanted:
+        found = reads.run(args.postgres, seconds=args.reads_seconds, rate=args.reads_rate)
+        sections["reads"] = reads.markdown(found, seconds=args.reads_seconds, rate=args.reads_rate)
     if args.write:
-        args.write.write_text(markdown(results, cards, args.postgres, args.orders))
+        args.write.write_text(markdown(sections, args.postgres))
         print(f"wrote {args.write}")
 
 

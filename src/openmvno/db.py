@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Enum, Integer, MetaData, event
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from openmvno import clock
+from openmvno import clock, db_inline
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -120,18 +120,20 @@ def _make_reader(url: str, *, pool_size: int, echo: bool) -> AsyncEngine:
     """Read-only connections in autocommit mode: a read is its statements and nothing
     else (no BEGIN, COMMIT or reset round trips), and the database itself refuses any
     write on them (SQLite ``PRAGMA query_only``; PostgreSQL
-    ``default_transaction_read_only``). On SQLite a reader never takes the write lock."""
+    ``default_transaction_read_only``). On SQLite a reader never takes the write lock,
+    and runs inline on the event loop (:mod:`openmvno.db_inline`)."""
     kwargs: dict[str, Any] = {
         "echo": echo,
-        "isolation_level": "AUTOCOMMIT",
         "skip_autocommit_rollback": True,
         **_pool(url, pool_size),
     }
     if url.startswith("sqlite"):
-        kwargs["connect_args"] = {"timeout": 30}
-        reader = create_async_engine(url, **kwargs)
-        event.listen(reader.sync_engine, "connect", _sqlite_reader_pragmas)
-        return reader
+        # Plain sqlite3 connections in autocommit, run inline (see db_inline).
+        path = make_url(url).database
+        if not path:
+            raise ValueError(f"no database file in {url!r}")
+        return create_async_engine(url, async_creator=db_inline.reader_connector(path), **kwargs)
+    kwargs["isolation_level"] = "AUTOCOMMIT"
     kwargs["connect_args"] = {"server_settings": {"default_transaction_read_only": "on"}}
     reader = create_async_engine(url, **kwargs)
     _ping_when_idle(reader)
@@ -173,13 +175,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
-    cur.close()
-
-
-def _sqlite_reader_pragmas(dbapi_conn: Any, record: Any) -> None:
-    _sqlite_pragmas(dbapi_conn, record)
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA query_only = ON")
     cur.close()
 
 

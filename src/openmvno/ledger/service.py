@@ -687,7 +687,8 @@ def _balance_select() -> Any:
                 shown,
                 and_(
                     shown.c.line_id == ln.id,
-                    shown.c.kind.in_(LINE_KINDS),
+                    # not IN (...): an expanding IN is rewritten on every execution
+                    or_(*(shown.c.kind == kind for kind in LINE_KINDS)),
                     or_(shown.c.valid_until.is_(None), shown.c.valid_until > now),
                     or_(shown.c.remaining > 0, ~refunded),
                 ),
