@@ -6,6 +6,7 @@ trusted proxy named (``OPENMVNO_TRUSTED_PROXIES``, applied outside this middlewa
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import re
@@ -20,6 +21,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from openmvno.i18n import N_, from_accept_language, normalize_language, translate
 
 log = logging.getLogger("openmvno.http")
+_PAGE_TOO_LARGE = (
+    '<!doctype html><html lang="{lang}"><head><meta charset="utf-8"><title>{title}</title>'
+    '</head><body><main><h1>{title}</h1><p>{detail}</p><p><a href="{back_to}">{back}</a></p>'
+    "</main></body></html>"
+)
 _LINK_TOKEN = re.compile(r"^(/api/v1/guest/orders/|/topup/orders/)[^/]+")
 
 
@@ -67,7 +73,7 @@ class RequestContextMiddleware:
 
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
-            await self._too_large(send, request_id, language)
+            await self._too_large(send, request_id, language, scope)
             self._log(scope, 413, started, request_id)
             return
 
@@ -83,7 +89,7 @@ class RequestContextMiddleware:
                     # Answer 413 now; whatever the app sends afterwards is dropped.
                     refused, status = True, 413
                     if not response_started:
-                        await self._too_large(send, request_id, language)
+                        await self._too_large(send, request_id, language, scope)
                     return {"type": "http.disconnect"}
             return message
 
@@ -105,24 +111,42 @@ class RequestContextMiddleware:
         finally:
             self._log(scope, status, started, request_id)
 
-    async def _too_large(self, send: Send, request_id: str, language: str) -> None:
+    async def _too_large(self, send: Send, request_id: str, language: str, scope: Scope) -> None:
         message = N_("The request body is too large.")
-        body = json.dumps(
-            {
-                "type": "https://openmvno.org/problems/body_too_large",
-                "title": message,
-                "status": 413,
-                "detail": translate(language, message),
-                "code": "body_too_large",
-            },
-            ensure_ascii=False,
-        ).encode()
+        content_type = b"application/problem+json"
+        path = str(scope.get("path", ""))
+        if path.startswith(("/api/", "/webhooks/")):
+            body = json.dumps(
+                {
+                    "type": "https://openmvno.org/problems/body_too_large",
+                    "title": message,
+                    "status": 413,
+                    "detail": translate(language, message),
+                    "code": "body_too_large",
+                },
+                ensure_ascii=False,
+            ).encode()
+        else:  # a portal form: a page a person can read, in their language
+            content_type = b"text/html; charset=utf-8"
+            body = _PAGE_TOO_LARGE.format(
+                lang=html.escape(language),
+                title=html.escape(translate(language, N_("This form is too large"))),
+                detail=html.escape(
+                    translate(
+                        language,
+                        N_("What you typed is far longer than any field allows; shorten it "
+                           "and try again."),
+                    )
+                ),
+                back=html.escape(translate(language, N_("Back to the form"))),
+                back_to=html.escape(path, quote=True),
+            ).encode()
         await send(
             {
                 "type": "http.response.start",
                 "status": 413,
                 "headers": [
-                    (b"content-type", b"application/problem+json"),
+                    (b"content-type", content_type),
                     (b"content-length", str(len(body)).encode()),
                     (b"x-request-id", request_id.encode()),
                 ],
