@@ -95,10 +95,14 @@ def postgres_version(url: str | None) -> str:
         return "PostgreSQL"
 
 
-def header(postgres: str | None) -> str:
+def header(postgres: str | None, ran: list[str] | None = None) -> str:
+    partial = ""
+    if ran is not None and set(ran) != set(SECTIONS):
+        partial = f" ({', '.join(sorted(ran))} only; the other sections are from an earlier run)"
     return f"""# Benchmarks
 
-Latest run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}; {postgres_version(postgres)}.
+Latest run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC{partial} on {machine()}; \
+{postgres_version(postgres)}.
 Command (installs what it needs, starts a throwaway PostgreSQL, rewrites this file):
 
 ```sh
@@ -173,9 +177,11 @@ def kept_sections(path: Path) -> dict[str, str]:
     return found
 
 
-def markdown(sections: dict[str, str], postgres: str | None) -> str:
+def markdown(
+    sections: dict[str, str], postgres: str | None, ran: list[str] | None = None
+) -> str:
     body = "\n".join(sections[name] for name in SECTIONS if name in sections)
-    return header(postgres) + "\n" + body
+    return header(postgres, ran) + "\n" + body
 
 
 def main() -> None:
@@ -199,7 +205,7 @@ def main() -> None:
         found = reads.run(args.postgres, seconds=args.reads_seconds, rate=args.reads_rate)
         sections["reads"] = reads.markdown(found, seconds=args.reads_seconds, rate=args.reads_rate)
     if args.write:
-        args.write.write_text(markdown(sections, args.postgres))
+        args.write.write_text(markdown(sections, args.postgres, sorted(wanted)))
         print(f"wrote {args.write}")
 
 
