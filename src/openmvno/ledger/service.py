@@ -28,6 +28,7 @@ Services only flush; the edge (request, job, CLI command) commits.
 
 from __future__ import annotations
 
+import enum
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -44,6 +45,7 @@ from sqlalchemy import (
     delete,
     exists,
     func,
+    literal_column,
     or_,
     select,
     text,
@@ -650,6 +652,15 @@ _LINES: Table = Base.metadata.tables[Line.__tablename__]
 _PLANS: Table = Base.metadata.tables[Plan.__tablename__]
 
 
+def _constant(value: enum.StrEnum) -> Any:
+    """An enum member as stored (``str_enum`` columns hold the member's name) written into
+    the SQL itself: no parameter to bind on every read, and no expanding IN, which is
+    rewritten on every execution."""
+    if not value.name.isidentifier():
+        raise ValueError(f"not a plain SQL constant: {value!r}")
+    return literal_column(f"'{value.name}'")
+
+
 def _balance_select() -> Any:
     """One SELECT for the balance screen of lines: each line with its plan and its owner's
     wallet (in the plan's currency, else ``:currency``), joined to the buckets it shows
@@ -663,7 +674,7 @@ def _balance_select() -> Any:
     now = bindparam("now", type_=UTCDateTime())
     refunded = (
         exists()
-        .where(ENTRIES.c.bucket_id == shown.c.id, ENTRIES.c.reason == EntryReason.refund)
+        .where(ENTRIES.c.bucket_id == shown.c.id, ENTRIES.c.reason == _constant(EntryReason.refund))
         .correlate(shown)
     )
     return (
@@ -679,7 +690,7 @@ def _balance_select() -> Any:
                 wallet,
                 and_(
                     wallet.c.account_id == ln.account_id,
-                    wallet.c.kind == BucketKind.money,
+                    wallet.c.kind == _constant(BucketKind.money),
                     wallet.c.currency == money_currency,
                 ),
             )
@@ -687,10 +698,9 @@ def _balance_select() -> Any:
                 shown,
                 and_(
                     shown.c.line_id == ln.id,
-                    # not IN (...): an expanding IN is rewritten on every execution
-                    or_(*(shown.c.kind == kind for kind in LINE_KINDS)),
+                    shown.c.kind.in_([_constant(kind) for kind in LINE_KINDS]),
                     or_(shown.c.valid_until.is_(None), shown.c.valid_until > now),
-                    or_(shown.c.remaining > 0, ~refunded),
+                    or_(shown.c.remaining > literal_column("0"), ~refunded),
                 ),
             )
         )
