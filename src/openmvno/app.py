@@ -68,8 +68,8 @@ def create_app(
     if rt.settings.payment_provider == "sandbox":
         app.mount("/sandbox/static", StaticFiles(directory=SANDBOX_STATIC), name="sandbox-static")
     app.include_router(health.router)
+    _mount_extras(app, rt)  # first the API's reads, then the rest (see channels/routers)
     app.include_router(auth.router)
-    _mount_extras(app, rt)
     app.add_middleware(json_limits.JsonDepthMiddleware)  # inside the body-size cap below
     app.add_middleware(
         middleware.RequestContextMiddleware,
