@@ -5,6 +5,7 @@ lines, buckets or orders there are."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 import sys
 import uuid
@@ -29,7 +30,7 @@ from openmvno.ledger import service as ledger
 from openmvno.ledger.models import Bucket, BucketKind, EntryReason
 from openmvno.orders.models import OrderKind
 from openmvno.payments.models import AttemptState, PaymentAttempt, PaymentMethodKind
-from openmvno.runtime import Runtime
+from openmvno.runtime import Runtime, build_runtime
 from openmvno.web.deps import Session
 from tests.conftest import FrozenClock, register_and_login
 from tests.ledger.helpers import GB, make_line, make_order, make_plan
@@ -363,3 +364,20 @@ async def test_a_pooled_connection_the_server_dropped_while_idle_is_replaced(
         "/api/v1/devices/bind", json={"serial": "NO-SUCH", "secret": "000000"}, headers=headers
     )
     assert r.status_code < 500, r.text
+
+
+async def test_a_served_app_keeps_its_start_up_objects_out_of_full_collections(
+    settings: Any,
+) -> None:
+    """A full pass over everything start-up built paused every request for ~110 ms."""
+    gc.unfreeze()
+    app = create_app(settings)  # its own runtime, as `serve` builds it
+    try:
+        async with app.router.lifespan_context(app):
+            assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
+    shared = create_app(runtime=build_runtime(settings))  # tests share a runtime: left alone
+    async with shared.router.lifespan_context(shared):
+        assert gc.get_freeze_count() == 0
+    await shared.state.runtime.close()
