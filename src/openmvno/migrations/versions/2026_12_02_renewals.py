@@ -1,0 +1,21 @@
+"""auto-renewal settings and renewal attempts
+
+Revision ID: 20261202_renewals
+Revises: 20261202_saved_cards
+Create Date: 2026-12-02 00:00:00
+"""
+
+from collections.abc import Sequence
+
+revision: str = '20261202_renewals'
+down_revision: str | None = '20261202_saved_cards'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
