@@ -26,7 +26,8 @@ from openmvno.runtime import Runtime, build_runtime
 from openmvno.worker.runner import drain
 
 PG_URL = os.environ.get("OPENMVNO_TEST_DATABASE_URL", "")
-WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+WORKER = os.environ.get("OPENMVNO_TEST_DB_TAG", "") + os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+"""Names this run's databases; OPENMVNO_TEST_DB_TAG keeps parallel runs on one server apart."""
 
 
 def pytest_report_header() -> str:

@@ -19,7 +19,7 @@ PG_URL = os.environ.get("OPENMVNO_TEST_DATABASE_URL", "")
 async def _fresh_url(tmp_path: Path) -> str:
     if not PG_URL:
         return f"sqlite+aiosqlite:///{tmp_path / 'mig.db'}"
-    name = f"openmvno_mig_{os.environ.get('PYTEST_XDIST_WORKER', 'gw0')}"
+    name = f"openmvno_mig_{os.environ.get('OPENMVNO_TEST_DB_TAG', '')}{os.environ.get('PYTEST_XDIST_WORKER', 'gw0')}"
     admin = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
     async with admin.connect() as conn:
         await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

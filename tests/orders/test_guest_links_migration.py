@@ -24,7 +24,7 @@ NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 async def _fresh_url(tmp_path: Path) -> str:
     if not PG_URL:
         return f"sqlite+aiosqlite:///{tmp_path / 'guest-links.db'}"
-    name = f"openmvno_guestmig_{os.environ.get('PYTEST_XDIST_WORKER', 'gw0')}"
+    name = f"openmvno_guestmig_{os.environ.get('OPENMVNO_TEST_DB_TAG', '')}{os.environ.get('PYTEST_XDIST_WORKER', 'gw0')}"
     admin = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
     async with admin.connect() as conn:
         await conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

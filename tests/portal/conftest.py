@@ -256,7 +256,7 @@ def portal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PortalSe
     env.pop("OPENMVNO_DATABASE_URL", None)
     if PG_URL:
         env["OPENMVNO_DATABASE_URL"] = _in_thread(
-            lambda: _fresh_pg_database(f"openmvno_browser_{WORKER}")
+            lambda: _fresh_pg_database(f"openmvno_browser_{os.environ.get('OPENMVNO_TEST_DB_TAG', '')}{WORKER}")
         )
     settings = Settings(
         data_dir=data_dir,
