@@ -66,6 +66,8 @@ MATRIX: dict[str, frozenset[str]] = {
     "GET /api/v1/lines/{line_id}/esim.png": OWNER,
     "GET /api/v1/lines/{line_id}/esim.svg": OWNER,
     "GET /api/v1/lines/{line_id}/balance": OWNER,
+    "GET /api/v1/lines/{line_id}/auto-renew": OWNER,
+    "PUT /api/v1/lines/{line_id}/auto-renew": OWNER,
     "POST /api/v1/devices/bind": SIGNED_IN,
     "DELETE /api/v1/devices/{line_id}": OWNER,
     # API: orders, payments, receipts
@@ -207,6 +209,7 @@ def is_denied(path: str, r: httpx.Response) -> bool:
 BODIES: dict[str, dict[str, Any]] = {
     "POST /api/v1/orders/{order_id}/payments": {"method": "card"},
     "POST /api/v1/guest/orders/{token}/payments": {"method": "card"},
+    "PUT /api/v1/lines/{line_id}/auto-renew": {"enabled": False},
 }
 
 

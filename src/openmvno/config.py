@@ -120,6 +120,23 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = 0.5
     worker_batch: int = 50
 
+    # auto-renewal (RENEWALS): when renewals are attempted, how many lines a batch takes
+    renewal_attempt_hours: list[float] = Field(default_factory=lambda: [24.0, 12.0, 1.0])
+    """Hours before expiry at which a renewal is attempted (first attempt, then retries)."""
+    renewal_grace_retry_first_hours: float = 6.0
+    """In grace, the first retry this long after expiry; each later gap doubles ..."""
+    renewal_grace_retry_max_hours: float = 24.0
+    """... up to this many hours between two retries, until the line is suspended."""
+    renewal_parked_check_hours: float = 24.0
+    """A suspended line (or one whose funding cannot be tried) is looked at again this often
+    in case it was renewed another way; a wallet that covers the price is taken at once."""
+    renewal_batch: int = 500
+    """Lines one worker claims per round (wallet and card renewals together)."""
+    renewal_claim_seconds: int = 300
+    """How long a claimed line stays with its worker (a killed worker's lines wait this long)."""
+    renewal_pending_recheck_minutes: float = 10.0
+    """A card charge the provider has not answered yet is asked again after this long."""
+
     log_json: bool = True
 
     # orders, payments, provisioning, receipts

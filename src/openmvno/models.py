@@ -12,10 +12,12 @@ from openmvno.orders.models import Order
 from openmvno.payments.models import ExternalEvent, PaymentAttempt, PaymentRefund
 from openmvno.ratelimit.models import RateEvent
 from openmvno.receipts.models import Receipt, Sequence
+from openmvno.renewals.models import AutoRenewSetting
 
 __all__ = [
     "Account",
     "AuditEvent",
+    "AutoRenewSetting",
     "AuthToken",
     "BalanceEntry",
     "Base",

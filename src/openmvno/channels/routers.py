@@ -17,6 +17,9 @@ def all_routers(rt: Runtime) -> list[APIRouter]:
 
     routers: list[APIRouter] = [balance.router, lines.router, plans.router]
     routers += [orders.router, payments.router, receipts.router]
+    from openmvno.channels.api import autorenew
+
+    routers.append(autorenew.router)
     routers += [auth_pages.router, account_pages.router]
     from openmvno.channels.portal import checkout_pages, orders_pages, payment_pages, topup_pages
 
