@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     sms_adapter: Literal["outbox", "smpp", "http"] = "outbox"
     """``smpp`` and ``http`` are reserved for the SMS gateway adapters (not in this release)."""
     email_adapter: Literal["outbox", "smtp"] = "outbox"
-    smtp_host: str = "127.0.0.1"
+    smtp_host: str = ""
     smtp_port: int = 25
     smtp_sender: str = "no-reply@openmvno.example"
     payment_provider: Literal["sandbox", "stripe"] = "sandbox"
@@ -139,6 +139,30 @@ class Settings(BaseSettings):
 
     log_json: bool = True
 
+    # time zone (shared: NOTICES added it first; LIFECYCLE's formatting helpers use it too)
+    timezone: str = "Asia/Shanghai"
+    """The operator's IANA time zone: every date a person sees (portal, messages, receipts)
+    and quiet hours are in it."""
+
+    # notices (NOTICES): quiet hours, expiry reminders, SMTP login and STARTTLS
+    quiet_hours_start: str = "22:00"
+    """Local time (``timezone``, HH:MM) from which non-urgent notices wait ..."""
+    quiet_hours_end: str = "08:00"
+    """... until this local time (equal to the start: no quiet hours)."""
+    expiry_reminder_days: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [7, 3, 1]
+    )
+    """Days before a line's expiry on which its reminder is sent (comma separated)."""
+    smtp_user: str = ""
+    """SMTP login (AUTH); empty: no login."""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_starttls: bool = False
+    """Upgrade the SMTP connection with STARTTLS before login (the server's certificate is
+    checked against the system's CAs, or ``smtp_ca_file``)."""
+    smtp_ca_file: str = ""
+    """A CA bundle for the SMTP server's certificate (a private CA); empty: the system's."""
+    smtp_timeout_seconds: float = 10.0
+
     # orders, payments, provisioning, receipts
     provisioning_adapter: Literal["sandbox"] = "sandbox"
     provisioning_sandbox_fail: bool = False
@@ -158,6 +182,8 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'openmvno.db'}"
         if self.environment == "development" and not self.sandbox_webhook_secret.get_secret_value():
             self.sandbox_webhook_secret = SecretStr(SANDBOX_TEST_WEBHOOK_SECRET)
+        if self.environment == "development" and not self.smtp_host:
+            self.smtp_host = "127.0.0.1"
         return self
 
     @field_validator("trusted_proxies", mode="before")
@@ -167,6 +193,15 @@ class Settings(BaseSettings):
             if value.lstrip().startswith("["):
                 return json.loads(value)
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("expiry_reminder_days", mode="before")
+    @classmethod
+    def _split_days(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [int(item) for item in value.split(",") if item.strip()]
         return value
 
     @property
@@ -186,6 +221,8 @@ class Settings(BaseSettings):
             found.append("OPENMVNO_PAYMENT_PROVIDER=stripe needs OPENMVNO_STRIPE_API_KEY")
         if self.payment_provider == "stripe" and not self.stripe_webhook_secret.get_secret_value():
             found.append("OPENMVNO_PAYMENT_PROVIDER=stripe needs OPENMVNO_STRIPE_WEBHOOK_SECRET")
+        if self.email_adapter == "smtp" and not self.smtp_host:
+            found.append("OPENMVNO_EMAIL_ADAPTER=smtp needs OPENMVNO_SMTP_HOST (the SMTP server)")
         for proxy in self.trusted_proxies:
             try:
                 ipaddress.ip_network(proxy, strict=False)

@@ -7,7 +7,12 @@ from openmvno.catalog.models import Plan
 from openmvno.db import Base
 from openmvno.ledger.models import BalanceEntry, Bucket
 from openmvno.lines.models import BindAttempt, Line, LineEvent
-from openmvno.notifications.models import OutboxMessage
+from openmvno.notifications.models import (
+    Notice,
+    NoticeTemplate,
+    NotificationPreference,
+    OutboxMessage,
+)
 from openmvno.orders.models import Order
 from openmvno.payments.models import ExternalEvent, PaymentAttempt, PaymentRefund
 from openmvno.ratelimit.models import RateEvent
@@ -26,6 +31,9 @@ __all__ = [
     "ExternalEvent",
     "Line",
     "LineEvent",
+    "Notice",
+    "NoticeTemplate",
+    "NotificationPreference",
     "OneTimeCode",
     "Order",
     "OutboxMessage",
