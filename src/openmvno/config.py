@@ -176,6 +176,47 @@ class Settings(BaseSettings):
     receipt_font_path: str = ""
     """A CJK TrueType/OpenType font (or collection) for PDF receipts; empty: find Noto CJK."""
 
+    # SMS over SMPP (`openmvno smpp`), SMS commands and USSD (SMS; docs/sms-ussd.md)
+    smpp_host: str = "127.0.0.1"
+    """The operator's SMSC (``sms_adapter=smpp``): one transceiver bind per ``openmvno smpp``."""
+    smpp_port: int = 2775
+    smpp_system_id: str = ""
+    """The ESME account the SMSC gave us (required with ``sms_adapter=smpp``)."""
+    smpp_password: SecretStr = SecretStr("")
+    smpp_system_type: str = ""
+    smpp_source_addr: str = ""
+    """The sender of every SMS we submit; empty: ``short_code``."""
+    smpp_window: int = 10
+    """Submits awaiting their response at once on one bind (the SMSC's window)."""
+    smpp_max_per_second: float = 50.0
+    """Submits per second per bind at most (the throughput the SMSC contract allows)."""
+    smpp_enquire_link_seconds: float = 30.0
+    """An ``enquire_link`` after this long without traffic; no answer drops the bind."""
+    smpp_response_timeout_seconds: float = 10.0
+    smpp_reconnect_min_seconds: float = 1.0
+    """Reconnect backoff: the first wait after a lost or refused bind, doubling ..."""
+    smpp_reconnect_max_seconds: float = 60.0
+    """... up to this."""
+    smpp_throttle_pause_seconds: float = 1.0
+    """After a throttled submit (``ESME_RTHROTTLED``/queue full) the bind sends nothing
+    for this long; the part is sent again (it was not accepted)."""
+    smpp_in_doubt_seconds: float = 600.0
+    """A submit whose response never came (the link dropped) may have been accepted: it is
+    sent again only if no delivery receipt names it within this long."""
+    sms_commands_per_hour: int = 30
+    """Inbound SMS commands one sender may send per hour (then one polite refusal)."""
+    sms_confirm_minutes: int = 5
+    """How long a ``BUY`` waits for its ``YES``."""
+    sms_inbound_secret: SecretStr = SecretStr("")
+    """Shared secret of HTTP SMS gateways posting MO messages to ``/sms/inbound``
+    (HMAC-SHA256 of ``"{timestamp}.{body}"``); empty: the route refuses everything."""
+    sms_inbound_window_seconds: int = 300
+    """A signed inbound message older (or newer) than this is refused (replay window)."""
+    ussd_allowed_addresses: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Addresses or networks (CIDR) of the USSD aggregator, comma separated ..."""
+    ussd_secret: SecretStr = SecretStr("")
+    """... or a shared secret it sends as ``X-USSD-Secret`` (either lets a callback in)."""
+
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
         if not self.database_url:
@@ -186,7 +227,7 @@ class Settings(BaseSettings):
             self.smtp_host = "127.0.0.1"
         return self
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "ussd_allowed_addresses", mode="before")
     @classmethod
     def _split_proxies(cls, value: object) -> object:
         if isinstance(value, str):

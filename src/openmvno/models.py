@@ -2,6 +2,7 @@
 
 from openmvno.accounts.models import Account, AuthToken, OneTimeCode
 from openmvno.adapters.payments.sandbox_models import SandboxPayment, SandboxRefund
+from openmvno.adapters.sms.smpp_models import SmsPart
 from openmvno.audit.models import AuditEvent
 from openmvno.catalog.models import Plan
 from openmvno.db import Base
@@ -17,6 +18,7 @@ from openmvno.orders.models import Order
 from openmvno.payments.models import ExternalEvent, PaymentAttempt, PaymentRefund
 from openmvno.ratelimit.models import RateEvent
 from openmvno.receipts.models import Receipt, Sequence
+from openmvno.selfcare.models import InboundMessage, SmsConfirmation
 from openmvno.renewals.models import AutoRenewSetting
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "BindAttempt",
     "Bucket",
     "ExternalEvent",
+    "InboundMessage",
     "Line",
     "LineEvent",
     "Notice",
@@ -45,4 +48,6 @@ __all__ = [
     "SandboxPayment",
     "SandboxRefund",
     "Sequence",
+    "SmsConfirmation",
+    "SmsPart",
 ]
