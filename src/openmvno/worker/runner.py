@@ -77,6 +77,9 @@ def _build_handlers(rt: Runtime) -> dict[OutboxKind, Handler]:
 def jobs(rt: Runtime) -> list[Job]:
     """Work polled every round beside the outbox; each returns how much it did."""
     found: list[Job] = [settle_stuck_payments, ratelimit.prune_job]
+    from openmvno.renewals import scheduler as renewals
+
+    found.append(renewals.run_due)
     if rt.settings.payment_provider == "sandbox":
         from openmvno.adapters.payments.sandbox import deliver_due_webhooks
 

@@ -1,0 +1,460 @@
+"""The auto-renewal schedule: one worker job (contract 2) that takes the lines whose
+renewal attempt is due, pays for them and renews them, set-based.
+
+A round (:func:`run_due`), for at most ``renewal_batch`` lines:
+
+1. **Claim** (one short unit of work): one ``UPDATE … WHERE id IN (SELECT … FOR UPDATE
+   SKIP LOCKED) RETURNING`` takes the due settings (``next_attempt_at <= now``), and a
+   second one the suspended lines waiting for a top-up whose wallet now covers the
+   price; one SELECT reads their lines and plans.
+2. **Decide** in Python: a line renewed another way since (its expiry moved) starts its
+   schedule again; a closed, unbound or plan-less line stops; the rest are due.
+3. **Charge cards** (no transaction open): card-funded lines go to
+   ``payments.cards.charge_cards`` in one call (the provider is asked concurrently, in
+   batches). The charge's idempotency key is ``renewal:{line}:{period}:{attempt}``: a
+   re-run of the same attempt (a crash, a lease that ran out) asks again with the same
+   key and gets the first answer, never a second charge; a new key is only used after a
+   definite decline, and a period once renewed is never renewed again (below).
+4. **Renew** (one unit of work): the wallet-funded lines, the declined cards that may
+   fall back to the wallet and the captured cards go to ``renew_batch`` together;
+   exactly one renewal per line and period comes from its UNIQUE(line, period)
+   (``renewal_runs``) — a replay is a ``duplicate``, nothing more. Then every claimed
+   setting is written back in one statement (the next period's first attempt, or the
+   next retry) and the ``renewal_failed`` notices are queued in one call (key per line,
+   period and stage, so each is sent once per stage).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import Table, and_, bindparam, exists, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openmvno import clock
+from openmvno.catalog.models import Plan
+from openmvno.db import unit_of_work
+from openmvno.ledger.models import Bucket, BucketKind
+from openmvno.lines.models import Line, LineState
+from openmvno.renewals import schedule
+from openmvno.renewals.models import AutoRenewSetting, Funding
+from openmvno.runtime import Runtime
+
+log = logging.getLogger("openmvno.renewals")
+
+S = AutoRenewSetting
+Status = Literal["succeeded", "declined", "pending"]
+
+
+@dataclass
+class Claimed:
+    """One claimed setting with what the decision needs of its line and plan."""
+
+    id: uuid.UUID
+    line_id: uuid.UUID
+    account_id: uuid.UUID
+    funding: Funding
+    card_id: uuid.UUID | None
+    wallet_fallback: bool
+    period_key: str | None
+    attempts: int
+    waiting_for_wallet: bool
+    line_account_id: uuid.UUID | None
+    line_auto_renew: bool
+    line_state: LineState
+    expires_at: datetime | None
+    plan_id: uuid.UUID | None
+    price_minor: int | None
+    currency: str | None
+    # what this round decided
+    changes: dict[str, Any] = field(default_factory=dict)
+    fund: Literal["wallet", "card"] | None = None
+    payment_attempt_id: uuid.UUID | None = None
+    card_declined: str | None = None
+    failure: str | None = None
+
+
+@dataclass(frozen=True)
+class CardCharge:
+    """One renewal to charge to a saved card (what ``charge_cards`` is asked)."""
+
+    account_id: uuid.UUID
+    card_id: uuid.UUID
+    line_id: uuid.UUID
+    amount_minor: int
+    currency: str
+    idempotency_key: str
+    description: str
+
+
+@dataclass(frozen=True)
+class CardAnswer:
+    status: Status
+    payment_attempt_id: uuid.UUID | None = None
+    decline_code: str | None = None
+
+
+# ---------------------------------------------------------------- collaborators
+
+
+def _batch_module() -> Any:
+    """``renewals.batch`` (contract 7, LEDGER)."""
+    return importlib.import_module("openmvno.renewals.batch")
+
+
+async def charge_cards(rt: Runtime, charges: Sequence[CardCharge]) -> list[CardAnswer]:
+    """Charge saved cards through ``payments.cards.charge_cards`` (contract 4): no
+    transaction open, the provider asked concurrently; one answer per charge, in order."""
+    hook = rt.extras.get("renewals_charge_cards")
+    if hook is not None:
+        answers: list[CardAnswer] = await hook(rt, charges)
+        return answers
+    cards = importlib.import_module("openmvno.payments.cards")
+    results = await cards.charge_cards(rt, list(charges))
+    return [
+        CardAnswer(
+            status=r.status, payment_attempt_id=getattr(r, "payment_attempt_id", None),
+            decline_code=getattr(r, "decline_code", None),
+        )
+        for r in results
+    ]
+
+
+async def _notify_failed(session: AsyncSession, items: list[dict[str, Any]]) -> None:
+    if not items:
+        return
+    notices = importlib.import_module("openmvno.notifications.notices")
+    request = notices.NoticeRequest
+    await notices.notify_many(session, [request(**item) for item in items])
+
+
+# ---------------------------------------------------------------- claim
+
+
+def _lease(rt: Runtime) -> timedelta:
+    return timedelta(seconds=rt.settings.renewal_claim_seconds)
+
+
+def _free(now: datetime) -> Any:
+    return or_(S.claimed_until.is_(None), S.claimed_until < now)
+
+
+def _claim_statement(where: Any, limit: int, now: datetime, lease: timedelta) -> Any:
+    inner = (
+        select(S.id)
+        .where(where, _free(now))
+        .order_by(S.next_attempt_at, S.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        update(S)
+        .where(S.id.in_(inner.scalar_subquery()))
+        .values(claimed_until=now + lease)
+        .returning(S.id)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _wallet_covers() -> Any:
+    """The setting's wallet holds the price of its line's plan (a top-up arrived)."""
+    return exists().where(
+        Line.id == S.line_id,
+        Plan.id == Line.plan_id,
+        Bucket.account_id == S.account_id,
+        Bucket.kind == BucketKind.money,
+        Bucket.currency == Plan.currency,
+        Bucket.remaining - Bucket.reserved >= Plan.price_minor,
+    )
+
+
+async def claim(rt: Runtime, limit: int) -> list[Claimed]:
+    """Take up to ``limit`` due settings for this worker (see the module docstring)."""
+    now = clock.now()
+    lease = _lease(rt)
+    async with unit_of_work(rt.sessions) as session:
+        due = and_(S.enabled.is_(True), S.next_attempt_at <= now)
+        ids = list((await session.scalars(_claim_statement(due, limit, now, lease))).all())
+        if len(ids) < limit:
+            waiting = and_(S.enabled.is_(True), S.waiting_for_wallet.is_(True), _wallet_covers())
+            more = _claim_statement(waiting, limit - len(ids), now, lease)
+            ids += list((await session.scalars(more)).all())
+        if not ids:
+            return []
+        rows = await session.execute(
+            select(
+                S.id, S.line_id, S.account_id, S.funding, S.card_id, S.wallet_fallback,
+                S.period_key, S.attempts, S.waiting_for_wallet, Line.account_id,
+                Line.auto_renew, Line.state, Line.expires_at, Line.plan_id, Plan.price_minor,
+                Plan.currency,
+            )
+            .join(Line, Line.id == S.line_id)
+            .outerjoin(Plan, Plan.id == Line.plan_id)
+            .where(S.id.in_(ids))
+            .order_by(S.line_id)
+        )
+        return [
+            Claimed(
+                id=r[0], line_id=r[1], account_id=r[2], funding=Funding(r[3]), card_id=r[4],
+                wallet_fallback=r[5], period_key=r[6], attempts=r[7], waiting_for_wallet=r[8],
+                line_account_id=r[9], line_auto_renew=r[10], line_state=LineState(r[11]),
+                expires_at=r[12], plan_id=r[13], price_minor=r[14], currency=r[15],
+            )
+            for r in rows.all()
+        ]
+
+
+# ---------------------------------------------------------------- decide
+
+
+def _decide(rt: Runtime, c: Claimed, now: datetime) -> None:
+    """What to do with one claimed line: ``c.fund`` set means "attempt it now";
+    otherwise ``c.changes`` says how its setting is written back."""
+    settings = rt.settings
+    if (
+        c.line_account_id != c.account_id
+        or not c.line_auto_renew
+        or c.line_state in (LineState.terminated, LineState.inventory)
+    ):
+        c.changes = {"enabled": False, "next_attempt_at": None, "waiting_for_wallet": False}
+        return
+    if c.plan_id is None or c.price_minor is None or c.expires_at is None:
+        c.changes = {"next_attempt_at": schedule.parked_until(settings, now)}
+        return
+    period = schedule.period_key(c.expires_at)
+    if c.period_key != period:  # renewed another way (or first time): a new period
+        c.period_key = period
+        c.attempts = 0
+        c.changes = {"period_key": period, "attempts": 0, "last_failure": "",
+                     "waiting_for_wallet": False}
+        if c.line_state is LineState.active:
+            at, number = schedule.first_attempt(settings, c.expires_at, now)
+            c.attempts = number
+            c.changes["attempts"] = number
+            if at > now:
+                c.changes["next_attempt_at"] = at
+                return
+    wallet_ok = c.funding is Funding.wallet or c.wallet_fallback
+    if c.line_state is LineState.suspended:
+        # Attempts stop at suspension; the wallet is taken as soon as it covers the price.
+        if not wallet_ok:
+            c.changes.update(next_attempt_at=schedule.parked_until(settings, now),
+                             waiting_for_wallet=False)
+            return
+        c.fund = "wallet"
+        return
+    c.fund = c.funding.value
+
+
+def charge_key(c: Claimed) -> str:
+    """The card charge's idempotency key: line, period and attempt (see the docstring)."""
+    return f"renewal:{c.line_id}:{c.period_key}:{c.attempts}"
+
+
+async def _charge(rt: Runtime, batch: list[Claimed]) -> list[Claimed]:
+    """Charge the card-funded lines; returns those still waiting for the provider."""
+    wanted = [c for c in batch if c.fund == "card"]
+    charges: list[CardCharge] = []
+    asked: list[Claimed] = []
+    for c in wanted:
+        if c.card_id is None:
+            c.card_declined = "card_unusable"
+            continue
+        assert c.price_minor is not None
+        assert c.currency is not None
+        charges.append(CardCharge(
+            account_id=c.account_id, card_id=c.card_id, line_id=c.line_id,
+            amount_minor=c.price_minor, currency=c.currency, idempotency_key=charge_key(c),
+            description=f"auto-renewal {c.period_key}",
+        ))
+        asked.append(c)
+    answers = await charge_cards(rt, charges) if charges else []
+    pending: list[Claimed] = []
+    for c, answer in zip(asked, answers, strict=True):
+        if answer.status == "succeeded":
+            c.payment_attempt_id = answer.payment_attempt_id
+        elif answer.status == "pending":
+            c.fund = None
+            pending.append(c)
+        else:
+            c.card_declined = answer.decline_code or "card_declined"
+    for c in wanted:
+        if c.card_declined is not None:
+            if c.wallet_fallback:
+                c.fund = "wallet"  # same batch, from the wallet
+            else:
+                c.fund = None
+                c.failure = c.card_declined
+    return pending
+
+
+# ---------------------------------------------------------------- renew and write back
+
+
+def _failed(rt: Runtime, c: Claimed, reason: str, now: datetime) -> dict[str, Any] | None:
+    """Schedule the next attempt after a failed one; the notice to queue (or None)."""
+    settings = rt.settings
+    assert c.expires_at is not None
+    stage = schedule.stage(settings, c.attempts)
+    made = c.attempts + 1
+    changes: dict[str, Any] = {"attempts": made, "last_failure": reason[:40],
+                               "last_attempt_at": now}
+    if c.line_state is LineState.suspended:
+        changes.update(next_attempt_at=schedule.parked_until(settings, now),
+                       waiting_for_wallet=True)
+    else:
+        changes["next_attempt_at"] = schedule.next_after_failure(
+            settings, c.expires_at, made, now
+        )
+    c.changes.update(changes)
+    if c.line_state is LineState.suspended and c.waiting_for_wallet:
+        return None  # told already when its attempts ran out
+    return {
+        "account_id": c.account_id,
+        "event": "renewal_failed",
+        "key": f"renewal_failed:{c.line_id}:{c.period_key}:{stage}",
+        "line_id": c.line_id,
+        "params": {
+            "reason": reason,
+            "amount_minor": c.price_minor,
+            "currency": c.currency,
+            "expires_at": c.expires_at,
+            "next_attempt_at": changes["next_attempt_at"],
+        },
+    }
+
+
+async def _renew(session: AsyncSession, rt: Runtime, due: list[Claimed]) -> dict[uuid.UUID, str]:
+    """``renew_batch`` for the lines to renew now; the outcome per line."""
+    if not due:
+        return {}
+    batch = _batch_module()
+    requests = [
+        batch.DueRenewal(
+            line_id=c.line_id, account_id=c.account_id, plan_id=c.plan_id,
+            period_key=c.period_key, funding=c.fund,
+            payment_attempt_id=c.payment_attempt_id if c.fund == "card" else None,
+        )
+        for c in due
+    ]
+    outcomes = await batch.renew_batch(session, requests)
+    return {
+        c.line_id: str(getattr(o, "status", o)) for c, o in zip(due, outcomes, strict=True)
+    }
+
+
+_WRITE_BACK = (
+    "enabled", "period_key", "next_attempt_at", "attempts", "last_attempt_at", "last_failure",
+    "waiting_for_wallet",
+)
+
+
+async def _write_back(session: AsyncSession, batch: list[Claimed]) -> None:
+    """Every claimed setting written back and released, in one executemany statement."""
+    rows = []
+    for c in batch:
+        row = {"b_id": c.id, "claimed_until": None}
+        for name in _WRITE_BACK:
+            row[name] = c.changes.get(name, _KEEP)
+        rows.append(row)
+    # One statement per distinct set of changed columns (a handful per batch).
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        names = tuple(n for n in _WRITE_BACK if row[n] is not _KEEP)
+        groups.setdefault(names, []).append(
+            {"b_id": row["b_id"], **{n: row[n] for n in names}}
+        )
+    table = AutoRenewSetting.__table__
+    assert isinstance(table, Table)
+    for names, group in groups.items():
+        values: dict[str, Any] = {"claimed_until": None}
+        values.update({n: bindparam(f"v_{n}", type_=table.c[n].type) for n in names})
+        await session.execute(
+            update(table).where(table.c.id == bindparam("b_id", type_=table.c.id.type))
+            .values(values),
+            [{"b_id": g["b_id"], **{f"v_{n}": g[n] for n in names}} for g in group],
+        )
+
+
+_KEEP = object()
+
+
+async def _reschedule_renewed(
+    session: AsyncSession, rt: Runtime, renewed: list[Claimed], now: datetime
+) -> None:
+    """The renewed lines' next period: its first attempt, from the new expiry."""
+    if not renewed:
+        return
+    rows = await session.execute(
+        select(Line.id, Line.expires_at).where(Line.id.in_([c.line_id for c in renewed]))
+    )
+    expiry: dict[uuid.UUID, datetime | None] = {r[0]: r[1] for r in rows.all()}
+    for c in renewed:
+        new = expiry.get(c.line_id)
+        c.changes = {"attempts": 0, "last_failure": "", "last_attempt_at": now,
+                     "waiting_for_wallet": False}
+        if new is None:
+            c.changes["next_attempt_at"] = schedule.parked_until(rt.settings, now)
+            continue
+        at, number = schedule.first_attempt(rt.settings, new, now)
+        c.changes.update(period_key=schedule.period_key(new), attempts=number,
+                         next_attempt_at=max(at, now))
+
+
+async def run_due(rt: Runtime) -> int:
+    """One batch of due auto-renewals (a worker job); how many lines it handled."""
+    try:
+        _batch_module()
+    except ImportError:  # pragma: no cover - until the renewal batch (contract 7) lands
+        return 0
+    batch = await claim(rt, rt.settings.renewal_batch)
+    if not batch:
+        return 0
+    now = clock.now()
+    for c in batch:
+        _decide(rt, c, now)
+    pending = await _charge(rt, batch)
+    for c in pending:
+        c.changes.update(next_attempt_at=now + timedelta(
+            minutes=rt.settings.renewal_pending_recheck_minutes))
+    due = [c for c in batch if c.fund is not None]
+    async with unit_of_work(rt.sessions) as session:
+        outcomes = await _renew(session, rt, due)
+        renewed = [c for c in due if outcomes.get(c.line_id) in ("renewed", "duplicate")]
+        await _reschedule_renewed(session, rt, renewed, now)
+        notices = []
+        for c in due:
+            status = outcomes.get(c.line_id)
+            if status in ("renewed", "duplicate"):
+                continue
+            if c.fund == "card":
+                # Captured but not renewed: never a new charge key for this period; the
+                # same attempt runs again later (the provider answers with this capture).
+                log.error("card captured but not renewed",
+                          extra={"line_id": str(c.line_id), "status": status})
+                c.changes.update(next_attempt_at=schedule.parked_until(rt.settings, now),
+                                 last_failure=str(status)[:40])
+                continue
+            reason = "insufficient_funds" if status == "insufficient" else str(status)
+            if c.card_declined is not None and status == "insufficient":
+                reason = "card_declined_wallet_short"
+            c.failure = reason
+        for c in batch:
+            if c.failure is not None:
+                notice = _failed(rt, c, c.failure, now)
+                if notice is not None:
+                    notices.append(notice)
+        await _write_back(session, batch)
+        await _notify_failed(session, notices)
+    log.info("renewals round", extra={"claimed": len(batch), "renewed": len(renewed),
+                                       "failed": len(notices)})
+    return len(batch)
+
+
+__all__ = ["CardAnswer", "CardCharge", "charge_cards", "charge_key", "claim", "run_due"]

@@ -1,0 +1,144 @@
+"""TEMPORARY stand-ins until LEDGER's renew_batch (contract 7), CARDS's charge_cards
+(contract 4) and NOTICES's notify_many (contract 3) land: per-row, only what the
+scheduler's tests need. Delete once they are committed."""
+
+from __future__ import annotations
+
+import sys
+import types
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openmvno import clock
+from openmvno.catalog.models import Plan
+from openmvno.errors import DomainError
+from openmvno.ledger import service as ledger
+from openmvno.ledger.models import EntryReason
+from openmvno.lines import states
+from openmvno.lines.models import Line, LineState
+from openmvno.renewals import schedule
+from openmvno.renewals.scheduler import CardAnswer, CardCharge
+from openmvno.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class DueRenewal:
+    line_id: uuid.UUID
+    account_id: uuid.UUID
+    plan_id: uuid.UUID
+    period_key: str
+    funding: str
+    payment_attempt_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class RenewalOutcome:
+    line_id: uuid.UUID
+    status: str
+    expires_at: datetime | None = None
+
+
+RUNS: set[tuple[uuid.UUID, str]] = set()
+NOTICES: list[Any] = []
+
+
+async def renew_batch(session: AsyncSession, due: Sequence[DueRenewal]) -> list[RenewalOutcome]:
+    out = []
+    for d in due:
+        if (d.line_id, d.period_key) in RUNS:
+            out.append(RenewalOutcome(d.line_id, "duplicate"))
+            continue
+        line = await session.get(Line, d.line_id, with_for_update=True, populate_existing=True)
+        plan = await session.get(Plan, d.plan_id)
+        assert line is not None and plan is not None and line.expires_at is not None
+        if schedule.period_key(line.expires_at) != d.period_key:
+            out.append(RenewalOutcome(d.line_id, "duplicate"))
+            continue
+        if d.funding == "wallet":
+            try:
+                async with session.begin_nested():
+                    await ledger.debit_wallet(
+                        session, account_id=d.account_id, currency=plan.currency,
+                        amount_minor=plan.price_minor, reason=EntryReason.payment,
+                        key=f"renewal:{d.line_id}:{d.period_key}",
+                    )
+            except DomainError:
+                out.append(RenewalOutcome(d.line_id, "insufficient"))
+                continue
+        now = clock.now()
+        start = line.expires_at if line.expires_at > now else now
+        until = start + timedelta(days=plan.validity_days)
+        await ledger.grant_plan(
+            session, account_id=d.account_id, line_id=line.id, plan=plan, order_id=None,
+            valid_from=start, valid_until=until, key=f"renewal:{d.line_id}:{d.period_key}:grant",
+        )
+        line.expires_at = until
+        if line.state != LineState.active:
+            await states.transition(session, line, LineState.active, "renewed")
+        RUNS.add((d.line_id, d.period_key))
+        out.append(RenewalOutcome(d.line_id, "renewed", until))
+    await session.flush()
+    return out
+
+
+@dataclass(frozen=True)
+class NoticeRequest:
+    account_id: uuid.UUID
+    event: str
+    key: str
+    params: dict[str, Any]
+    line_id: uuid.UUID | None = None
+    urgent: bool = False
+
+
+async def notify_many(session: AsyncSession, items: Sequence[NoticeRequest]) -> int:
+    keys = {n.key for n in NOTICES}
+    fresh = [i for i in items if i.key not in keys]
+    NOTICES.extend(fresh)
+    return len(fresh)
+
+
+class Cards:
+    """Saved cards by id: "ok" captures, "decline" declines, "pending" has no answer yet."""
+
+    def __init__(self) -> None:
+        self.behaviour: dict[uuid.UUID, str] = {}
+        self.charged: dict[str, CardAnswer] = {}
+        self.calls: list[CardCharge] = []
+
+    async def __call__(self, rt: Runtime, charges: Sequence[CardCharge]) -> list[CardAnswer]:
+        out = []
+        for c in charges:
+            self.calls.append(c)
+            if c.idempotency_key not in self.charged or self.charged[c.idempotency_key].status == "pending":
+                kind = self.behaviour.get(c.card_id, "ok")
+                answer = (CardAnswer("succeeded", uuid.uuid4()) if kind == "ok"
+                          else CardAnswer("pending") if kind == "pending"
+                          else CardAnswer("declined", decline_code="insufficient_funds"))
+                self.charged[c.idempotency_key] = answer
+            out.append(self.charged[c.idempotency_key])
+        return out
+
+    def captures(self) -> list[str]:
+        return [k for k, a in self.charged.items() if a.status == "succeeded"]
+
+
+def install(monkeypatch: Any, rt: Runtime) -> Cards:
+    RUNS.clear()
+    NOTICES.clear()
+    batch = types.ModuleType("openmvno.renewals.batch")
+    batch.DueRenewal = DueRenewal  # type: ignore[attr-defined]
+    batch.renew_batch = renew_batch  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "openmvno.renewals.batch", batch)
+    notices = types.ModuleType("openmvno.notifications.notices")
+    notices.NoticeRequest = NoticeRequest  # type: ignore[attr-defined]
+    notices.notify_many = notify_many  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "openmvno.notifications.notices", notices)
+    cards = Cards()
+    rt.extras["renewals_charge_cards"] = cards
+    return cards

@@ -1,0 +1,266 @@
+"""The auto-renewal schedule: who is due when, wallet and card funding, fallback,
+retries, and never a second renewal or charge for one period."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from openmvno.catalog.models import Plan
+from openmvno.db import unit_of_work
+from openmvno.ledger import service as ledger
+from openmvno.lines.models import Line, LineState
+from openmvno.renewals import scheduler
+from openmvno.renewals.models import AutoRenewSetting, Funding
+from openmvno.runtime import Runtime
+from tests.conftest import FrozenClock
+from tests.orders.helpers import fund_wallet, give_line, seed_plans, subscriber, wallet_minor
+from tests.renewals import standin
+
+
+@pytest.fixture
+def cards(monkeypatch: pytest.MonkeyPatch, rt: Runtime) -> standin.Cards:
+    return standin.install(monkeypatch, rt)
+
+
+async def _auto_line(
+    rt: Runtime, account_id: uuid.UUID, frozen: FrozenClock, *, days: int = 30,
+    funding: Funding = Funding.wallet, card: uuid.UUID | None = None, fallback: bool = True,
+) -> uuid.UUID:
+    from openmvno.renewals import service
+
+    line = await give_line(rt, account_id, expires_at=frozen.now + timedelta(days=days))
+    async with unit_of_work(rt.sessions) as s:
+        plan = await s.scalar(select(Plan).where(Plan.code == "M30"))
+        found = await s.get(Line, line.id)
+        assert plan is not None and found is not None
+        found.plan_id = plan.id
+        await s.flush()
+        await service.set_auto_renew(s, account_id=account_id, line_id=line.id, enabled=True,
+                                     settings=rt.settings)
+        setting = await s.scalar(select(AutoRenewSetting).where(AutoRenewSetting.line_id == line.id))
+        assert setting is not None
+        setting.funding = funding
+        setting.card_id = card
+        setting.wallet_fallback = fallback
+    return line.id
+
+
+async def _state(rt: Runtime, line_id: uuid.UUID) -> tuple[Line, AutoRenewSetting]:
+    async with unit_of_work(rt.sessions) as s:
+        line = await s.get(Line, line_id)
+        setting = await s.scalar(select(AutoRenewSetting).where(AutoRenewSetting.line_id == line_id))
+        assert line is not None and setting is not None
+        return line, setting
+
+
+async def _lapse(rt: Runtime, line_id: uuid.UUID, to: LineState) -> None:
+    """What the lifecycle job does at expiry / end of grace."""
+    from openmvno.lines import states
+
+    async with unit_of_work(rt.sessions) as s:
+        line = await s.get(Line, line_id)
+        assert line is not None
+        if to is LineState.suspended and line.state == LineState.active:
+            await states.transition(s, line, LineState.grace, "expired")
+        await states.transition(s, line, to, "lapsed")
+
+
+async def test_wallet_renewal_at_t_minus_24h(
+    client: Any, rt: Runtime, frozen: FrozenClock, cards: standin.Cards
+) -> None:
+    await seed_plans(rt)
+    _, me = await subscriber(client)
+    await fund_wallet(rt, me, 12000)
+    line_id = await _auto_line(rt, me, frozen)
+    expiry = frozen.now + timedelta(days=30)
+
+    frozen.advance(days=29, hours=-1)  # T-25h: not yet
+    assert await scheduler.run_due(rt) == 0
+    frozen.advance(hours=1)  # T-24h
+    assert await scheduler.run_due(rt) == 1
+    assert await scheduler.run_due(rt) == 0  # nothing twice
+    line, setting = await _state(rt, line_id)
+    assert line.expires_at == expiry + timedelta(days=30)
+    assert await wallet_minor(rt, me) == 7000
+    assert setting.next_attempt_at == expiry + timedelta(days=30) - timedelta(hours=24)
+    assert setting.attempts == 0 and setting.claimed_until is None
+    assert standin.NOTICES == []
+
+    frozen.advance(days=30)  # the next period, again at T-24h
+    assert await scheduler.run_due(rt) == 1
+    assert await wallet_minor(rt, me) == 2000
+    line, _ = await _state(rt, line_id)
+    assert line.expires_at == expiry + timedelta(days=60)
+    async with unit_of_work(rt.sessions) as s:
+        assert await ledger.check(s) == []
+
+
+async def test_short_wallet_retries_then_grace_with_one_notice_per_stage(
+    client: Any, rt: Runtime, frozen: FrozenClock, cards: standin.Cards
+) -> None:
+    await seed_plans(rt)
+    _, me = await subscriber(client)
+    line_id = await _auto_line(rt, me, frozen)
+    expiry = frozen.now + timedelta(days=30)
+    frozen.now = expiry - timedelta(hours=24)
+    assert await scheduler.run_due(rt) == 1
+    _, setting = await _state(rt, line_id)
+    assert setting.next_attempt_at == expiry - timedelta(hours=12)
+    assert setting.last_failure == "insufficient_funds" and setting.attempts == 1
+    frozen.now = expiry - timedelta(hours=12)
+    assert await scheduler.run_due(rt) == 1
+    frozen.now = expiry - timedelta(hours=1)
+    assert await scheduler.run_due(rt) == 1
+    _, setting = await _state(rt, line_id)
+    assert setting.next_attempt_at == expiry + timedelta(hours=6)
+    assert [n.key.rsplit(":", 1)[1] for n in standin.NOTICES] == ["before"]
+    await _lapse(rt, line_id, LineState.grace)
+    frozen.now = expiry + timedelta(hours=6)
+    assert await scheduler.run_due(rt) == 1
+    _, setting = await _state(rt, line_id)
+    assert setting.next_attempt_at == expiry + timedelta(hours=18)  # backoff doubles
+    assert [n.key.rsplit(":", 1)[1] for n in standin.NOTICES] == ["before", "grace"]
+    assert {n.event for n in standin.NOTICES} == {"renewal_failed"}
+    assert standin.NOTICES[0].params["reason"] == "insufficient_funds"
+
+    # Suspended: attempts stop; a top-up is taken at once.
+    await _lapse(rt, line_id, LineState.suspended)
+    frozen.now = expiry + timedelta(hours=18)
+    assert await scheduler.run_due(rt) == 1
+    _, setting = await _state(rt, line_id)
+    assert setting.waiting_for_wallet is True
+    assert setting.next_attempt_at == frozen.now + timedelta(hours=24)
+    frozen.advance(minutes=5)
+    assert await scheduler.run_due(rt) == 0
+    await fund_wallet(rt, me, 5000)
+    assert await scheduler.run_due(rt) == 1
+    line, setting = await _state(rt, line_id)
+    assert line.state == LineState.active
+    assert line.expires_at == frozen.now + timedelta(days=30)
+    assert setting.waiting_for_wallet is False and setting.attempts == 0
+    assert await wallet_minor(rt, me) == 0
+    assert len(standin.NOTICES) == 2
+
+
+async def test_declined_card_falls_back_to_the_wallet(
+    client: Any, rt: Runtime, frozen: FrozenClock, cards: standin.Cards
+) -> None:
+    await seed_plans(rt)
+    _, me = await subscriber(client)
+    await fund_wallet(rt, me, 5000)
+    card, other = uuid.uuid4(), uuid.uuid4()
+    cards.behaviour[card] = "decline"
+    cards.behaviour[other] = "decline"
+    falls_back = await _auto_line(rt, me, frozen, funding=Funding.card, card=card)
+    no_fallback = await _auto_line(rt, me, frozen, funding=Funding.card, card=other,
+                                   fallback=False)
+    frozen.advance(days=29)
+    assert await scheduler.run_due(rt) == 2
+    line, setting = await _state(rt, falls_back)
+    assert line.expires_at == frozen.now + timedelta(days=31)
+    assert setting.attempts == 0 and setting.last_failure == ""
+    assert await wallet_minor(rt, me) == 0
+    line2, setting2 = await _state(rt, no_fallback)
+    assert setting2.last_failure == "insufficient_funds" and setting2.attempts == 1
+    assert len(cards.calls) == 2 and cards.captures() == []
+    assert [n.line_id for n in standin.NOTICES] == [no_fallback]
+    # The retry is a new attempt with a new key; it captures once.
+    cards.behaviour[other] = "ok"
+    frozen.advance(hours=12)
+    assert await scheduler.run_due(rt) == 1
+    assert len(cards.captures()) == 1
+    line2, setting2 = await _state(rt, no_fallback)
+    assert setting2.attempts == 0 and line2.expires_at is not None
+    assert line.expires_at is not None and line2.expires_at == line.expires_at
+
+
+async def test_pending_card_is_asked_again_with_the_same_key(
+    client: Any, rt: Runtime, frozen: FrozenClock, cards: standin.Cards
+) -> None:
+    await seed_plans(rt)
+    _, me = await subscriber(client)
+    card = uuid.uuid4()
+    cards.behaviour[card] = "pending"
+    line_id = await _auto_line(rt, me, frozen, funding=Funding.card, card=card)
+    frozen.advance(days=29)
+    assert await scheduler.run_due(rt) == 1
+    _, setting = await _state(rt, line_id)
+    assert setting.attempts == 0
+    assert setting.next_attempt_at == frozen.now + timedelta(minutes=10)
+    assert standin.NOTICES == []
+    cards.behaviour[card] = "ok"
+    frozen.advance(minutes=10)
+    assert await scheduler.run_due(rt) == 1
+    assert len({c.idempotency_key for c in cards.calls}) == 1 and len(cards.calls) == 2
+    assert len(cards.captures()) == 1
+
+
+async def test_a_crash_after_the_claim_charges_the_card_once(
+    client: Any, rt: Runtime, frozen: FrozenClock, cards: standin.Cards
+) -> None:
+    """A worker dies after the card was captured: the lease runs out, another worker takes
+    the line, asks with the same key, gets the same capture and renews once."""
+    await seed_plans(rt)
+    _, me = await subscriber(client)
+    card = uuid.uuid4()
+    line_id = await _auto_line(rt, me, frozen, funding=Funding.card, card=card)
+    frozen.advance(days=29)
+    claimed = await scheduler.claim(rt, 10)
+    for c in claimed:
+        scheduler._decide(rt, c, frozen.now)
+    await scheduler._charge(rt, claimed)  # ... and the worker is killed here
+    assert len(cards.captures()) == 1
+    assert await scheduler.run_due(rt) == 0  # still leased
+    frozen.advance(seconds=rt.settings.renewal_claim_seconds + 1)
+    assert await scheduler.run_due(rt) == 1
+    assert len(cards.captures()) == 1 and len(cards.calls) == 2
+    line, setting = await _state(rt, line_id)
+    assert line.expires_at is not None and setting.attempts == 0
+    assert len(standin.RUNS) == 1
+
+
+async def test_renewed_another_way_starts_a_new_schedule(
+    client: Any, rt: Runtime, frozen: FrozenClock, cards: standin.Cards
+) -> None:
+    await seed_plans(rt)
+    _, me = await subscriber(client)
+    await fund_wallet(rt, me, 5000)
+    line_id = await _auto_line(rt, me, frozen)
+    async with unit_of_work(rt.sessions) as s:  # a plan bought by hand
+        line = await s.get(Line, line_id)
+        assert line is not None and line.expires_at is not None
+        line.expires_at += timedelta(days=30)
+        new_expiry = line.expires_at
+    frozen.advance(days=29)
+    assert await scheduler.run_due(rt) == 1
+    _, setting = await _state(rt, line_id)
+    assert setting.next_attempt_at == new_expiry - timedelta(hours=24)
+    assert await wallet_minor(rt, me) == 5000
+
+
+async def test_unbound_or_closed_lines_stop(
+    client: Any, rt: Runtime, frozen: FrozenClock, cards: standin.Cards
+) -> None:
+    await seed_plans(rt)
+    _, me = await subscriber(client)
+    await fund_wallet(rt, me, 50000)
+    closed = await _auto_line(rt, me, frozen)
+    unbound = await _auto_line(rt, me, frozen)
+    async with unit_of_work(rt.sessions) as s:
+        a = await s.get(Line, closed)
+        b = await s.get(Line, unbound)
+        assert a is not None and b is not None
+        a.state = LineState.terminated
+        b.account_id = None
+        b.auto_renew = False
+    frozen.advance(days=29)
+    assert await scheduler.run_due(rt) == 2
+    for line_id in (closed, unbound):
+        _, setting = await _state(rt, line_id)
+        assert setting.enabled is False and setting.next_attempt_at is None
+    assert await wallet_minor(rt, me) == 50000
