@@ -1,5 +1,5 @@
-"""TEMPORARY stand-ins until LEDGER's renew_batch (contract 7), CARDS's charge_cards
-(contract 4) and NOTICES's notify_many (contract 3) land: per-row, only what the
+"""TEMPORARY stand-ins until LEDGER's renew_batch (contract 7) and CARDS's charge_cards
+(contract 4) land: per-row, only what the
 scheduler's tests need. Delete once they are committed."""
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ class RenewalOutcome:
 
 
 RUNS: set[tuple[uuid.UUID, str]] = set()
-NOTICES: list[Any] = []
 
 
 async def renew_batch(session: AsyncSession, due: Sequence[DueRenewal]) -> list[RenewalOutcome]:
@@ -86,23 +85,6 @@ async def renew_batch(session: AsyncSession, due: Sequence[DueRenewal]) -> list[
     return out
 
 
-@dataclass(frozen=True)
-class NoticeRequest:
-    account_id: uuid.UUID
-    event: str
-    key: str
-    params: dict[str, Any]
-    line_id: uuid.UUID | None = None
-    urgent: bool = False
-
-
-async def notify_many(session: AsyncSession, items: Sequence[NoticeRequest]) -> int:
-    keys = {n.key for n in NOTICES}
-    fresh = [i for i in items if i.key not in keys]
-    NOTICES.extend(fresh)
-    return len(fresh)
-
-
 class Cards:
     """Saved cards by id: "ok" captures, "decline" declines, "pending" has no answer yet."""
 
@@ -130,15 +112,10 @@ class Cards:
 
 def install(monkeypatch: Any, rt: Runtime) -> Cards:
     RUNS.clear()
-    NOTICES.clear()
     batch = types.ModuleType("openmvno.renewals.batch")
     batch.DueRenewal = DueRenewal  # type: ignore[attr-defined]
     batch.renew_batch = renew_batch  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "openmvno.renewals.batch", batch)
-    notices = types.ModuleType("openmvno.notifications.notices")
-    notices.NoticeRequest = NoticeRequest  # type: ignore[attr-defined]
-    notices.notify_many = notify_many  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "openmvno.notifications.notices", notices)
     cards = Cards()
     rt.extras["renewals_charge_cards"] = cards
     return cards

@@ -14,6 +14,7 @@ from openmvno.catalog.models import Plan
 from openmvno.db import unit_of_work
 from openmvno.ledger import service as ledger
 from openmvno.lines.models import Line, LineState
+from openmvno.notifications.models import Notice, OutboxMessage
 from openmvno.renewals import scheduler
 from openmvno.renewals.models import AutoRenewSetting, Funding
 from openmvno.runtime import Runtime
@@ -58,6 +59,11 @@ async def _state(rt: Runtime, line_id: uuid.UUID) -> tuple[Line, AutoRenewSettin
         return line, setting
 
 
+async def _notices(rt: Runtime) -> list[Notice]:
+    async with unit_of_work(rt.sessions) as s:
+        return list(await s.scalars(select(Notice).order_by(Notice.created_at, Notice.key)))
+
+
 async def _lapse(rt: Runtime, line_id: uuid.UUID, to: LineState) -> None:
     """What the lifecycle job does at expiry / end of grace."""
     from openmvno.lines import states
@@ -89,7 +95,7 @@ async def test_wallet_renewal_at_t_minus_24h(
     assert await wallet_minor(rt, me) == 7000
     assert setting.next_attempt_at == expiry + timedelta(days=30) - timedelta(hours=24)
     assert setting.attempts == 0 and setting.claimed_until is None
-    assert standin.NOTICES == []
+    assert await _notices(rt) == []
 
     frozen.advance(days=30)  # the next period, again at T-24h
     assert await scheduler.run_due(rt) == 1
@@ -118,15 +124,20 @@ async def test_short_wallet_retries_then_grace_with_one_notice_per_stage(
     assert await scheduler.run_due(rt) == 1
     _, setting = await _state(rt, line_id)
     assert setting.next_attempt_at == expiry + timedelta(hours=6)
-    assert [n.key.rsplit(":", 1)[1] for n in standin.NOTICES] == ["before"]
+    assert [n.key.rsplit(":", 1)[1] for n in await _notices(rt)] == ["before"]
     await _lapse(rt, line_id, LineState.grace)
     frozen.now = expiry + timedelta(hours=6)
     assert await scheduler.run_due(rt) == 1
     _, setting = await _state(rt, line_id)
     assert setting.next_attempt_at == expiry + timedelta(hours=18)  # backoff doubles
-    assert [n.key.rsplit(":", 1)[1] for n in standin.NOTICES] == ["before", "grace"]
-    assert {n.event for n in standin.NOTICES} == {"renewal_failed"}
-    assert standin.NOTICES[0].params["reason"] == "insufficient_funds"
+    notices = await _notices(rt)
+    assert [n.key.rsplit(":", 1)[1] for n in notices] == ["before", "grace"]
+    assert {n.event for n in notices} == {"renewal_failed"}
+    async with unit_of_work(rt.sessions) as s:
+        bodies = list(await s.scalars(select(OutboxMessage.body).where(
+            OutboxMessage.account_id == me, OutboxMessage.dedupe_key.like("notice-%"))))
+    assert len(bodies) == 2, bodies
+    assert all("your wallet does not have enough money" in b for b in bodies), bodies
 
     # Suspended: attempts stop; a top-up is taken at once.
     await _lapse(rt, line_id, LineState.suspended)
@@ -144,7 +155,7 @@ async def test_short_wallet_retries_then_grace_with_one_notice_per_stage(
     assert line.expires_at == frozen.now + timedelta(days=30)
     assert setting.waiting_for_wallet is False and setting.attempts == 0
     assert await wallet_minor(rt, me) == 0
-    assert len(standin.NOTICES) == 2
+    assert len(await _notices(rt)) == 2
 
 
 async def test_declined_card_falls_back_to_the_wallet(
@@ -166,9 +177,9 @@ async def test_declined_card_falls_back_to_the_wallet(
     assert setting.attempts == 0 and setting.last_failure == ""
     assert await wallet_minor(rt, me) == 0
     line2, setting2 = await _state(rt, no_fallback)
-    assert setting2.last_failure == "insufficient_funds" and setting2.attempts == 1
+    assert setting2.last_failure == "card_declined" and setting2.attempts == 1
     assert len(cards.calls) == 2 and cards.captures() == []
-    assert [n.line_id for n in standin.NOTICES] == [no_fallback]
+    assert [n.line_id for n in await _notices(rt)] == [no_fallback]
     # The retry is a new attempt with a new key; it captures once.
     cards.behaviour[other] = "ok"
     frozen.advance(hours=12)
@@ -192,7 +203,7 @@ async def test_pending_card_is_asked_again_with_the_same_key(
     _, setting = await _state(rt, line_id)
     assert setting.attempts == 0
     assert setting.next_attempt_at == frozen.now + timedelta(minutes=10)
-    assert standin.NOTICES == []
+    assert await _notices(rt) == []
     cards.behaviour[card] = "ok"
     frozen.advance(minutes=10)
     assert await scheduler.run_due(rt) == 1

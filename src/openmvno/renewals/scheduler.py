@@ -42,6 +42,7 @@ from openmvno.catalog.models import Plan
 from openmvno.db import unit_of_work
 from openmvno.ledger.models import Bucket, BucketKind
 from openmvno.lines.models import Line, LineState
+from openmvno.notifications.notices import NoticeRequest, notify_many
 from openmvno.renewals import schedule
 from openmvno.renewals.models import AutoRenewSetting, Funding
 from openmvno.runtime import Runtime
@@ -72,6 +73,7 @@ class Claimed:
     plan_id: uuid.UUID | None
     price_minor: int | None
     currency: str | None
+    plan_names: dict[str, str] = field(default_factory=dict)
     # what this round decided
     changes: dict[str, Any] = field(default_factory=dict)
     fund: Literal["wallet", "card"] | None = None
@@ -126,12 +128,9 @@ async def charge_cards(rt: Runtime, charges: Sequence[CardCharge]) -> list[CardA
     ]
 
 
-async def _notify_failed(session: AsyncSession, items: list[dict[str, Any]]) -> None:
-    if not items:
-        return
-    notices = importlib.import_module("openmvno.notifications.notices")
-    request = notices.NoticeRequest
-    await notices.notify_many(session, [request(**item) for item in items])
+async def _notify_failed(session: AsyncSession, items: list[NoticeRequest]) -> None:
+    if items:
+        await notify_many(session, items)
 
 
 # ---------------------------------------------------------------- claim
@@ -192,7 +191,7 @@ async def claim(rt: Runtime, limit: int) -> list[Claimed]:
                 S.id, S.line_id, S.account_id, S.funding, S.card_id, S.wallet_fallback,
                 S.period_key, S.attempts, S.waiting_for_wallet, Line.account_id,
                 Line.auto_renew, Line.state, Line.expires_at, Line.plan_id, Plan.price_minor,
-                Plan.currency,
+                Plan.currency, Plan.name_zh, Plan.name_en,
             )
             .join(Line, Line.id == S.line_id)
             .outerjoin(Plan, Plan.id == Line.plan_id)
@@ -205,6 +204,7 @@ async def claim(rt: Runtime, limit: int) -> list[Claimed]:
                 wallet_fallback=r[5], period_key=r[6], attempts=r[7], waiting_for_wallet=r[8],
                 line_account_id=r[9], line_auto_renew=r[10], line_state=LineState(r[11]),
                 expires_at=r[12], plan_id=r[13], price_minor=r[14], currency=r[15],
+                plan_names={"zh-CN": r[16] or "", "en": r[17] or ""},
             )
             for r in rows.all()
         ]
@@ -290,14 +290,14 @@ async def _charge(rt: Runtime, batch: list[Claimed]) -> list[Claimed]:
                 c.fund = "wallet"  # same batch, from the wallet
             else:
                 c.fund = None
-                c.failure = c.card_declined
+                c.failure = _reason(c, None)
     return pending
 
 
 # ---------------------------------------------------------------- renew and write back
 
 
-def _failed(rt: Runtime, c: Claimed, reason: str, now: datetime) -> dict[str, Any] | None:
+def _failed(rt: Runtime, c: Claimed, reason: str, now: datetime) -> NoticeRequest | None:
     """Schedule the next attempt after a failed one; the notice to queue (or None)."""
     settings = rt.settings
     assert c.expires_at is not None
@@ -315,19 +315,20 @@ def _failed(rt: Runtime, c: Claimed, reason: str, now: datetime) -> dict[str, An
     c.changes.update(changes)
     if c.line_state is LineState.suspended and c.waiting_for_wallet:
         return None  # told already when its attempts ran out
-    return {
-        "account_id": c.account_id,
-        "event": "renewal_failed",
-        "key": f"renewal_failed:{c.line_id}:{c.period_key}:{stage}",
-        "line_id": c.line_id,
-        "params": {
+    return NoticeRequest(
+        account_id=c.account_id,
+        event="renewal_failed",
+        key=f"renewal_failed:{c.line_id}:{c.period_key}:{stage}",
+        line_id=c.line_id,
+        params={
+            "plan": c.plan_names,
             "reason": reason,
             "amount_minor": c.price_minor,
             "currency": c.currency,
             "expires_at": c.expires_at,
-            "next_attempt_at": changes["next_attempt_at"],
         },
-    }
+        urgent=c.line_state is not LineState.active,
+    )
 
 
 async def _renew(session: AsyncSession, rt: Runtime, due: list[Claimed]) -> dict[uuid.UUID, str]:
@@ -347,6 +348,18 @@ async def _renew(session: AsyncSession, rt: Runtime, due: list[Claimed]) -> dict
     return {
         c.line_id: str(getattr(o, "status", o)) for c, o in zip(due, outcomes, strict=True)
     }
+
+
+def _reason(c: Claimed, status: str | None) -> str:
+    """Why an attempt failed, as the notice names it: the card first (when one was
+    tried), then the wallet."""
+    if c.card_declined == "card_unusable" and not c.wallet_fallback:
+        return "no_payment_method"
+    if c.card_declined is not None:
+        return "card_declined"
+    if status == "insufficient":
+        return "insufficient_funds"
+    return str(status)[:40]
 
 
 _WRITE_BACK = (
@@ -428,7 +441,7 @@ async def run_due(rt: Runtime) -> int:
         outcomes = await _renew(session, rt, due)
         renewed = [c for c in due if outcomes.get(c.line_id) in ("renewed", "duplicate")]
         await _reschedule_renewed(session, rt, renewed, now)
-        notices = []
+        notices: list[NoticeRequest] = []
         for c in due:
             status = outcomes.get(c.line_id)
             if status in ("renewed", "duplicate"):
@@ -441,10 +454,7 @@ async def run_due(rt: Runtime) -> int:
                 c.changes.update(next_attempt_at=schedule.parked_until(rt.settings, now),
                                  last_failure=str(status)[:40])
                 continue
-            reason = "insufficient_funds" if status == "insufficient" else str(status)
-            if c.card_declined is not None and status == "insufficient":
-                reason = "card_declined_wallet_short"
-            c.failure = reason
+            c.failure = _reason(c, status)
         for c in batch:
             if c.failure is not None:
                 notice = _failed(rt, c, c.failure, now)
