@@ -15,5 +15,5 @@ def sms_sender(settings: Settings) -> SmsSender:
 
 def email_sender(settings: Settings) -> EmailSender:
     if settings.email_adapter == "smtp":
-        return SmtpEmail(settings.smtp_host, settings.smtp_port, settings.smtp_sender)
+        return SmtpEmail.from_settings(settings)
     return OutboxOnlyEmail()
