@@ -174,7 +174,7 @@ async def test_starttls_and_auth_login(
 
     wrong = SmtpEmail.from_settings(
         settings.model_copy(update={"smtp_password": SecretStr("nope")}))
-    with pytest.raises(Exception, match="535|Authentication"):
+    with pytest.raises(Exception, match=r"535|Authentication"):
         await wrong.send(to="li@example.com", subject="x", body="y", dedupe_key="t:2")
     plain = SmtpEmail.from_settings(settings.model_copy(update={"smtp_starttls": False}))
     # without TLS the server offers no AUTH: the password never goes out in clear

@@ -45,7 +45,8 @@ def _build_handlers(rt: Runtime) -> dict[OutboxKind, Handler]:
 
     async def send_email(_: Runtime, m: OutboxMessage) -> str:
         return await email.send(
-            to=m.recipient, subject=m.subject, body=m.body, dedupe_key=m.dedupe_key
+            to=m.recipient, subject=m.subject, body=m.body, dedupe_key=m.dedupe_key,
+            language=m.payload.get("language"),
         )
 
     async def provision(runtime: Runtime, m: OutboxMessage) -> str:
