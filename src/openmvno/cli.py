@@ -25,6 +25,9 @@ from openmvno.catalog import cli as setup_cli  # noqa: E402 - operator set-up co
 app.add_typer(setup_cli.import_app, name="import")
 app.add_typer(setup_cli.staff_app, name="staff")
 app.command("demo")(setup_cli.demo)
+from openmvno.channels.sms import cli as smpp_cli  # noqa: E402 - the SMPP bind process
+
+app.command("smpp")(smpp_cli.smpp)
 
 
 @app.command()

@@ -16,3 +16,11 @@ class OutboxOnlySms:
 
     async def send(self, *, to: str, body: str, dedupe_key: str) -> str:
         return f"outbox:{dedupe_key}"
+
+
+class SmppElsewhere:
+    """``sms_adapter=smpp``: SMS are submitted by ``openmvno smpp`` over its own bind; a
+    worker never claims them, so this is never asked to send."""
+
+    async def send(self, *, to: str, body: str, dedupe_key: str) -> str:
+        raise RuntimeError("SMS over SMPP are sent by `openmvno smpp`, not by the worker")

@@ -1,0 +1,221 @@
+"""Short-code SMS commands: parse a text, call the self-care services, queue the reply.
+
+``BAL``/``123``/``余额``/``查询`` balance; ``HELP``/``帮助``; ``PLANS``/``套餐``;
+``BUY <code>`` then ``YES``/``是`` within ``sms_confirm_minutes``; ``AUTO ON|OFF``;
+``STOP``/``TD`` marketing opt-out. Case, full-width letters and digits, stray spaces and
+punctuation do not matter; anything else gets the help text. Replies are in the
+subscriber's language and go back through the outbox (SMPP or any SMS adapter).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openmvno.catalog.models import Plan
+from openmvno.db import unit_of_work
+from openmvno.errors import TooManyAttempts
+from openmvno.formatting import formatter
+from openmvno.i18n import N_, translate
+from openmvno.ledger.models import BucketKind
+from openmvno.ledger.service import LineBalance
+from openmvno.ratelimit import service as ratelimit
+from openmvno.runtime import Runtime
+from openmvno.selfcare import service as selfcare
+from openmvno.selfcare.service import Subscriber
+
+HELP = N_("Text BAL for your balance, PLANS for plans, BUY <code> to buy a plan from your "
+          "wallet, AUTO ON or AUTO OFF for auto-renew, STOP to stop offers.")
+UNKNOWN_SENDER = ("您好，本号码尚未在{operator}登记，请访问 {url} 注册。"
+                  " Hello, this number is not registered with {operator}; sign up at {url}.")
+KEYWORDS = {
+    "BAL": "balance", "123": "balance", "余额": "balance", "查询": "balance",
+    "HELP": "help", "帮助": "help", "?": "help",
+    "PLANS": "plans", "套餐": "plans",
+    "BUY": "buy", "购买": "buy",
+    "YES": "yes", "Y": "yes", "是": "yes",
+    "AUTO": "auto", "自动续费": "auto",
+    "STOP": "stop", "TD": "stop", "退订": "stop",
+}
+_PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    argument: str = ""
+
+
+def parse(text: str) -> Command:
+    """The command in a text (NFKC folds full-width letters and digits; punctuation and
+    extra spaces are dropped; case does not matter)."""
+    folded = unicodedata.normalize("NFKC", text).upper()
+    if folded.strip() in ("?", "？"):
+        return Command("help")
+    words = _PUNCT.sub(" ", folded).split()
+    if not words:
+        return Command("help")
+    head, rest = words[0], words[1:]
+    name = KEYWORDS.get(head)
+    if name is None:
+        # "BUYM30", "AUTOON": a keyword run together with its argument
+        for keyword in ("BUY", "AUTO"):
+            if head.startswith(keyword) and len(head) > len(keyword):
+                return Command(KEYWORDS[keyword], " ".join([head[len(keyword):], *rest]))
+        return Command("help")
+    return Command(name, " ".join(rest))
+
+
+@dataclass(frozen=True)
+class Reply:
+    to: str
+    body: str
+
+
+async def handle(rt: Runtime, *, sender: str, text: str, channel: str,
+                 external_id: str | None = None) -> Reply | None:
+    """Run one inbound SMS in its own transaction and queue the reply; None when this
+    message was already taken (a replay) or the sender is over the limit and was told."""
+    async with unit_of_work(rt.sessions) as session:
+        return await _handle(session, rt, sender=sender, text=text, channel=channel,
+                             external_id=external_id or uuid.uuid4().hex)
+
+
+async def _handle(session: AsyncSession, rt: Runtime, *, sender: str, text: str,
+                  channel: str, external_id: str) -> Reply | None:
+    sub = await selfcare.subscriber_for(session, rt, sender)
+    to = sub.msisdn if sub else (selfcare.phone(rt, sender) or sender)
+    inbound = await selfcare.take_inbound(session, channel=channel, external_id=external_id,
+                                          sender=to, account_id=sub.account.id if sub else None)
+    if inbound is None:
+        return None
+    key = f"sms-reply:{inbound}"
+    window = timedelta(hours=1)
+    scope_key = ratelimit.digest(to)
+    try:
+        await ratelimit.hit(session, scope="sms_command", key=scope_key,
+                            limit=rt.settings.sms_commands_per_hour, window=window)
+    except TooManyAttempts as exc:
+        # Told once per window, then silence (no reply loops with a machine).
+        try:
+            await ratelimit.hit(session, scope="sms_command_refused", key=scope_key, limit=1,
+                                window=window)
+        except TooManyAttempts:
+            return None
+        language = sub.language if sub else rt.settings.default_language
+        body = translate(language, "Too many messages; please try again in {minutes} minutes.",
+                         minutes=exc.params.get("minutes", 60))
+        await selfcare.reply(session, to=to, body=body, key=key,
+                             account_id=sub.account.id if sub else None)
+        return Reply(to, body)
+    if sub is None:
+        body = UNKNOWN_SENDER.format(operator=rt.settings.operator_name,
+                                     url=rt.settings.public_url)
+        await selfcare.reply(session, to=to, body=body, key=key, account_id=None)
+        return Reply(to, body)
+    body = await answer(session, rt, sub, parse(text), key=f"sms:{inbound}")
+    await selfcare.reply(session, to=to, body=body, key=key, account_id=sub.account.id)
+    return Reply(to, body)
+
+
+async def answer(session: AsyncSession, rt: Runtime, sub: Subscriber, command: Command, *,
+                 key: str) -> str:
+    """The reply text to one command."""
+    lang = sub.language
+    if command.name == "balance":
+        if sub.line is None:
+            return translate(lang, "This number has no line with us yet.")
+        return balance_text(lang, await selfcare.balance(session, rt, sub))
+    if command.name == "plans":
+        return plans_text(lang, await selfcare.plans_for_sale(session))
+    if command.name == "buy":
+        code = command.argument.replace(" ", "")
+        if not code:
+            return translate(lang, "Text BUY and a plan code, e.g. BUY {code}. Text PLANS for "
+                             "the list.", code=await _example_code(session))
+        plan = await selfcare.plan_by_code(session, code)
+        if plan is None:
+            return translate(lang, "There is no plan {code}. Text PLANS for the list.",
+                             code=code)
+        if sub.line is None:
+            return translate(lang, "This number has no line with us yet.")
+        await selfcare.ask_to_buy(session, rt, sub, plan)
+        fmt = formatter(lang)
+        wallet = await selfcare.balance(session, rt, sub)
+        return translate(
+            lang, "Buy {plan} for {price}, valid {days} days, from your wallet ({wallet})? "
+            "Reply YES within {minutes} minutes.", plan=plan.name(lang),
+            price=fmt.money(plan.price_minor, plan.currency), days=plan.validity_days,
+            wallet=wallet.wallet.text, minutes=rt.settings.sms_confirm_minutes)
+    if command.name == "yes":
+        pending = await selfcare.take_confirmation(session, sub)
+        if pending is None:
+            return translate(lang, "Nothing to confirm (or it expired). Text BUY and a plan "
+                             "code first.")
+        plan = await selfcare.plan_by_code(session, pending.plan_code)
+        if plan is None:
+            return translate(lang, "There is no plan {code}. Text PLANS for the list.",
+                             code=pending.plan_code)
+        bought = await selfcare.buy(session, rt, sub, plan, key=f"sms-buy:{pending.id}")
+        if bought.error is not None:
+            return translate(lang, "Not bought: {reason}", reason=translate(
+                lang, bought.error.message, **bought.error.params))
+        assert bought.balance is not None
+        return translate(lang, "Done: {plan} is yours, valid until {expiry}. Wallet: {wallet}.",
+                         plan=plan.name(lang), expiry=bought.balance.expires_at_text,
+                         wallet=bought.balance.wallet.text)
+    if command.name == "auto":
+        wanted = command.argument.replace(" ", "")
+        if wanted not in ("ON", "OFF", "开", "关", "开启", "关闭"):
+            return translate(lang, "Text AUTO ON or AUTO OFF.")
+        if sub.line is None:
+            return translate(lang, "This number has no line with us yet.")
+        from openmvno.errors import DomainError
+
+        try:
+            enabled = await selfcare.auto_renew(session, rt, sub,
+                                                wanted in ("ON", "开", "开启"))
+        except DomainError as exc:
+            return translate(lang, exc.message, **exc.params)
+        return translate(lang, "Auto-renew is on for {number}." if enabled
+                         else "Auto-renew is off for {number}.", number=sub.line.msisdn)
+    if command.name == "stop":
+        await selfcare.stop_marketing(session, sub)
+        return translate(lang, "You will get no more offers. Notices about your line and "
+                         "money still come.")
+    return translate(lang, HELP)
+
+
+async def _example_code(session: AsyncSession) -> str:
+    plans = await selfcare.plans_for_sale(session)
+    return plans[0].code if plans else "M30"
+
+
+def balance_text(lang: str, b: LineBalance) -> str:
+    """Plan, data, minutes, SMS, wallet and expiry in one SMS-sized text."""
+    totals = {t.kind: t.remaining_text for t in b.totals}
+    fmt = formatter(lang)
+    none = translate(lang, "none")
+    return translate(
+        lang, "{number}: plan {plan}; data {data}; calls {minutes}; SMS {sms}; wallet {wallet}; "
+        "valid until {expiry}.", number=b.msisdn, plan=b.plan.name if b.plan else none,
+        data=totals.get(BucketKind.data, fmt.data(0)),
+        minutes=totals.get(BucketKind.voice, fmt.minutes(0)),
+        sms=totals.get(BucketKind.sms, fmt.sms(0)), wallet=b.wallet.text,
+        expiry=b.expires_at_text)
+
+
+def plans_text(lang: str, plans: list[Plan]) -> str:
+    fmt = formatter(lang)
+    if not plans:
+        return translate(lang, "No plans are on sale right now.")
+    items = [translate(lang, "{code} {name} {price}/{days} days", code=p.code,
+                       name=p.name(lang), price=fmt.money(p.price_minor, p.currency),
+                       days=p.validity_days) for p in plans[:6]]
+    return translate(lang, "Plans: {plans}. Text BUY <code> to buy.",
+                     plans=translate(lang, "; ").join(items))
