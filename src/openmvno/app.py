@@ -38,10 +38,11 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker_task: asyncio.Task[None] | None = None
+        worker_stop = asyncio.Event()
         if rt.extras.get("embedded_worker"):
             from openmvno.worker.runner import run_forever
 
-            worker_task = asyncio.create_task(run_forever(rt))
+            worker_task = asyncio.create_task(run_forever(rt, worker_stop))
         if runtime is None:  # a served process (tests share a runtime and skip this)
             # What start-up built (routes, models, SQL metadata) lives as long as the
             # process: keep it out of the collector's full passes, which otherwise paused
@@ -52,7 +53,8 @@ def create_app(
             yield
         finally:
             if worker_task is not None:
-                worker_task.cancel()
+                # Shutdown (uvicorn got SIGTERM/SIGINT): the worker finishes its batch in hand.
+                worker_stop.set()
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker_task
             if runtime is None:

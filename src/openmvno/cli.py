@@ -13,12 +13,14 @@ from rich.console import Console
 from openmvno.commandline import settings_for
 from openmvno.ledger.cli import app as ledger_app
 from openmvno.notifications.cli import app as outbox_app
+from openmvno.worker.cli import app as jobs_app
 
 app = typer.Typer(help="OpenMVNO back office.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(jobs_app, name="jobs")
 console = Console()
 from openmvno.catalog import cli as setup_cli  # noqa: E402 - operator set-up commands
 
@@ -84,28 +86,21 @@ def serve(
 @app.command()
 def worker(
     data_dir: Annotated[Path | None, typer.Option()] = None,
-    once: Annotated[bool, typer.Option("--once", help="Deliver what is due, then exit")] = False,
+    once: Annotated[
+        bool, typer.Option("--once", help="Run everything due until nothing is left, then exit")
+    ] = False,
 ) -> None:
-    """Deliver the outbox (SMS, email, provisioning). Run as many as you like."""
+    """Run the outbox (SMS, email, provisioning) and every scheduled job (line expiry,
+    grace, suspension, renewals, reminders). Run as many processes as you like; SIGTERM or
+    Ctrl-C finishes the batch in hand, then stops."""
     from openmvno.logs import setup_logging
-    from openmvno.runtime import build_runtime
-    from openmvno.worker.runner import drain, run_forever
+    from openmvno.worker.cli import run_worker
 
     settings = settings_for(data_dir, serving=True, migrated=True)
     setup_logging(json_lines=settings.log_json)
-    rt = build_runtime(settings)
-
-    async def main() -> None:
-        try:
-            if once:
-                n = await drain(rt)
-                console.print(f"delivered {n} message(s)")
-            else:
-                await run_forever(rt)
-        finally:
-            await rt.close()
-
-    asyncio.run(main())
+    n = run_worker(settings, once=once)
+    if once:
+        console.print(f"delivered {n} message(s) and job item(s)")
 
 
 @db_app.command("upgrade")

@@ -264,6 +264,17 @@ class Settings(BaseSettings):
             found.append("OPENMVNO_PAYMENT_PROVIDER=stripe needs OPENMVNO_STRIPE_WEBHOOK_SECRET")
         if self.email_adapter == "smtp" and not self.smtp_host:
             found.append("OPENMVNO_EMAIL_ADAPTER=smtp needs OPENMVNO_SMTP_HOST (the SMTP server)")
+        # operator time zone (LIFECYCLE): an unknown name stops the process with one line
+        from openmvno.formatting import parse_clock, timezone_problem
+
+        zone_problem = timezone_problem(self.timezone)
+        if zone_problem:
+            found.append(f"OPENMVNO_TIMEZONE: {zone_problem}")
+        for name in ("quiet_hours_start", "quiet_hours_end"):
+            try:
+                parse_clock(str(getattr(self, name, "00:00")))
+            except ValueError as exc:
+                found.append(f"OPENMVNO_{name.upper()}: {exc} (24-hour clock, e.g. 22:00)")
         for proxy in self.trusted_proxies:
             try:
                 ipaddress.ip_network(proxy, strict=False)

@@ -20,6 +20,7 @@ from openmvno.ratelimit.models import RateEvent
 from openmvno.receipts.models import Receipt, Sequence
 from openmvno.selfcare.models import InboundMessage, SmsConfirmation
 from openmvno.renewals.models import AutoRenewSetting
+from openmvno.worker.models import WorkerJob
 
 __all__ = [
     "Account",
@@ -50,4 +51,5 @@ __all__ = [
     "Sequence",
     "SmsConfirmation",
     "SmsPart",
+    "WorkerJob",
 ]

@@ -67,6 +67,12 @@ def load_secret_key(settings: Settings) -> str:
 
 
 def build_runtime(settings: Settings) -> Runtime:
+    from openmvno.formatting import timezone_problem, use_timezone
+
+    problem = timezone_problem(settings.timezone)
+    if problem:
+        raise ConfigurationError(f"OPENMVNO_TIMEZONE: {problem}")
+    use_timezone(settings.timezone)  # every date a person sees is in the operator's zone
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)

@@ -1,16 +1,24 @@
-"""The outbox worker. Any number of processes may run it: due rows are claimed
-with one conditional UPDATE (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), delivered
-outside the transaction, then marked sent or rescheduled with backoff."""
+"""The worker: the outbox and every scheduled job. Any number of processes may run it:
+due rows are claimed with one conditional UPDATE (``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL, see :mod:`openmvno.worker.claims`), outbox rows are delivered outside the
+transaction, then marked sent or rescheduled with backoff; each job in :func:`jobs`
+does one batch of its due work per round.
+
+Stopping: :func:`run_forever` and :func:`drain` take an ``asyncio.Event``; once it is
+set they finish the batch in hand (the outbox batch and the job running) and return,
+so a SIGTERM never leaves a half-done batch behind (``openmvno worker`` and ``serve``
+set it on SIGTERM/SIGINT)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, true
 
 from openmvno import clock
 from openmvno.adapters.registry import email_sender, sms_sender
@@ -18,11 +26,12 @@ from openmvno.db import unit_of_work
 from openmvno.notifications.models import OutboxKind, OutboxMessage, OutboxState
 from openmvno.ratelimit import service as ratelimit
 from openmvno.runtime import Runtime
+from openmvno.worker.claims import claim_due_objects
+from openmvno.worker.jobs import Job, job_name, record_run
 
 log = logging.getLogger("openmvno.worker")
 
 Handler = Callable[[Runtime, OutboxMessage], Awaitable[str]]
-Job = Callable[[Runtime], Awaitable[int]]
 MAX_ATTEMPTS = 8
 CLAIM_SECONDS = 120
 
@@ -119,34 +128,24 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(5 * 2 ** (attempts - 1), 3600))
 
 
+def _claimable_here(rt: Runtime) -> ColumnElement[bool]:
+    """SMS over SMPP are sent by ``openmvno smpp`` (each its own bind), never by a worker."""
+    if rt.settings.sms_adapter == "smpp":
+        return OutboxMessage.kind != OutboxKind.sms
+    return true()
+
+
 async def claim(rt: Runtime, limit: int) -> list[OutboxMessage]:
-    """Claim up to ``limit`` due rows for this process."""
-    now = clock.now()
-    due = (
-        select(OutboxMessage.id)
-        .where(
-            OutboxMessage.state == OutboxState.pending,
-            OutboxMessage.next_attempt_at <= now,
-            or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
-        )
-        .order_by(OutboxMessage.next_attempt_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
+    """Claim up to ``limit`` due rows for this process (one statement)."""
     async with unit_of_work(rt.sessions) as session:
-        ids = list((await session.scalars(due)).all())
-        if not ids:
-            return []
-        await session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id.in_(ids))
-            .values(
-                claimed_until=now + timedelta(seconds=CLAIM_SECONDS),
-                attempts=OutboxMessage.attempts + 1,
-            )
+        return await claim_due_objects(
+            session, OutboxMessage,
+            (OutboxMessage.state == OutboxState.pending)
+            & (OutboxMessage.next_attempt_at <= clock.now())
+            & _claimable_here(rt),
+            [OutboxMessage.next_attempt_at], limit, timedelta(seconds=CLAIM_SECONDS),
+            extra_values={"attempts": OutboxMessage.attempts + 1},
         )
-        rows = await session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(ids)))
-        return list(rows.all())
 
 
 async def _finish(rt: Runtime, message_id: uuid.UUID, error: str | None) -> None:
@@ -170,11 +169,26 @@ async def _finish(rt: Runtime, message_id: uuid.UUID, error: str | None) -> None
 
 
 async def run_once(rt: Runtime, limit: int | None = None) -> int:
-    """Deliver one batch of due messages and run the polled jobs; returns the work done."""
+    """Deliver one batch of due messages and run each job once; returns the work done.
+    A job that fails is logged and recorded (``openmvno jobs status``); the others run."""
     done = await _deliver_batch(rt, limit or rt.settings.worker_batch)
     for job in jobs(rt):
-        done += await job(rt)
+        done += await run_job(rt, job)
     return done
+
+
+async def run_job(rt: Runtime, job: Job) -> int:
+    """One batch of ``job``; a failure is logged and recorded, never raised."""
+    try:
+        handled = await job(rt)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.exception("job failed", extra={"job": job_name(job)})
+        await record_run(rt, job, 0, f"{type(exc).__name__}: {exc}")
+        return 0
+    await record_run(rt, job, handled, None)
+    return handled
 
 
 async def _deliver_batch(rt: Runtime, limit: int) -> int:
@@ -194,20 +208,30 @@ async def _deliver_batch(rt: Runtime, limit: int) -> int:
     return len(batch)
 
 
-async def drain(rt: Runtime, max_rounds: int = 100) -> int:
-    """Run batches until nothing is due (tests, CLI ``worker --once``)."""
+async def drain(
+    rt: Runtime, max_rounds: int | None = 100, stop: asyncio.Event | None = None
+) -> int:
+    """Run rounds until nothing is due (tests, ``openmvno worker --once``; ``None``: no
+    limit on rounds) or ``stop`` is set; returns the work done."""
     total = 0
-    for _ in range(max_rounds):
+    rounds = 0
+    while max_rounds is None or rounds < max_rounds:
+        if stop is not None and stop.is_set():
+            break
         n = await run_once(rt)
+        rounds += 1
         total += n
         if n == 0:
             break
     return total
 
 
-async def run_forever(rt: Runtime) -> None:
+async def run_forever(rt: Runtime, stop: asyncio.Event | None = None) -> None:
+    """Rounds until ``stop`` is set (then the round in hand is finished first); a pause of
+    ``worker_poll_seconds`` after a round that found nothing."""
+    stop = stop or asyncio.Event()
     log.info("worker started")
-    while True:
+    while not stop.is_set():
         try:
             n = await run_once(rt)
         except asyncio.CancelledError:
@@ -215,5 +239,7 @@ async def run_forever(rt: Runtime) -> None:
         except Exception:
             log.exception("worker batch failed")
             n = 0
-        if n == 0:
-            await asyncio.sleep(rt.settings.worker_poll_seconds)
+        if n == 0 and not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), rt.settings.worker_poll_seconds)
+    log.info("worker stopped")
