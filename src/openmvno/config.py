@@ -105,6 +105,15 @@ class Settings(BaseSettings):
     stripe_api_key: SecretStr = SecretStr("")
     stripe_webhook_secret: SecretStr = SecretStr("")
     stripe_api_base: str = ""
+    # saved cards and auto top-up (CARDS)
+    stripe_charge_concurrency: int = 8
+    """Off-session Stripe charges in flight at once (``charge_saved``)."""
+    auto_topup_max_per_month: int = 3
+    """Default N: auto top-ups per account and calendar month (operator's time zone)."""
+    auto_topup_retry_hours: int = 24
+    """After a declined auto top-up, wait this long before charging the card again."""
+    auto_topup_batch: int = 200
+    """Auto top-ups claimed per worker round."""
     sandbox_webhook_secret: SecretStr = SecretStr("")
     """Signs the sandbox's webhooks; the public test secret is filled in only in development."""
     allow_sandbox_payments: bool = False

@@ -1,7 +1,13 @@
 """Import every domain's models so ``Base.metadata`` is complete (Alembic, tests)."""
 
 from openmvno.accounts.models import Account, AuthToken, OneTimeCode
-from openmvno.adapters.payments.sandbox_models import SandboxPayment, SandboxRefund
+from openmvno.adapters.payments.sandbox_models import (
+    SandboxCard,
+    SandboxCharge,
+    SandboxPayment,
+    SandboxRefund,
+    SandboxSetup,
+)
 from openmvno.adapters.sms.smpp_models import SmsPart
 from openmvno.audit.models import AuditEvent
 from openmvno.catalog.models import Plan
@@ -15,6 +21,8 @@ from openmvno.notifications.models import (
     OutboxMessage,
 )
 from openmvno.orders.models import Order
+from openmvno.payments.auto_topup import AutoTopup, AutoTopupRun
+from openmvno.payments.cards import CardSetupSession, PaymentCustomer, SavedCard
 from openmvno.payments.models import ExternalEvent, PaymentAttempt, PaymentRefund
 from openmvno.ratelimit.models import RateEvent
 from openmvno.receipts.models import Receipt, Sequence
@@ -23,6 +31,14 @@ from openmvno.renewals.models import AutoRenewSetting
 from openmvno.worker.models import WorkerJob
 
 __all__ = [
+    "AutoTopup",
+    "AutoTopupRun",
+    "CardSetupSession",
+    "PaymentCustomer",
+    "SandboxCard",
+    "SandboxCharge",
+    "SandboxSetup",
+    "SavedCard",
     "Account",
     "AuditEvent",
     "AutoRenewSetting",

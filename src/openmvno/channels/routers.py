@@ -28,8 +28,9 @@ def all_routers(rt: Runtime) -> list[APIRouter]:
     if rt.settings.dev_outbox_enabled:
         routers.append(dev_outbox.router)
     if rt.settings.payment_provider == "sandbox":
-        from openmvno.adapters.payments import sandbox_pages
+        from openmvno.adapters.payments import sandbox_pages, sandbox_setup_pages
 
         routers.append(sandbox_pages.router)
+        routers.append(sandbox_setup_pages.router)
     routers.append(webhooks.router)
     return routers

@@ -33,7 +33,9 @@ async def settle_stuck(rt: Runtime, *, older_than: timedelta) -> int:
                        PaymentAttempt.created_at)
                 .where(PaymentAttempt.state.in_(payments.OPEN),
                        PaymentAttempt.created_at < now - older_than,
-                       PaymentAttempt.provider != payments.WALLET)
+                       PaymentAttempt.provider != payments.WALLET,
+                       # saved-card charges are settled by payments.cards.charge_cards
+                       PaymentAttempt.order_id.is_not(None))
                 .order_by(PaymentAttempt.created_at)
             )
         ).all()

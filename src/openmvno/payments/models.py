@@ -43,9 +43,15 @@ class PaymentAttempt(IdMixin, TimestampMixin, Base):
         Index("ix_payment_attempts_state_created", "state", "created_at"),
     )
 
-    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id"), index=True)
+    order_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("orders.id"), index=True)
+    """The order paid; ``None`` for an off-session charge of a saved card
+    (:func:`openmvno.payments.cards.charge_cards`), whose caller makes its order after."""
     account_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("accounts.id"), index=True)
     provider: Mapped[str] = mapped_column(String(20))
+    idempotency_key: Mapped[str | None] = mapped_column(String(120), unique=True)
+    """Saved-card charges only: the caller's key (one attempt per key, ever)."""
+    saved_card_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("saved_cards.id"))
+    """Saved-card charges only: the card charged."""
     method: Mapped[PaymentMethodKind] = mapped_column(str_enum(PaymentMethodKind, 20))
     provider_ref: Mapped[str | None] = mapped_column(String(120))
     amount_minor: Mapped[int] = mapped_column(BigInteger)

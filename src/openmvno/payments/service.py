@@ -350,6 +350,9 @@ async def apply(
         raise PaymentNotReady(
             "payment_not_ready", "This payment is not known yet; retry later.", retry_after=30
         )
+    if attempt.order_id is None:
+        # An off-session charge of a saved card: payments.cards.charge_cards records it.
+        return "ignored: saved-card charge"
     order = await session.get(Order, attempt.order_id, populate_existing=True)
     assert order is not None
     if payment.status == "succeeded":

@@ -45,6 +45,12 @@ def handlers(rt: Runtime) -> dict[OutboxKind, Handler]:
     return built
 
 
+async def _card_detach(runtime: Runtime, m: OutboxMessage) -> str:
+    from openmvno.payments.cards import detach_at_provider
+
+    return await detach_at_provider(runtime, m)
+
+
 def _build_handlers(rt: Runtime) -> dict[OutboxKind, Handler]:
     sms = sms_sender(rt.settings)
     email = email_sender(rt.settings)
@@ -79,6 +85,7 @@ def _build_handlers(rt: Runtime) -> dict[OutboxKind, Handler]:
         OutboxKind.provision: provision,
         OutboxKind.refund: refund,
         OutboxKind.payment_cancel: cancel_payment,
+        OutboxKind.card_detach: _card_detach,
     }
     table.update(rt.extras.get("outbox_handlers", {}))
     return table

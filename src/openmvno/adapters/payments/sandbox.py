@@ -28,7 +28,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
@@ -41,6 +41,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmvno import clock
 from openmvno.adapters.payments import (
+    CardSetup,
+    CardSetupResult,
     InvalidSignature,
     MalformedEvent,
     ProviderPayment,
@@ -48,9 +50,11 @@ from openmvno.adapters.payments import (
     ProviderStatus,
     RefundRefused,
     RefundStatus,
+    SavedCharge,
+    SavedChargeResult,
     WebhookEvent,
 )
-from openmvno.adapters.payments.sandbox_models import SandboxPayment, SandboxRefund
+from openmvno.adapters.payments.sandbox_models import SandboxCharge, SandboxPayment, SandboxRefund
 from openmvno.db import unit_of_work
 from openmvno.fields import Currency, ExternalId, MinorAmount, text
 from openmvno.i18n import N_
@@ -150,6 +154,19 @@ def check_card(number: str, expiry: str, cvc: str) -> CheckedCard:
     """Validate a card form (Luhn, expiry in the future, CVC); raises :class:`CardError`.
 
     Only the brand and last four digits leave this function."""
+    digits, brand, _month, _year = validated_card(number, expiry, cvc)
+    card = TEST_CARDS.get(digits)
+    if card is None:
+        raise CardError(
+            "card_number",
+            N_("This is a sandbox: only the documented test card numbers work."),
+        )
+    return CheckedCard(brand=brand, last4=digits[-4:], card=card)
+
+
+def validated_card(number: str, expiry: str, cvc: str) -> tuple[str, str, int, int]:
+    """Luhn, expiry in the future, CVC length; returns (digits, brand, month, year) or
+    raises :class:`CardError`. The digits never leave the caller."""
     digits = re.sub(r"[\s-]", "", number)
     if not digits.isdigit() or not 12 <= len(digits) <= 19 or not luhn_ok(digits):
         raise CardError("card_number", N_("The card number is not valid."))
@@ -165,13 +182,7 @@ def check_card(number: str, expiry: str, cvc: str) -> CheckedCard:
     cvc_len = 4 if brand == "amex" else 3
     if not (cvc.strip().isdigit() and len(cvc.strip()) == cvc_len):
         raise CardError("card_cvc", N_("The security code (CVC) is {n} digits."), n=cvc_len)
-    card = TEST_CARDS.get(digits)
-    if card is None:
-        raise CardError(
-            "card_number",
-            N_("This is a sandbox: only the documented test card numbers work."),
-        )
-    return CheckedCard(brand=brand, last4=digits[-4:], card=card)
+    return digits, brand, month, year
 
 
 # ---------------------------------------------------------------- signatures
@@ -314,6 +325,16 @@ class SandboxProvider:
     async def retrieve(self, reference: str) -> ProviderPayment:
         """Current status; raises ``LookupError`` for an unknown reference."""
         async with self.rt.sessions() as session:
+            if reference.startswith("sbch_"):
+                charge = await session.get(SandboxCharge, reference)
+                if charge is None:
+                    raise LookupError(f"no sandbox charge {reference!r}")
+                return ProviderPayment(
+                    reference=charge.reference,
+                    status="succeeded" if charge.status == "succeeded" else "failed",
+                    amount_minor=charge.amount_minor, currency=charge.currency,
+                    failure_code=charge.decline_code,
+                )
             row = await session.scalar(
                 select(SandboxPayment).where(SandboxPayment.reference == reference)
             )
@@ -388,6 +409,42 @@ class SandboxProvider:
             if row is None:
                 raise LookupError(f"no sandbox refund {refund_id!r}")
             return _refund(row)
+
+    # --- saved cards (see openmvno.adapters.payments.sandbox_cards)
+
+    async def create_customer(
+        self, *, account_id: str, email: str | None = None, name: str | None = None
+    ) -> str:
+        """The sandbox's customer for an account: derived from its id (idempotent)."""
+        from openmvno.adapters.payments import sandbox_cards
+
+        return sandbox_cards.customer_ref(self.rt, account_id)
+
+    async def start_card_setup(
+        self, *, setup_id: str, customer_ref: str, return_url: str
+    ) -> CardSetup:
+        """Record a setup and send the payer to the hosted "save a card" page."""
+        from openmvno.adapters.payments import sandbox_cards
+
+        return await sandbox_cards.start_card_setup(
+            self.rt, setup_id=setup_id, customer=customer_ref, return_url=return_url
+        )
+
+    async def retrieve_card_setup(self, reference: str) -> CardSetupResult:
+        from openmvno.adapters.payments import sandbox_cards
+
+        return await sandbox_cards.retrieve_card_setup(self.rt, reference)
+
+    async def detach_card(self, card_ref: str) -> None:
+        from openmvno.adapters.payments import sandbox_cards
+
+        await sandbox_cards.detach_card(self.rt, card_ref)
+
+    async def charge_saved(self, requests: Sequence[SavedCharge]) -> list[SavedChargeResult]:
+        """Off-session charges, one statement per batch, idempotent per key."""
+        from openmvno.adapters.payments import sandbox_cards
+
+        return await sandbox_cards.charge_saved(self.rt, requests)
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
         """Verify ``Sandbox-Signature`` (5 minutes tolerance) and normalise."""

@@ -56,3 +56,56 @@ class SandboxRefund(IdMixin, TimestampMixin, Base):
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(20), default="succeeded")
+
+
+class SandboxSetup(IdMixin, TimestampMixin, Base):
+    """A "save a card" session on the sandbox's hosted page (``/sandbox/setup/{reference}``).
+    One per setup id of ours (``create`` is idempotent on it)."""
+
+    __tablename__ = "sandbox_setups"
+
+    reference: Mapped[str] = mapped_column(String(40), unique=True)
+    setup_id: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_ref: Mapped[str] = mapped_column(String(40))
+    return_url: Mapped[str] = mapped_column(String(2000))
+    status: Mapped[str] = mapped_column(String(20), default="requires_action")
+    """``requires_action`` → ``succeeded`` | ``failed``."""
+    failure_code: Mapped[str | None] = mapped_column(String(40))
+    card_token: Mapped[str | None] = mapped_column(String(40))
+
+
+class SandboxCard(IdMixin, TimestampMixin, Base):
+    """A card saved at the sandbox: the reusable token and what a receipt may show
+    (brand, last four digits, expiry). Never the number or the security code; the test
+    behaviour (``charges``) is all the sandbox remembers of which test card it was."""
+
+    __tablename__ = "sandbox_cards"
+
+    token: Mapped[str] = mapped_column(String(40), unique=True)
+    customer_ref: Mapped[str] = mapped_column(String(40), index=True)
+    brand: Mapped[str] = mapped_column(String(20))
+    last4: Mapped[str] = mapped_column(String(4))
+    exp_month: Mapped[int] = mapped_column(Integer)
+    exp_year: Mapped[int] = mapped_column(Integer)
+    charges: Mapped[str] = mapped_column(String(20), default="succeed")
+    """``succeed`` or ``insufficient_funds`` (saved fine, every off-session charge declined)."""
+    detached_at: Mapped[datetime | None]
+
+
+class SandboxCharge(Base):
+    """An off-session charge of a saved sandbox card. UNIQUE ``idempotency_key``: the
+    same key asked again answers with this charge (written set-based, one statement per
+    batch, see :meth:`SandboxProvider.charge_saved`)."""
+
+    __tablename__ = "sandbox_charges"
+
+    reference: Mapped[str] = mapped_column(String(40), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
+    token: Mapped[str] = mapped_column(String(40))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    description: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[str] = mapped_column(String(20))
+    """``succeeded`` or ``declined``."""
+    decline_code: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime]

@@ -14,19 +14,35 @@
   it is); ``refund()`` is ``refunds.create`` with the caller's idempotency key, so a
   retried refund never pays twice; ``retrieve_refund()`` follows a pending one.
 
+Saved cards: ``create_customer()`` makes one Customer per account (idempotency key
+``customer-<account id>``, stored by the caller); ``start_card_setup()`` makes a
+SetupIntent (``usage=off_session``) whose client secret Stripe.js or the mobile SDK
+confirms; ``retrieve_card_setup()`` reads it back and attaches its PaymentMethod to the
+customer if it is not yet (a card Stripe declines at attach is a ``failed`` setup);
+``save_payment_method()`` attaches a PaymentMethod created client-side directly;
+``charge_saved()`` makes off-session PaymentIntents (``confirm=True, off_session=True``,
+the caller's idempotency key, ``metadata.kind = "saved_charge"``) with at most
+``stripe_charge_concurrency`` requests in flight; a card error is a ``declined`` result,
+anything else raises. Webhooks about those intents are acknowledged and ignored
+(``charge_cards`` records the answer it got).
+
 ``settings.stripe_api_base`` points the SDK at another server (tests: localstripe).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import stripe
 
 from openmvno.adapters.payments import (
+    CardRefused,
+    CardSetup,
+    CardSetupResult,
     InvalidSignature,
     MalformedEvent,
     ProviderPayment,
@@ -34,6 +50,10 @@ from openmvno.adapters.payments import (
     ProviderStatus,
     RefundRefused,
     RefundStatus,
+    SavedCardDetails,
+    SavedCharge,
+    SavedChargeResult,
+    SetupStatus,
     UnsupportedEvent,
     WebhookEvent,
 )
@@ -156,6 +176,48 @@ def payment_from_intent(intent: Mapping[str, Any], *, failed: bool = False) -> P
     )
 
 
+SAVED_CHARGE = "saved_charge"
+"""``metadata.kind`` of the off-session PaymentIntents ``charge_saved`` makes."""
+
+
+def decline_code(error: stripe.StripeError) -> str:
+    """Our decline code for a refused card (``CardError`` and friends)."""
+    body = getattr(error, "error", None)
+    found: dict[str, Any] = {}
+    for key in ("decline_code", "code"):
+        value = getattr(body, key, None) if body is not None else None
+        if value:
+            found[key] = value
+    code = failure_code(found)
+    if code == "declined" and found.get("code") == "authentication_required":
+        return "authentication_required"
+    return code
+
+
+def card_details(pm: Mapping[str, Any], customer_ref: str) -> SavedCardDetails:
+    card = pm.get("card") or {}
+    return SavedCardDetails(
+        card_ref=str(pm["id"]), customer_ref=customer_ref,
+        brand=str(card.get("brand") or "card")[:20], last4=str(card.get("last4") or "")[-4:],
+        exp_month=int(card.get("exp_month") or 0), exp_year=int(card.get("exp_year") or 0),
+    )
+
+
+def saved_charge_result(key: str, intent: Mapping[str, Any]) -> SavedChargeResult:
+    """An off-session PaymentIntent's answer: ``succeeded``; ``processing`` → pending;
+    ``requires_action`` (the bank wants the payer, who is not there) → declined
+    ``authentication_required``; a failure → declined with its code."""
+    status = intent.get("status")
+    ref = str(intent["id"])
+    if status == "succeeded":
+        return SavedChargeResult(key, "succeeded", ref)
+    if status == "processing":
+        return SavedChargeResult(key, "pending", ref)
+    if status in ("requires_action", "requires_confirmation"):
+        return SavedChargeResult(key, "declined", ref, "authentication_required")
+    return SavedChargeResult(key, "declined", ref, failure_code(intent.get("last_payment_error")))
+
+
 class StripeProvider:
     """Stripe through the official SDK (``StripeClient``, async HTTPX transport)."""
 
@@ -260,6 +322,121 @@ class StripeProvider:
         refund = await self.client.v1.refunds.retrieve_async(refund_id)
         return refund_from_stripe(refund.to_dict())
 
+    # --- saved cards
+
+    async def create_customer(
+        self, *, account_id: str, email: str | None = None, name: str | None = None
+    ) -> str:
+        """One Customer per account (idempotency key ``customer-<account id>``)."""
+        params: dict[str, Any] = {"metadata": {"account_id": account_id}}
+        if email:
+            params["email"] = email
+        customer = await self.client.v1.customers.create_async(
+            params=params,  # type: ignore[arg-type]
+            options={"idempotency_key": f"customer-{account_id}"},
+        )
+        return str(customer.id)
+
+    async def start_card_setup(
+        self, *, setup_id: str, customer_ref: str, return_url: str
+    ) -> CardSetup:
+        """A SetupIntent for off-session use; Stripe.js / the mobile SDK confirms it."""
+        params: dict[str, Any] = {
+            "customer": customer_ref, "usage": "off_session",
+            self.method_types_param: ["card"], "metadata": {"setup_id": setup_id},
+        }
+        intent = await self.client.v1.setup_intents.create_async(
+            params=params,  # type: ignore[arg-type]
+            options={"idempotency_key": f"setup-{setup_id}"},
+        )
+        return CardSetup(
+            reference=str(intent.id),
+            next_action={"type": "stripe_client_secret", "client_secret": intent.client_secret,
+                         "return_url": return_url},
+        )
+
+    async def save_payment_method(self, *, customer_ref: str, card_ref: str) -> SavedCardDetails:
+        """Attach a PaymentMethod made client-side to the customer; a card Stripe declines
+        is :class:`CardRefused`."""
+        try:
+            pm = await self.client.v1.payment_methods.attach_async(
+                card_ref, params={"customer": customer_ref}
+            )
+        except stripe.CardError as exc:
+            raise CardRefused(decline_code(exc), str(exc.user_message or exc)) from exc
+        return card_details(pm.to_dict(), customer_ref)
+
+    async def retrieve_card_setup(self, reference: str) -> CardSetupResult:
+        """The SetupIntent's outcome; once it succeeded its card is attached to the customer
+        (if confirming did not already) and described."""
+        intent = (await self.client.v1.setup_intents.retrieve_async(reference)).to_dict()
+        raw = intent.get("status")
+        error = intent.get("last_setup_error")
+        status: SetupStatus
+        if raw == "succeeded":
+            status = "succeeded"
+        elif raw == "canceled" or (raw == "requires_payment_method" and error):
+            return CardSetupResult(reference, "failed", failure_code=failure_code(error))
+        else:
+            status = "requires_action"
+            return CardSetupResult(reference, status)
+        pm_id = intent.get("payment_method")
+        customer = intent.get("customer")
+        if isinstance(pm_id, dict):
+            pm_id = pm_id.get("id")
+        if not pm_id or not customer:
+            return CardSetupResult(reference, "failed", failure_code="declined")
+        pm = (await self.client.v1.payment_methods.retrieve_async(str(pm_id))).to_dict()
+        if not pm.get("customer"):
+            try:
+                return CardSetupResult(reference, status, card=await self.save_payment_method(
+                    customer_ref=str(customer), card_ref=str(pm_id)))
+            except CardRefused as refused:
+                return CardSetupResult(reference, "failed", failure_code=refused.code)
+        return CardSetupResult(reference, status, card=card_details(pm, str(customer)))
+
+    async def detach_card(self, card_ref: str) -> None:
+        """``payment_methods.detach``; one already detached or gone is fine."""
+        try:
+            await self.client.v1.payment_methods.detach_async(card_ref)
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status not in (400, 404):
+                raise
+
+    async def charge_saved(self, requests: Sequence[SavedCharge]) -> list[SavedChargeResult]:
+        """Off-session PaymentIntents, at most ``stripe_charge_concurrency`` in flight.
+        Every request is sent before a passing fault is raised (the same keys are safe to
+        send again)."""
+        limit = asyncio.Semaphore(max(1, self.settings.stripe_charge_concurrency))
+
+        async def one(r: SavedCharge) -> SavedChargeResult:
+            async with limit:
+                params: dict[str, Any] = {
+                    "amount": r.amount_minor, "currency": r.currency.lower(),
+                    "customer": r.customer_ref, "payment_method": r.card_ref,
+                    self.method_types_param: ["card"], "confirm": True, "off_session": True,
+                    "metadata": {"kind": SAVED_CHARGE, "key": r.idempotency_key[:120],
+                                 "description": r.description[:200]},
+                }
+                try:
+                    intent = await self.client.v1.payment_intents.create_async(
+                        params=params,  # type: ignore[arg-type]
+                        options={"idempotency_key": r.idempotency_key},
+                    )
+                except stripe.CardError as exc:
+                    error = getattr(exc, "error", None)
+                    intent_obj = getattr(error, "payment_intent", None)
+                    ref = getattr(intent_obj, "id", None) if intent_obj is not None else None
+                    return SavedChargeResult(r.idempotency_key, "declined",
+                                             str(ref) if ref else None, decline_code(exc))
+                return saved_charge_result(r.idempotency_key, intent.to_dict())
+
+        answers = await asyncio.gather(*(one(r) for r in requests), return_exceptions=True)
+        for answer in answers:
+            if isinstance(answer, BaseException):
+                raise answer
+        return [a for a in answers if isinstance(a, SavedChargeResult)]
+
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
         """Verify ``Stripe-Signature`` and normalise a ``payment_intent.*`` event.
 
@@ -288,6 +465,9 @@ class StripeProvider:
             raise MalformedEvent("the event id is not a Stripe id")
         if not isinstance(event_type, str) or not _ID.match(event_type) or len(event_type) > 80:
             raise MalformedEvent("the event type is not a Stripe event type")
+        metadata = obj.get("metadata")
+        if isinstance(metadata, dict) and metadata.get("kind") == SAVED_CHARGE:
+            raise UnsupportedEvent("an off-session charge of a saved card")
         _checked_intent(obj)
         payment = payment_from_intent(obj, failed=event_type == "payment_intent.payment_failed")
         return WebhookEvent(event_id=event_id, event_type=event_type, payment=payment, raw=raw)
