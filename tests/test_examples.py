@@ -29,6 +29,9 @@ async def test_sample_plans_import_with_every_shorthand_expanded(rt: Runtime) ->
     assert plans["M30"].data_bytes == 10 * GB
     assert plans["M30"].voice_seconds == 100 * 60
     assert plans["M30"].price_minor == 5000
+    assert plans["M30"].overage_rates == {"data_mb": 5, "voice_min": 15, "sms": 10}
+    assert plans["M30"].roaming_rates == {"data_mb": 50, "voice_min": 200}
+    assert plans["ASIA3G"].roaming_zones == ["HK", "MO", "TW", "JP", "KR", "SG", "TH"]
     assert plans["ASIA3G"].data_bytes == 3 * GB
     assert plans["D90"].data_bytes == 50 * GB
     assert plans["TOPUP50"].data_bytes == 0

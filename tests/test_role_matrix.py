@@ -90,6 +90,10 @@ MATRIX: dict[str, frozenset[str]] = {
     "GET /api/v1/receipts/{receipt_id}.html": OWNER_OR_STAFF,
     "GET /api/v1/receipts/{receipt_id}.pdf": OWNER_OR_STAFF,
     "POST /webhooks/{provider}": EVERYONE,  # signature-checked, not role-checked
+    # usage: network peers only (an API key with scope usage:write; no subscriber or staff
+    # token opens it), and a line's history for its owner
+    "POST /api/v1/usage": frozenset(),
+    "GET /api/v1/lines/{line_id}/usage": OWNER,
     # portal: public pages and anonymous forms
     "GET /": EVERYONE,
     "GET /register": EVERYONE,
@@ -128,6 +132,7 @@ MATRIX: dict[str, frozenset[str]] = {
     "POST /lines/{line_id}/unbind": OWNER,
     "GET /lines/{line_id}/esim": OWNER,
     "GET /lines/{line_id}/esim/qr.png": OWNER,
+    "GET /lines/{line_id}/usage": OWNER,
     "GET /orders/{order_id}": OWNER,
     "GET /orders/{order_id}/result": OWNER,
     "POST /orders/{order_id}/pay": OWNER,

@@ -84,6 +84,7 @@ def create_app(
         middleware.RequestContextMiddleware,
         max_body=rt.settings.max_body_bytes,
         default_language=rt.settings.default_language,
+        large_bodies={"/api/v1/usage": rt.settings.usage_max_body_bytes},
     )
     app.add_middleware(security_headers.SecurityHeadersMiddleware, settings=rt.settings)
     if rt.settings.trusted_proxies:

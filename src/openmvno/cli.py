@@ -26,6 +26,10 @@ from openmvno.catalog import cli as setup_cli  # noqa: E402 - operator set-up co
 
 app.add_typer(setup_cli.import_app, name="import")
 app.add_typer(setup_cli.staff_app, name="staff")
+from openmvno.usage import cli as usage_cli  # noqa: E402 - network peers, traffic simulator
+
+app.add_typer(usage_cli.peers_app, name="peers")
+app.add_typer(usage_cli.simulate_app, name="simulate")
 app.command("demo")(setup_cli.demo)
 from openmvno.channels.sms import cli as smpp_cli  # noqa: E402 - the SMPP bind process
 

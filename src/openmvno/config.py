@@ -185,6 +185,19 @@ class Settings(BaseSettings):
     receipt_font_path: str = ""
     """A CJK TrueType/OpenType font (or collection) for PDF receipts; empty: find Noto CJK."""
 
+    # usage charging (POST /api/v1/usage, rating, thresholds, barring; docs/RATING.md)
+    usage_home_zone: str = "CN"
+    """The zone code of the home network: every plan's allowances work there (a roaming
+    add-on's only in its own zones). Records that name no zone are home usage."""
+    usage_max_batch: int = 10_000
+    """Records per ``POST /api/v1/usage`` at most."""
+    usage_max_body_bytes: int = 4 * 1024 * 1024
+    """The body size cap of ``POST /api/v1/usage`` (a full batch is about 1.5 MB)."""
+    usage_future_skew_seconds: int = 300
+    """A record starting later than this after now is ``out_of_order`` (a peer's clock)."""
+    usage_wallet_low_minor: int = 1000
+    """A ``wallet_low`` notice when overage takes the wallet below this (minor units)."""
+
     # SMS over SMPP (`openmvno smpp`), SMS commands and USSD (SMS; docs/sms-ussd.md)
     smpp_host: str = "127.0.0.1"
     """The operator's SMSC (``sms_adapter=smpp``): one transceiver bind per ``openmvno smpp``."""

@@ -28,6 +28,7 @@ from openmvno.ratelimit.models import RateEvent
 from openmvno.receipts.models import Receipt, Sequence
 from openmvno.selfcare.models import InboundMessage, SmsConfirmation
 from openmvno.renewals.models import AutoRenewSetting
+from openmvno.usage.models import LineBar, NetworkPeer, UsageRecord
 from openmvno.worker.models import WorkerJob
 
 __all__ = [
@@ -50,7 +51,9 @@ __all__ = [
     "ExternalEvent",
     "InboundMessage",
     "Line",
+    "LineBar",
     "LineEvent",
+    "NetworkPeer",
     "Notice",
     "NoticeTemplate",
     "NotificationPreference",
@@ -68,4 +71,5 @@ __all__ = [
     "SmsConfirmation",
     "SmsPart",
     "WorkerJob",
+    "UsageRecord",
 ]

@@ -49,6 +49,10 @@ class Plan(IdMixin, TimestampMixin, Base):
     )
     overage_rates: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     """Minor units per unit when charging the wallet: ``{"data_mb": 5, "voice_min": 10}``."""
+    roaming_rates: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    """Usage in a zone none of the line's allowances cover (see docs/RATING.md): charged to
+    the wallet at these rates (same units as ``overage_rates``); a kind without a rate is
+    blocked there."""
     terms_zh: Mapped[str] = mapped_column(Text, default="")
     terms_en: Mapped[str] = mapped_column(Text, default="")
     active: Mapped[bool] = mapped_column(default=True)

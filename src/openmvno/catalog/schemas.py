@@ -75,6 +75,11 @@ class _PlanFields(BaseModel):
         max_length=len(OVERAGE_UNITS),
         description='Minor units per unit: {"data_mb", "voice_min", "sms"}',
     )
+    roaming_rates: dict[OverageUnit, MinorAmount] = Field(
+        default_factory=dict,
+        max_length=len(OVERAGE_UNITS),
+        description="Minor units per unit for usage in a zone no allowance covers (else blocked)",
+    )
     terms_zh: LongText = ""
     terms_en: LongText = ""
 
@@ -113,6 +118,9 @@ class PlanPatch(BaseModel):
     roaming_zones: list[Zone] | None = Field(default=None, max_length=50)
     overage_rule: OverageRule | None = None
     overage_rates: dict[OverageUnit, MinorAmount] | None = Field(
+        default=None, max_length=len(OVERAGE_UNITS)
+    )
+    roaming_rates: dict[OverageUnit, MinorAmount] | None = Field(
         default=None, max_length=len(OVERAGE_UNITS)
     )
     terms_zh: LongText | None = None
@@ -164,6 +172,12 @@ def check_plan_rules(p: dict[str, Any]) -> None:
     unknown = set(rates) - OVERAGE_UNITS
     if unknown:
         raise ValueError(f"unknown overage rate(s) {sorted(unknown)}; use data_mb, voice_min, sms")
+    roaming = p.get("roaming_rates") or {}
+    unknown = set(roaming) - OVERAGE_UNITS
+    if unknown:
+        raise ValueError(f"unknown roaming rate(s) {sorted(unknown)}; use data_mb, voice_min, sms")
+    if kind is PlanKind.topup and roaming:
+        raise ValueError("a top-up carries money only: no data, voice, SMS or roaming")
     if OverageRule(p["overage_rule"]) is OverageRule.charge_wallet and not rates:
         raise ValueError("overage_rule charge_wallet needs overage_rates")
 
@@ -186,6 +200,9 @@ class AllowancesOut(BaseModel):
 class OverageOut(BaseModel):
     rule: OverageRule
     rates: dict[str, int]
+    roaming_rates: dict[str, int] = Field(
+        default_factory=dict, description="Wallet rates where no allowance covers the zone"
+    )
 
 
 class PlanOut(BaseModel):
@@ -225,7 +242,10 @@ def plan_out(plan: Plan, language: str) -> PlanOut:
             sms_text=fmt.sms(plan.sms_count),
         ),
         roaming_zones=list(plan.roaming_zones or []),
-        overage=OverageOut(rule=plan.overage_rule, rates=dict(plan.overage_rates or {})),
+        overage=OverageOut(
+            rule=plan.overage_rule, rates=dict(plan.overage_rates or {}),
+            roaming_rates=dict(plan.roaming_rates or {}),
+        ),
         terms=plan.terms(language),
         active=plan.active,
     )

@@ -19,7 +19,7 @@ KIND_ORDER = [PlanKind.data, PlanKind.voice, PlanKind.mixed, PlanKind.addon, Pla
 _FIELDS = (
     "name_zh", "name_en", "price_minor", "currency", "validity_days", "data_bytes",
     "voice_seconds", "sms_count", "roaming_zones", "overage_rule", "overage_rates",
-    "terms_zh", "terms_en",
+    "roaming_rates", "terms_zh", "terms_en",
 )
 
 

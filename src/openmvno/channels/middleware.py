@@ -52,10 +52,15 @@ def _language(scope: Scope, headers: dict[bytes, bytes], default: str) -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body: int, default_language: str) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body: int, default_language: str,
+        large_bodies: dict[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.max_body = max_body
         self.default_language = default_language
+        self.large_bodies = large_bodies or {}
+        """Paths allowed a larger body than ``max_body`` (a batch of usage records)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,8 +76,9 @@ class RequestContextMiddleware:
         status = 500
         response_started = False
 
+        max_body = self.large_bodies.get(scope.get("path", ""), self.max_body)
         length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body:
+        if length is not None and length.isdigit() and int(length) > max_body:
             await self._too_large(send, request_id, language, scope)
             self._log(scope, 413, started, request_id)
             return
@@ -85,7 +91,7 @@ class RequestContextMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_body and not refused:
+                if seen > max_body and not refused:
                     # Answer 413 now; whatever the app sends afterwards is dropped.
                     refused, status = True, 413
                     if not response_started:

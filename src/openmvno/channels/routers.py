@@ -25,6 +25,10 @@ def all_routers(rt: Runtime) -> list[APIRouter]:
 
     routers += [checkout_pages.router, topup_pages.router, payment_pages.router]
     routers.append(orders_pages.router)
+    from openmvno.channels.api import usage as usage_api
+    from openmvno.channels.portal import usage_pages
+
+    routers += [usage_api.router, usage_pages.router]
     if rt.settings.dev_outbox_enabled:
         routers.append(dev_outbox.router)
     if rt.settings.payment_provider == "sandbox":

@@ -86,9 +86,16 @@ def _build_handlers(rt: Runtime) -> dict[OutboxKind, Handler]:
         OutboxKind.refund: refund,
         OutboxKind.payment_cancel: cancel_payment,
         OutboxKind.card_detach: _card_detach,
+        OutboxKind.line_barring: _line_barring,
     }
     table.update(rt.extras.get("outbox_handlers", {}))
     return table
+
+
+async def _line_barring(runtime: Runtime, m: OutboxMessage) -> str:
+    from openmvno.usage.barring import deliver
+
+    return await deliver(runtime, m)
 
 
 def jobs(rt: Runtime) -> list[Job]:

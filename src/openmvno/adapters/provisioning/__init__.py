@@ -28,11 +28,28 @@ class ProvisioningRequest:
     plan_code: str | None
 
 
+@dataclass(frozen=True)
+class BarringRequest:
+    """Bar or lift a line's data service (usage charging: a line that ran out). Keyed on
+    ``(line_id, generation)``: repeating one is safe."""
+
+    line_id: uuid.UUID
+    iccid: str
+    msisdn: str
+    action: str
+    """``bar_data`` or ``unbar_data``."""
+    generation: int
+
+
 class Provisioner(Protocol):
     name: str
 
     async def provision(self, request: ProvisioningRequest) -> str:
         """Apply the order on the network; returns the network's reference."""
+        ...
+
+    async def set_barring(self, request: BarringRequest) -> str:
+        """Bar or lift the line's data service; returns the network's reference."""
         ...
 
 
@@ -48,6 +65,11 @@ class SandboxProvisioner:
         if self.fail:
             raise ProvisioningFailed(f"sandbox refused order {request.order_id}")
         return f"sbx-prov-{request.order_id.hex[:16]}"
+
+    async def set_barring(self, request: BarringRequest) -> str:
+        if self.fail:
+            raise ProvisioningFailed(f"sandbox refused {request.action} on {request.line_id}")
+        return f"sbx-{request.action}-{request.line_id.hex[:12]}-{request.generation}"
 
 
 def provisioner(settings: Settings) -> Provisioner:

@@ -1,0 +1,1 @@
+"""Usage charging: network peers, usage records (CDRs), rating, thresholds, barring."""

@@ -1,0 +1,118 @@
+"""What a charged batch tells the subscriber and the network, once each.
+
+- ``data_threshold`` at 80 % and 100 % used of each data bucket (key
+  ``data_threshold:<line>:<bucket>:<percent>``);
+- ``wallet_low`` when usage takes the wallet below ``usage_wallet_low_minor`` (at most
+  once a day per account: ``wallet_low:<account>:<date>``);
+- ``overage_started`` (urgent, so quiet hours do not hold it) as soon as a line's
+  allowance of a kind runs out on a plan that charges the wallet beyond it, so the
+  subscriber is warned before, or at the latest with, the first overage charge; once per
+  line and period (``overage_started:<line>:<expiry>``);
+- barring (:mod:`openmvno.usage.barring`) of lines whose data ran out with nothing to
+  pay for more, or whose data usage was refused.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openmvno import clock
+from openmvno.config import Settings
+from openmvno.usage import barring, notify, rating
+from openmvno.usage.rating import Wallet
+
+if TYPE_CHECKING:
+    from openmvno.usage.charging import LineInfo
+
+
+def _exhausted(info: LineInfo, kind: str, before: dict[uuid.UUID, int], home: str) -> bool:
+    """The line's allowance of ``kind`` usable at home right now ran out in this batch."""
+    now = clock.now()
+    current = [
+        b for b in info.buckets[kind]
+        if b.home and b.valid_from <= now and (b.valid_until is None or b.valid_until > now)
+    ]
+    if not current or any(b.remaining > 0 for b in current):
+        return False
+    return any(before.get(b.id, 0) > 0 for b in current)
+
+
+async def after_batch(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    lines: dict[uuid.UUID, LineInfo],
+    buckets: dict[uuid.UUID, LineInfo],
+    initial: dict[uuid.UUID, int],
+    before: dict[uuid.UUID, int],
+    after: dict[uuid.UUID, int],
+    wallets: dict[uuid.UUID | None, Wallet],
+    wallet_account: dict[uuid.UUID, uuid.UUID],
+    overage_lines: dict[uuid.UUID, LineInfo],
+    refused_data: set[uuid.UUID],
+) -> None:
+    home = settings.usage_home_zone
+    notices: list[notify.UsageNotice] = []
+    kinds: dict[uuid.UUID, str] = {}
+    for info in lines.values():
+        for kind, states in info.buckets.items():
+            for b in states:
+                kinds[b.id] = kind
+    for bucket_id, info in buckets.items():
+        if kinds.get(bucket_id) != "data" or after[bucket_id] >= before[bucket_id]:
+            continue
+        for percent in rating.data_thresholds(
+            initial[bucket_id], before[bucket_id], after[bucket_id]
+        ):
+            notices.append(notify.UsageNotice(
+                account_id=info.account_id, event="data_threshold", line_id=info.id,
+                key=f"data_threshold:{info.id}:{bucket_id}:{percent}",
+                params={"percent": percent, "msisdn": info.msisdn},
+            ))
+    today = clock.now().date().isoformat()
+    low = settings.usage_wallet_low_minor
+    for wallet_id, w in wallets.items():
+        if wallet_id is None:
+            continue
+        if before[wallet_id] >= low > w.remaining:
+            account_id = wallet_account[wallet_id]
+            notices.append(notify.UsageNotice(
+                account_id=account_id, event="wallet_low", line_id=None,
+                key=f"wallet_low:{account_id}:{today}",
+                params={"amount_minor": w.remaining, "currency": w.currency},
+            ))
+    warn: dict[uuid.UUID, LineInfo] = dict(overage_lines)
+    bars: list[barring.BarTarget] = []
+    for info in lines.values():
+        plan = info.plan
+        for kind in rating.KINDS:
+            if not _exhausted(info, kind, before, home):
+                continue
+            pays = plan is not None and plan.wallet_rate(kind, home, home) is not None
+            if pays:
+                warn[info.id] = info
+            elif kind == "data":
+                bars.append(barring.BarTarget(
+                    info.id, info.account_id, info.msisdn, info.iccid, "data_used_up"
+                ))
+    for line_id in refused_data:
+        info = lines[line_id]
+        if all(t.line_id != line_id for t in bars):
+            bars.append(barring.BarTarget(
+                info.id, info.account_id, info.msisdn, info.iccid, "data_refused"
+            ))
+    for info in warn.values():
+        period = info.expires_at.isoformat() if info.expires_at else "open"
+        params: dict[str, Any] = {"msisdn": info.msisdn}
+        notices.insert(0, notify.UsageNotice(
+            account_id=info.account_id, event="overage_started", line_id=info.id,
+            key=f"overage_started:{info.id}:{period}", params=params, urgent=True,
+        ))
+    await notify.send(session, notices)
+    await barring.bar_lines(session, bars)
+
+
+__all__ = ["after_batch"]
