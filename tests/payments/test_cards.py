@@ -75,7 +75,7 @@ async def test_the_expiring_test_card_expires_at_the_end_of_next_month(
     [card] = await _cards(rt, account)
     assert (card.exp_year, card.exp_month) == (2026, 12)  # the clock says 25 November 2026
     assert cards.expires_soon(card)
-    charge = CardCharge(account_id=account, amount_minor=500, currency="CNY", key="exp-1")
+    charge = CardCharge(account_id=account, amount_minor=500, currency="CNY", idempotency_key="exp-1")
     [ok] = await cards.charge_cards(rt, [charge])
     assert ok.status == "succeeded"
     frozen.now = datetime(2027, 1, 1, 0, 0, tzinfo=UTC)
@@ -156,6 +156,7 @@ async def test_charge_cards_in_a_batch_and_again_with_the_same_keys(
         [AttemptState.succeeded, AttemptState.failed, AttemptState.failed]
     )
     assert all(a.order_id is None and a.idempotency_key for a in attempts)
+    assert results[0].payment_attempt_id == results[0].attempt_id
 
 
 class _Crashing:

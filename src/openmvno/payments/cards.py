@@ -509,9 +509,10 @@ class CardCharge:
     account_id: uuid.UUID
     amount_minor: int
     currency: str
-    key: str
-    """The caller's idempotency key (≤ 120 characters), e.g. ``renewal:{line}:{period}``:
-    one attempt per key, ever; asked again, the recorded answer."""
+    idempotency_key: str
+    """The caller's key (≤ 120 characters), e.g. ``renewal:{line}:{period}:{n}``: one
+    attempt per key, ever; asked again, the recorded answer. Any object with these
+    attributes will do (``card_id`` and ``description`` optional)."""
     description: str = ""
     card_id: uuid.UUID | None = None
     """``None``: the account's default card."""
@@ -534,6 +535,11 @@ class CardChargeResult:
     decline_code: str | None = None
     amount_minor: int = 0
     currency: str = ""
+
+    @property
+    def payment_attempt_id(self) -> uuid.UUID | None:
+        """The same as ``attempt_id`` (the ``payment_attempts`` row)."""
+        return self.attempt_id
 
 
 _OPEN = (AttemptState.created, AttemptState.requires_action)
@@ -574,7 +580,7 @@ async def _attempts_by_key(session: AsyncSession, keys: Sequence[str]) -> dict[s
 
 
 async def _record_attempts(
-    rt: Runtime, provider_name: str, charges: Sequence[CardCharge]
+    rt: Runtime, provider_name: str, charges: Sequence[Any]
 ) -> tuple[dict[str, Any], dict[uuid.UUID, SavedCard]]:
     """Unit of work 1: resolve the cards and insert one attempt per new key."""
     async with unit_of_work(rt.sessions) as session:
@@ -595,20 +601,21 @@ async def _record_attempts(
         now = clock.now()
         values: list[dict[str, Any]] = []
         for c in charges:
+            card_id = getattr(c, "card_id", None)
             card: SavedCard | None = (
-                cards.get(c.card_id) if c.card_id else defaults.get(c.account_id)
+                cards.get(card_id) if card_id else defaults.get(c.account_id)
             )
             if card is not None and card.account_id != c.account_id:
                 card = None
             values.append({
                 "id": uuid.uuid4(), "order_id": None, "account_id": c.account_id,
-                "provider": provider_name, "idempotency_key": c.key,
+                "provider": provider_name, "idempotency_key": c.idempotency_key,
                 "saved_card_id": card.id if card else None, "method": PaymentMethodKind.card,
                 "provider_ref": None, "amount_minor": c.amount_minor,
                 "currency": c.currency.upper(),
                 "state": AttemptState.created if card else AttemptState.failed,
                 "failure_code": None if card else (
-                    "card_removed" if c.card_id else "no_saved_card"
+                    "card_removed" if card_id else "no_saved_card"
                 ),
                 "next_action": {}, "settled_at": None if card else now,
                 "created_at": now, "updated_at": now,
@@ -619,7 +626,7 @@ async def _record_attempts(
                 _insert(session, table).values(values[start : start + _CHUNK])
                 .on_conflict_do_nothing(index_elements=["idempotency_key"])
             )
-        attempts = await _attempts_by_key(session, [c.key for c in charges])
+        attempts = await _attempts_by_key(session, [c.idempotency_key for c in charges])
         used = {a.saved_card_id for a in attempts.values() if a.saved_card_id}
         missing = [i for i in used if i not in cards]
         if missing:
@@ -691,7 +698,7 @@ async def _ask_pending(
     return found
 
 
-async def charge_cards(rt: Runtime, charges: Sequence[CardCharge]) -> list[CardChargeResult]:
+async def charge_cards(rt: Runtime, charges: Sequence[Any]) -> list[CardChargeResult]:
     """Charge saved cards off-session (contract 4), set-based: attempts recorded in one
     unit of work, the provider asked with no transaction open, the answers recorded in
     one unit of work. Idempotent per ``key``: a key already settled is answered from the
@@ -700,7 +707,7 @@ async def charge_cards(rt: Runtime, charges: Sequence[CardCharge]) -> list[CardC
     if not charges:
         return []
     for c in charges:
-        if not 0 < len(c.key) <= 120:
+        if not 0 < len(c.idempotency_key) <= 120:
             raise ValueError("a charge key is 1 to 120 characters")
         if isinstance(c.amount_minor, bool) or c.amount_minor <= 0:
             raise ValueError("amount_minor must be a positive integer")
@@ -710,10 +717,11 @@ async def charge_cards(rt: Runtime, charges: Sequence[CardCharge]) -> list[CardC
     pending: list[tuple[Any, str]] = []
     seen: set[str] = set()
     for c in charges:
-        a = attempts[c.key]
-        if c.key in seen or AttemptState(a.state) not in _OPEN or a.provider != provider.name:
+        a = attempts[c.idempotency_key]
+        if (c.idempotency_key in seen or AttemptState(a.state) not in _OPEN
+                or a.provider != provider.name):
             continue
-        seen.add(c.key)
+        seen.add(c.idempotency_key)
         if a.state == AttemptState.requires_action and a.provider_ref:
             pending.append((a, a.provider_ref))
             continue
@@ -721,7 +729,8 @@ async def charge_cards(rt: Runtime, charges: Sequence[CardCharge]) -> list[CardC
         to_charge.append((a, SavedCharge(
             card_ref=card.card_ref, customer_ref=card.customer_ref,
             amount_minor=a.amount_minor, currency=a.currency,
-            idempotency_key=f"saved-{a.id}", description=c.description[:200],
+            idempotency_key=f"saved-{a.id}",
+            description=str(getattr(c, "description", "") or "")[:200],
         )))
     answers: list[tuple[uuid.UUID, SavedChargeResult]] = []
     unanswered: set[str] = set()
@@ -737,11 +746,11 @@ async def charge_cards(rt: Runtime, charges: Sequence[CardCharge]) -> list[CardC
         answers += await _ask_pending(provider, pending)
     await _record_answers(rt, answers)
     async with unit_of_work(rt.sessions) as session:
-        final = await _attempts_by_key(session, [c.key for c in charges])
+        final = await _attempts_by_key(session, [c.idempotency_key for c in charges])
     out: list[CardChargeResult] = []
     for c in charges:
-        result = _from_attempt(final[c.key])
-        if c.key in unanswered and result.status == "pending":
+        result = _from_attempt(final[c.idempotency_key])
+        if c.idempotency_key in unanswered and result.status == "pending":
             result = CardChargeResult(
                 key=result.key, status="pending", attempt_id=result.attempt_id,
                 card_id=result.card_id, decline_code="provider_unavailable",
