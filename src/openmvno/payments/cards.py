@@ -496,6 +496,54 @@ def expires_soon(card: SavedCard, now: datetime | None = None) -> bool:
     return card.exp_year * 12 + card.exp_month <= this + 1
 
 
+# ---------------------------------------------------------------- card_expiring notices
+
+
+EXPIRING_EVERY = timedelta(hours=1)
+
+
+async def notify_expiring(rt: Runtime) -> int:
+    """Worker job: queue ``card_expiring`` for every active card whose last month is this
+    month or next (once per card and expiry: the notice's UNIQUE key), at most once an
+    hour per process; returns how many notices were new."""
+    from openmvno.formatting import to_operator
+    from openmvno.notifications.notices import NoticeRequest, notify_many
+
+    now = clock.now()
+    last = rt.extras.get("cards_expiring_ran_at")
+    if last is not None and now - last < EXPIRING_EVERY:
+        return 0
+    rt.extras["cards_expiring_ran_at"] = now
+    local = to_operator(now)
+    this = local.year * 12 + local.month - 1
+    months = [(this // 12, this % 12 + 1), ((this + 1) // 12, (this + 1) % 12 + 1)]
+    from sqlalchemy import and_, or_
+
+    async with unit_of_work(rt.sessions) as session:
+        rows = (await session.execute(
+            select(SavedCard.id, SavedCard.account_id, SavedCard.brand, SavedCard.last4,
+                   SavedCard.exp_month, SavedCard.exp_year)
+            .where(SavedCard.state == CardState.active,
+                   or_(*(and_(SavedCard.exp_year == y, SavedCard.exp_month == m)
+                         for y, m in months)))
+        )).all()
+        if not rows:
+            return 0
+        return await notify_many(session, [
+            NoticeRequest(
+                account_id=r.account_id, event="card_expiring",
+                key=f"card_expiring:{r.account_id}:{r.id}:{r.exp_year}-{r.exp_month:02d}",
+                params={"brand": BRAND_NAMES.get(r.brand, r.brand), "last4": r.last4,
+                        "exp_month": r.exp_month, "exp_year": r.exp_year},
+            )
+            for r in rows
+        ])
+
+
+BRAND_NAMES = {"visa": "Visa", "mastercard": "Mastercard", "unionpay": "UnionPay",
+               "amex": "American Express", "card": "Card"}
+
+
 # ---------------------------------------------------------------- charging
 
 

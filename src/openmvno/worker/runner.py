@@ -104,6 +104,9 @@ def jobs(rt: Runtime) -> list[Job]:
     from openmvno.renewals import scheduler as renewals
 
     found.append(renewals.run_due)
+    from openmvno.payments import auto_topup, cards
+
+    found += [auto_topup.run_due, cards.notify_expiring]
     if rt.settings.payment_provider == "sandbox":
         from openmvno.adapters.payments.sandbox import deliver_due_webhooks
 
