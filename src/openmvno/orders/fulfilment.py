@@ -25,6 +25,7 @@ from openmvno.errors import Conflict
 from openmvno.i18n import translate
 from openmvno.ledger import service as ledger
 from openmvno.ledger.models import BucketKind, EntryReason
+from openmvno.lines import lifecycle
 from openmvno.lines import service as lines
 from openmvno.lines import states as line_states
 from openmvno.lines.esim import activation_code
@@ -40,6 +41,7 @@ from openmvno.payments import refunds as provider_refunds
 from openmvno.payments.models import PaymentAttempt, RefundReason
 from openmvno.receipts import service as receipts
 from openmvno.runtime import Runtime
+from openmvno.usage import barring
 
 log = logging.getLogger("openmvno.orders")
 
@@ -95,13 +97,17 @@ async def _grant(
         valid_from=valid_from, valid_until=until, key=f"order:{order.id}:grant",
         priority=priority,
     )
+    await barring.lift_if_barred(session, line.id)  # usage: a line that ran out may use data again
     if order.kind is not OrderKind.addon:
         line.expires_at = until
         line.plan_id = plan.id
         if line.state != LineState.active:
+            lapsed = LineState(line.state)
             await line_states.transition(
                 session, line, LineState.active, f"order {order.number} paid"
             )
+            # 复机: a grace or suspended line is back; the network and the subscriber hear it.
+            await lifecycle.restore_one(session, line, from_state=lapsed, plan=plan)
     await session.flush()
     return {
         "line_id": str(line.id),
@@ -153,6 +159,7 @@ async def _carry_out(
             amount_minor=order.amount_minor, reason=EntryReason.topup,
             key=f"order:{order.id}:topup", order_id=order.id, memo=order.number,
         )
+        await barring.lift_account_bars(session, owner_id)  # the wallet pays for more usage
         result: dict[str, Any] = {"credited_minor": order.amount_minor, "currency": order.currency}
         if order.kind is OrderKind.topup:
             result["wallet_balance_minor"] = wallet.remaining

@@ -91,7 +91,7 @@ async def bar_lines(session: AsyncSession, targets: Sequence[BarTarget]) -> int:
         jobs.append(_job(t.line_id, t.account_id, t.msisdn, t.iccid, "bar_data", generation))
         notices.append(notify.UsageNotice(
             account_id=t.account_id, event="line_barred", line_id=t.line_id,
-            key=f"line_barred:{t.line_id}:{generation}", params={"msisdn": t.msisdn},
+            key=f"line_barred:{t.line_id}:{generation}", params={"reason": t.reason},
             urgent=True,
         ))
     await session.execute(
@@ -123,7 +123,7 @@ async def lift_if_barred(session: AsyncSession, line_id: uuid.UUID) -> bool:
     )
     await notify.send(session, [notify.UsageNotice(
         account_id=account_id, event="line_unbarred", line_id=line_id,
-        key=f"line_unbarred:{line_id}:{generation}", params={"msisdn": line.msisdn},
+        key=f"line_unbarred:{line_id}:{generation}", params={},
     )])
     return True
 

@@ -73,6 +73,7 @@ class LineInfo:
     buckets: dict[str, list[BucketState]]
     period_start: datetime | None = None
     wallet: Wallet | None = None
+    plan_name: dict[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -89,7 +90,8 @@ class BatchResult:
 _PG = {
     "lines": """
 SELECT l.id, l.msisdn, l.iccid, l.account_id, l.state, l.expires_at,
-       p.overage_rule, p.overage_rates, p.roaming_rates, p.roaming_zones, p.currency
+       p.overage_rule, p.overage_rates, p.roaming_rates, p.roaming_zones, p.currency,
+       p.name_zh, p.name_en
 FROM lines l LEFT JOIN plans p ON p.id = l.plan_id
 WHERE l.msisdn = ANY(CAST(:msisdns AS varchar[])) OR l.iccid = ANY(CAST(:iccids AS varchar[]))
 """,
@@ -97,7 +99,7 @@ WHERE l.msisdn = ANY(CAST(:msisdns AS varchar[])) OR l.iccid = ANY(CAST(:iccids 
 SELECT b.id, b.line_id, b.account_id, b.kind, b.currency,
        b.remaining - b.reserved AS available,
        b.initial, b.valid_from, b.valid_until, b.priority, b.created_at,
-       p.kind AS plan_kind, p.roaming_zones
+       p.kind AS plan_kind, p.roaming_zones, p.name_zh, p.name_en
 FROM buckets b LEFT JOIN plans p ON p.id = b.plan_id
 WHERE (b.line_id = ANY(CAST(:line_ids AS uuid[])) AND b.kind <> 'money'
        AND (b.valid_until IS NULL OR b.valid_until > :earliest))
@@ -131,7 +133,8 @@ RETURNING record_id
 _SQLITE = {
     "lines": """
 SELECT l.id, l.msisdn, l.iccid, l.account_id, l.state, l.expires_at,
-       p.overage_rule, p.overage_rates, p.roaming_rates, p.roaming_zones, p.currency
+       p.overage_rule, p.overage_rates, p.roaming_rates, p.roaming_zones, p.currency,
+       p.name_zh, p.name_en
 FROM lines l LEFT JOIN plans p ON p.id = l.plan_id
 WHERE l.msisdn IN (SELECT value FROM json_each(:msisdns))
    OR l.iccid IN (SELECT value FROM json_each(:iccids))
@@ -140,7 +143,7 @@ WHERE l.msisdn IN (SELECT value FROM json_each(:msisdns))
 SELECT b.id, b.line_id, b.account_id, b.kind, b.currency,
        b.remaining - b.reserved AS available,
        b.initial, b.valid_from, b.valid_until, b.priority, b.created_at,
-       p.kind AS plan_kind, p.roaming_zones
+       p.kind AS plan_kind, p.roaming_zones, p.name_zh, p.name_en
 FROM buckets b LEFT JOIN plans p ON p.id = b.plan_id
 WHERE (b.line_id IN (SELECT value FROM json_each(:line_ids)) AND b.kind <> 'money'
        AND (b.valid_until IS NULL OR b.valid_until > :earliest))
@@ -250,6 +253,9 @@ async def charge_batch(
                 id=_uuid(row.id), account_id=_uuid(row.account_id), msisdn=row.msisdn,
                 iccid=row.iccid, state=str(row.state), expires_at=_parse_time(row.expires_at),
                 plan=plan, buckets={"data": [], "voice": [], "sms": []},
+                plan_name=(
+                    {"zh-CN": row.name_zh, "en": row.name_en} if row.name_zh is not None else None
+                ),
             )
             lines[loaded.id] = loaded
             lines_by_msisdn[loaded.msisdn] = loaded
@@ -275,6 +281,7 @@ async def charge_batch(
     bucket_line: dict[uuid.UUID, LineInfo] = {}
     wallets: dict[tuple[uuid.UUID, str], Wallet] = {}
     wallet_account: dict[uuid.UUID, uuid.UUID] = {}
+    bucket_plan: dict[uuid.UUID, dict[str, str]] = {}
     if lines:
         line_ids = list(lines)
         account_ids = sorted({info.account_id for info in lines.values()})
@@ -308,6 +315,8 @@ async def charge_batch(
                 created_at=_parse_time(row.created_at),
             )
             initial[bucket_id] = state.initial
+            if row.name_zh is not None:
+                bucket_plan[bucket_id] = {"zh-CN": row.name_zh, "en": row.name_en}
             bucket_line[bucket_id] = info
             info.buckets[state.kind].append(state)
             if not addon and valid_from <= now and (
@@ -365,8 +374,11 @@ async def charge_batch(
         )
         rated[i] = outcome
         statuses[i] = outcome.status
-        if outcome.overage_units:
-            overage_lines[info.id] = info
+        zone = r.zone or home
+        if outcome.overage_units and info.plan is not None and (
+            zone == home or zone in info.plan.zones
+        ):
+            overage_lines[info.id] = info  # beyond the allowance (not roaming elsewhere)
         if r.kind == "data" and outcome.status != rating.CHARGED:
             refused_data.add(info.id)
 
@@ -405,7 +417,8 @@ async def charge_batch(
     # 7. thresholds, overage warnings and barring
     await thresholds.after_batch(
         session, settings,
-        lines=lines, buckets=bucket_line, initial=initial, before=before,
+        lines=lines, buckets=bucket_line, bucket_plan=bucket_plan, initial=initial,
+        before=before,
         after={b: before[b] - deltas.get(b, 0) for b in before},
         wallets=wallet_by_id, wallet_account=wallet_account,
         overage_lines=overage_lines, refused_data=refused_data,

@@ -28,19 +28,15 @@ async def send(session: AsyncSession, notices: Sequence[UsageNotice]) -> int:
     """Queue ``notices`` (each at most once per key); returns how many were new."""
     if not notices:
         return 0
-    try:
-        from openmvno.notifications import notices as service
-    except ImportError:  # pragma: no cover - only before the notices service landed
-        log.warning("notices service missing; %d usage notices not sent", len(notices))
-        return 0
-    queued = 0
-    for n in notices:
-        if await service.notify(
-            session, account_id=n.account_id, event=n.event, key=n.key, params=n.params,
+    from openmvno.notifications import notices as service
+
+    return await service.notify_many(session, [
+        service.NoticeRequest(
+            account_id=n.account_id, event=n.event, key=n.key, params=n.params,
             line_id=n.line_id, urgent=n.urgent,
-        ):
-            queued += 1
-    return queued
+        )
+        for n in notices
+    ])
 
 
 __all__ = ["UsageNotice", "send"]

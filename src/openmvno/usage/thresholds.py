@@ -40,12 +40,17 @@ def _exhausted(info: LineInfo, kind: str, before: dict[uuid.UUID, int], home: st
     return any(before.get(b.id, 0) > 0 for b in current)
 
 
+def plan_pays_data(info: LineInfo, home: str) -> bool:
+    return info.plan is not None and info.plan.wallet_rate("data", home, home) is not None
+
+
 async def after_batch(
     session: AsyncSession,
     settings: Settings,
     *,
     lines: dict[uuid.UUID, LineInfo],
     buckets: dict[uuid.UUID, LineInfo],
+    bucket_plan: dict[uuid.UUID, dict[str, str]],
     initial: dict[uuid.UUID, int],
     before: dict[uuid.UUID, int],
     after: dict[uuid.UUID, int],
@@ -70,7 +75,8 @@ async def after_batch(
             notices.append(notify.UsageNotice(
                 account_id=info.account_id, event="data_threshold", line_id=info.id,
                 key=f"data_threshold:{info.id}:{bucket_id}:{percent}",
-                params={"percent": percent, "msisdn": info.msisdn},
+                params={"percent": percent,
+                        "plan": bucket_plan.get(bucket_id) or info.plan_name or ""},
             ))
     today = clock.now().date().isoformat()
     low = settings.usage_wallet_low_minor
@@ -82,7 +88,7 @@ async def after_batch(
             notices.append(notify.UsageNotice(
                 account_id=account_id, event="wallet_low", line_id=None,
                 key=f"wallet_low:{account_id}:{today}",
-                params={"amount_minor": w.remaining, "currency": w.currency},
+                params={"balance_minor": w.remaining, "currency": w.currency},
             ))
     warn: dict[uuid.UUID, LineInfo] = dict(overage_lines)
     bars: list[barring.BarTarget] = []
@@ -96,17 +102,18 @@ async def after_batch(
                 warn[info.id] = info
             elif kind == "data":
                 bars.append(barring.BarTarget(
-                    info.id, info.account_id, info.msisdn, info.iccid, "data_used_up"
+                    info.id, info.account_id, info.msisdn, info.iccid, "allowance_used"
                 ))
     for line_id in refused_data:
         info = lines[line_id]
         if all(t.line_id != line_id for t in bars):
+            reason = "wallet_empty" if plan_pays_data(info, home) else "allowance_used"
             bars.append(barring.BarTarget(
-                info.id, info.account_id, info.msisdn, info.iccid, "data_refused"
+                info.id, info.account_id, info.msisdn, info.iccid, reason
             ))
     for info in warn.values():
         period = info.expires_at.isoformat() if info.expires_at else "open"
-        params: dict[str, Any] = {"msisdn": info.msisdn}
+        params: dict[str, Any] = {"plan": info.plan_name or ""}
         notices.insert(0, notify.UsageNotice(
             account_id=info.account_id, event="overage_started", line_id=info.id,
             key=f"overage_started:{info.id}:{period}", params=params, urgent=True,
