@@ -48,3 +48,133 @@ async def test_gsm_text_is_submitted_with_registered_delivery_and_its_receipt_ma
 
 async def _is(rt: Runtime, oid: uuid.UUID, want: str) -> bool:
     return (await delivery(rt, oid)).startswith(want)
+
+
+CHINESE = ("您的套餐畅享30天将于2027年1月1日到期，届时将从钱包自动续费人民币五十元。"
+           "如需关闭自动续费，请回复AUTO OFF，谢谢您一直以来的支持与信任。")
+
+
+async def test_a_long_chinese_text_goes_as_ucs2_parts_the_peer_joins(
+    smpp_rt: Runtime, smsc: Smsc, start_sender: Start
+) -> None:
+    assert 70 < len(CHINESE) <= 134
+    await start_sender()
+    oid = await queue(smpp_rt, "+8613800000002", CHINESE)
+    msg = await smsc.wait_for(lambda e: e["event"] == "message")
+    assert msg["text"] == CHINESE and msg["parts"] == 2 and msg["dcs"] == 8
+    assert all(s["esm"] & 0x40 for s in smsc.seen("submit"))  # UDH on both parts
+    await until(lambda: _is(smpp_rt, oid, "delivered"))
+    async with unit_of_work(smpp_rt.sessions) as s:
+        parts = (await s.scalars(select(SmsPart).where(SmsPart.outbox_id == oid))).all()
+    assert sorted(p.seq for p in parts) == [1, 2]
+    assert {p.state for p in parts} == {PartState.delivered}
+    assert len({p.message_id for p in parts}) == 2
+
+
+async def test_a_failed_receipt_marks_the_row_failed_with_the_smsc_reason(
+    smpp_rt: Runtime, smsc: Smsc, start_sender: Start
+) -> None:
+    await smsc.send(cmd="set", fail_to=["8613800000003"])
+    await smsc.wait_for(lambda e: e["event"] == "set")
+    await start_sender()
+    oid = await queue(smpp_rt, "+8613800000003", "hello")
+    assert await until(lambda: _is(smpp_rt, oid, "failed"))
+    assert await delivery(smpp_rt, oid) == "failed: UNDELIV err:001"
+
+
+async def test_throttled_submits_are_sent_again_and_arrive_once(
+    smpp_rt: Runtime, smsc: Smsc, start_sender: Start
+) -> None:
+    await smsc.send(cmd="set", throttle_every=3)
+    await smsc.wait_for(lambda e: e["event"] == "set")
+    sender = await start_sender()
+    ids = [await queue(smpp_rt, f"+86138000001{i:02d}", f"message {i}") for i in range(12)]
+    for oid in ids:
+        await until(lambda oid=oid: _is(smpp_rt, oid, "delivered"))
+    texts = sorted(e["text"] for e in smsc.seen("message"))
+    assert texts == sorted(f"message {i}" for i in range(12))  # each exactly once
+    assert smsc.seen("throttled") and sender.link.stats.throttled == len(smsc.seen("throttled"))
+
+
+async def test_two_binds_share_the_outbox_and_each_message_goes_once(
+    smpp_rt: Runtime, smsc: Smsc, start_sender: Start
+) -> None:
+    await start_sender("bind-a")
+    await start_sender("bind-b")
+    ids = [await queue(smpp_rt, f"+86138000002{i:02d}", f"two binds {i}") for i in range(30)]
+    for oid in ids:
+        await until(lambda oid=oid: _is(smpp_rt, oid, "delivered"))
+    texts = [e["text"] for e in smsc.seen("message")]
+    assert sorted(texts) == sorted(f"two binds {i}" for i in range(30))
+    assert {e["bind"] for e in smsc.seen("submit")} == {1, 2}  # both binds did work
+    assert not smsc.seen("duplicate_part")
+
+
+async def test_the_smsc_dropping_the_link_mid_stream_loses_and_duplicates_nothing(
+    smpp_rt: Runtime, smsc: Smsc, start_sender: Start, frozen: object
+) -> None:
+    from tests.conftest import FrozenClock
+
+    assert isinstance(frozen, FrozenClock)
+    # The SMSC accepts the 5th submit, then drops the link before answering it: that
+    # message is in the SMSC's hands although we never got its id.
+    await smsc.send(cmd="set", drop_after=5)
+    await smsc.wait_for(lambda e: e["event"] == "set")
+    sender = await start_sender()
+    ids = [await queue(smpp_rt, f"+86138000003{i:02d}", f"drop {i}") for i in range(20)]
+    lost = await smsc.wait_for(lambda e: e["event"] == "dropped_before_answer")
+    await smsc.wait_for(lambda e: e["event"] == "bound", count=2)  # reconnected
+    # Its receipt (sent over the new bind) names a message id we never recorded: the
+    # in-doubt part is matched by it and counts as sent — never submitted again.
+    await until(lambda: sender.link.stats.receipts >= 5)
+    # Parts that never reached the SMSC were in flight too: they wait out the in-doubt
+    # window (no receipt will name them) and then go again.
+    frozen.advance(seconds=smpp_rt.settings.smpp_in_doubt_seconds + 1)
+    sender.wake.set()
+    for oid in ids:
+        await until(lambda oid=oid: _is(smpp_rt, oid, "delivered"))
+    texts = [e["text"] for e in smsc.seen("message")]
+    assert sorted(texts) == sorted(f"drop {i}" for i in range(20))  # once each
+    assert [e["to"] for e in smsc.seen("submit")].count(lost["to"]) == 1
+    assert sender.link.stats.binds == 2
+
+
+async def test_a_wrong_password_is_refused_and_retried_with_backoff(
+    smpp_rt: Runtime, smsc: Smsc
+) -> None:
+    import asyncio
+
+    from pydantic import SecretStr
+
+    from openmvno.adapters.sms.smpp_outbox import SmppSender
+
+    rt = Runtime(settings=smpp_rt.settings.model_copy(
+        update={"smpp_password": SecretStr("wrong")}), engine=smpp_rt.engine,
+        sessions=smpp_rt.sessions, passwords=smpp_rt.passwords)
+    sender = SmppSender(rt, name="bad")
+    stop = asyncio.Event()
+    task = asyncio.create_task(sender.run(stop))
+    await smsc.wait_for(lambda e: e["event"] == "bind_refused", count=2)
+    assert not sender.link.bound.is_set() and sender.link.stats.bind_failures >= 2
+    stop.set()
+    await asyncio.wait_for(task, timeout=30)
+
+
+async def test_stopping_unbinds_gracefully(smpp_rt: Runtime, smsc: Smsc) -> None:
+    import asyncio
+
+    from openmvno.adapters.sms.smpp_outbox import SmppSender
+
+    sender = SmppSender(smpp_rt, name="stopper")
+    stop = asyncio.Event()
+    task = asyncio.create_task(sender.run(stop))
+    await asyncio.wait_for(sender.link.bound.wait(), timeout=30)
+    stop.set()
+    await asyncio.wait_for(task, timeout=30)
+    assert smsc.seen("unbind")
+
+
+async def test_an_idle_link_sends_enquire_link(smpp_rt: Runtime, smsc: Smsc, start_sender: Start
+                                               ) -> None:
+    await start_sender(smpp_enquire_link_seconds=0.1)
+    await smsc.wait_for(lambda e: e["event"] == "enquire_link", count=2)

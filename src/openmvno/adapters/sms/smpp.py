@@ -300,15 +300,17 @@ class SmppLink:
         """Connect, bind, serve; on any loss wait (doubling backoff) and bind again."""
         delay = self.config.reconnect_min_seconds
         while not stop.is_set():
+            binds = self.stats.binds
             try:
                 await self._session(stop)
-                delay = self.config.reconnect_min_seconds
             except (OSError, asyncio.IncompleteReadError, LinkDown, BindRefused) as exc:
-                if isinstance(exc, BindRefused):
+                if self.stats.binds == binds:  # refused, or gone before the bind answer
                     self.stats.bind_failures += 1
                 log.warning("smpp link down", extra={"link": self.config.name, "error": str(exc)})
             finally:
                 self._down()
+                if self.stats.binds > binds:  # it was up: start the backoff afresh
+                    delay = self.config.reconnect_min_seconds
             if stop.is_set():
                 break
             with contextlib.suppress(TimeoutError):
