@@ -388,6 +388,7 @@ def baseline_body(w: World, schema: dict[str, Any]) -> dict[str, Any]:
         "RefundIn": {"reason": "hostile input test"},
         "GuestLookupIn": {"msisdn": w.msisdn},
         "PaymentIn": {"method": "card"},
+        "AutoRenewIn": {"enabled": False, "funding": "wallet", "wallet_fallback": True},
     }
     title = schema.get("title", "")
     if title in known:

@@ -132,6 +132,8 @@ MATRIX: dict[str, frozenset[str]] = {
     "POST /lines/{line_id}/unbind": OWNER,
     "GET /lines/{line_id}/esim": OWNER,
     "GET /lines/{line_id}/esim/qr.png": OWNER,
+    "GET /lines/{line_id}/auto-renew": OWNER,
+    "POST /lines/{line_id}/auto-renew": OWNER,
     "GET /lines/{line_id}/usage": OWNER,
     "GET /orders/{order_id}": OWNER,
     "GET /orders/{order_id}/result": OWNER,

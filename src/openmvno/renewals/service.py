@@ -96,6 +96,27 @@ async def card_summary(
     )
 
 
+async def list_cards(session: AsyncSession, *, account_id: uuid.UUID) -> list[CardSummary]:
+    """The account's saved cards that can be charged (what the funding choice offers)."""
+    try:
+        saved_card = _cards_module().SavedCard
+    except (ImportError, AttributeError):
+        return []
+    found = await session.scalars(
+        select(saved_card).where(saved_card.account_id == account_id)
+        .order_by(saved_card.created_at)
+    )
+    out = []
+    for card in found:
+        state = str(getattr(card, "state", "active")).rsplit(".", 1)[-1]
+        if state == "active":
+            out.append(CardSummary(
+                id=card.id, brand=str(card.brand), last4=str(card.last4),
+                exp_month=int(card.exp_month), exp_year=int(card.exp_year), usable=True,
+            ))
+    return out
+
+
 # ---------------------------------------------------------------- reading
 
 
@@ -249,6 +270,7 @@ __all__ = [
     "CardSummary",
     "auto_renew_view",
     "card_summary",
+    "list_cards",
     "reschedule",
     "set_auto_renew",
 ]
