@@ -172,6 +172,23 @@ class Settings(BaseSettings):
     """A CA bundle for the SMTP server's certificate (a private CA); empty: the system's."""
     smtp_timeout_seconds: float = 10.0
 
+    # line lifecycle (LIFECYCLE): expiry → grace → suspended (停机) → terminated, and the
+    # released number's quarantine; see docs/lifecycle.md
+    grace_days: int = Field(default=7, ge=0)
+    """Days after its expiry a line with nothing renewed stays in ``grace`` (0: it is
+    suspended as soon as it expires)."""
+    grace_service: Literal["none", "minimal"] = "minimal"
+    """What a line in grace may still do: ``minimal`` (incoming calls and SMS, emergency
+    calls; nothing charged) or ``none`` (barred at once, like a suspended line)."""
+    suspension_days: int = Field(default=30, ge=0)
+    """Days a line stays ``suspended`` before it is ``terminated`` (its plan lapsed for
+    good; a payment before then restores it at once)."""
+    number_quarantine_days: int = Field(default=90, ge=0)
+    """Days a terminated line's number is held back before it may be issued again."""
+    lifecycle_batch: int = Field(default=500, ge=1)
+    """Lines each lifecycle move takes per batch (one transaction, a fixed number of
+    statements)."""
+
     # orders, payments, provisioning, receipts
     provisioning_adapter: Literal["sandbox"] = "sandbox"
     provisioning_sandbox_fail: bool = False

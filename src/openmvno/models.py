@@ -13,7 +13,7 @@ from openmvno.audit.models import AuditEvent
 from openmvno.catalog.models import Plan
 from openmvno.db import Base
 from openmvno.ledger.models import BalanceEntry, Bucket
-from openmvno.lines.models import BindAttempt, Line, LineEvent
+from openmvno.lines.models import BindAttempt, Line, LineEvent, NumberQuarantine
 from openmvno.notifications.models import (
     Notice,
     NoticeTemplate,
@@ -57,6 +57,7 @@ __all__ = [
     "Notice",
     "NoticeTemplate",
     "NotificationPreference",
+    "NumberQuarantine",
     "OneTimeCode",
     "Order",
     "OutboxMessage",

@@ -73,3 +73,28 @@ class BindAttempt(IdMixin, Base):
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     serial: Mapped[str] = mapped_column(String(40))
     at: Mapped[datetime] = mapped_column(default=clock.now)
+
+
+class NumberState(enum.StrEnum):
+    quarantined = "quarantined"
+    available = "available"
+
+
+class NumberQuarantine(IdMixin, Base):
+    """A number released by a terminated line (see :mod:`openmvno.lines.lifecycle`): held
+    back until ``available_at`` (nobody gets a just-closed number and its calls), then
+    ``available``: the old line is kept for history under a placeholder number and the
+    MSISDN may be imported again on new stock (``openmvno import lines``)."""
+
+    __tablename__ = "number_quarantine"
+    __table_args__ = (Index("ix_number_quarantine_due", "state", "available_at"),)
+
+    line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lines.id"), unique=True)
+    msisdn: Mapped[str] = mapped_column(String(20), index=True)
+    kind: Mapped[LineKind] = mapped_column(str_enum(LineKind, 16))
+    state: Mapped[NumberState] = mapped_column(
+        str_enum(NumberState, 16), default=NumberState.quarantined
+    )
+    terminated_at: Mapped[datetime] = mapped_column(default=clock.now)
+    available_at: Mapped[datetime]
+    released_at: Mapped[datetime | None]

@@ -4,8 +4,13 @@
 
     inventory ──► active ──► grace ──► suspended ──► terminated
         │           ▲          │           │
-        │           └──────────┴───────────┘   (payment restores service)
+        │           └──────────┴───────────┘   (a payment that renews the plan: 复机)
         └──────────────────────────────────────► terminated (scrapped stock)
+
+``active → grace`` at expiry with nothing renewed, ``grace → suspended`` (停机) after
+``grace_days``, ``suspended → terminated`` after ``suspension_days`` more: the
+scheduled moves of :mod:`openmvno.lines.lifecycle`. A grace line is never terminated
+directly, and a terminated line never comes back (its number goes into quarantine).
 
 Binding a device or assigning an eSIM does not change the state: a bound inventory
 line stays ``inventory`` until a plan is bought (orders move it to ``active``).
@@ -63,6 +68,17 @@ async def transition(
     session.add(event)
     await session.flush()
     return event
+
+
+def service_level(line: Line, grace_service: str = "minimal") -> str:
+    """What the network lets the line do: ``full`` (active, not expired), ``minimal``
+    (grace with ``grace_service=minimal``: incoming calls and SMS, emergency calls,
+    nothing charged) or ``none``."""
+    if may_use_service(line):
+        return "full"
+    if line.state == S.grace and grace_service == "minimal":
+        return "minimal"
+    return "none"
 
 
 def may_use_service(line: Line) -> bool:

@@ -28,6 +28,9 @@ class OutboxKind(enum.StrEnum):
     :mod:`openmvno.usage.barring`."""
     card_detach = "card_detach"
     """Forget a removed saved card at its provider (``payload.card_id``)."""
+    line_state = "line_state"
+    """Suspend, restrict, restore or terminate a line at the network (``payload.action``),
+    see :mod:`openmvno.lines.lifecycle`."""
 
 
 class OutboxState(enum.StrEnum):

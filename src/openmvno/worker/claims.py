@@ -116,6 +116,44 @@ def _claim(
     )
 
 
+async def update_due(
+    session: AsyncSession,
+    table: Table | type[DeclarativeBase] | Any,
+    due_clause: ColumnElement[bool],
+    order_by: Sequence[Any],
+    limit: int,
+    values: dict[str, Any],
+    *,
+    returning: Sequence[Any],
+) -> list[Row[Any]]:
+    """Claim and change in one statement, for work done entirely in the database (the
+    line lifecycle): up to ``limit`` rows matching ``due_clause`` that no other
+    transaction holds get ``values``, and the changed rows come back. Called inside the
+    unit of work that writes the move's other effects, so a crash undoes all of it and
+    the rows are simply due again (no lease to wait for)::
+
+        UPDATE t SET <values>
+         WHERE id IN (SELECT id FROM t WHERE <due> ORDER BY … LIMIT n FOR UPDATE SKIP LOCKED)
+           AND <due>
+        RETURNING …
+
+    ``due_clause`` is checked again by the outer statement, so a row changed in between
+    (a payment that renewed the line) is left alone."""
+    t = _table(table)
+    inner = (
+        select(t.c.id).where(due_clause).order_by(*order_by).limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    statement = (
+        update(t)
+        .where(t.c.id.in_(inner.scalar_subquery()), due_clause)
+        .values(values)
+        .returning(*returning)
+        .execution_options(synchronize_session=False)
+    )
+    return list((await session.execute(statement)).all())
+
+
 async def release(
     session: AsyncSession,
     table: Table | type[DeclarativeBase] | Any,
@@ -135,4 +173,4 @@ async def release(
     )
 
 
-__all__ = ["claim_due", "claim_due_objects", "release"]
+__all__ = ["claim_due", "claim_due_objects", "release", "update_due"]

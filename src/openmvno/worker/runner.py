@@ -86,10 +86,17 @@ def _build_handlers(rt: Runtime) -> dict[OutboxKind, Handler]:
         OutboxKind.refund: refund,
         OutboxKind.payment_cancel: cancel_payment,
         OutboxKind.card_detach: _card_detach,
+        OutboxKind.line_state: _line_state,
         OutboxKind.line_barring: _line_barring,
     }
     table.update(rt.extras.get("outbox_handlers", {}))
     return table
+
+
+async def _line_state(runtime: Runtime, m: OutboxMessage) -> str:
+    from openmvno.lines.lifecycle import deliver
+
+    return await deliver(runtime, m)
 
 
 async def _line_barring(runtime: Runtime, m: OutboxMessage) -> str:
@@ -107,6 +114,9 @@ def jobs(rt: Runtime) -> list[Job]:
     from openmvno.payments import auto_topup, cards
 
     found += [auto_topup.run_due, cards.notify_expiring]
+    from openmvno.lines import lifecycle  # after renewals: what renewed is not lapsed
+
+    found.append(lifecycle.run_due)
     if rt.settings.payment_provider == "sandbox":
         from openmvno.adapters.payments.sandbox import deliver_due_webhooks
 

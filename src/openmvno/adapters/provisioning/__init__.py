@@ -61,6 +61,11 @@ class SandboxProvisioner:
     def __init__(self, *, fail: bool = False) -> None:
         self.fail = fail
 
+    async def set_line_state(self, request: LineStateRequest) -> str:
+        if self.fail:
+            raise ProvisioningFailed(f"sandbox refused {request.action} on {request.line_id}")
+        return f"sbx-{request.action}-{request.line_id.hex[:12]}"
+
     async def provision(self, request: ProvisioningRequest) -> str:
         if self.fail:
             raise ProvisioningFailed(f"sandbox refused order {request.order_id}")
@@ -70,6 +75,28 @@ class SandboxProvisioner:
         if self.fail:
             raise ProvisioningFailed(f"sandbox refused {request.action} on {request.line_id}")
         return f"sbx-{request.action}-{request.line_id.hex[:12]}-{request.generation}"
+
+
+@dataclass(frozen=True)
+class LineStateRequest:
+    """Change what the network lets a line do (the line lifecycle): ``minimal`` (grace with
+    minimal service: incoming calls and SMS, emergency calls), ``suspend`` (停机: nothing
+    but emergency calls), ``restore`` (复机: full service again) or ``terminate`` (the
+    subscription and profile are removed). Keyed on ``key``: repeating one is safe."""
+
+    line_id: uuid.UUID
+    iccid: str
+    msisdn: str
+    action: str
+    key: str
+
+
+async def set_line_state(adapter: Provisioner, request: LineStateRequest) -> str:
+    """Ask ``adapter`` to apply ``request`` (adapters without lifecycle support refuse)."""
+    method = getattr(adapter, "set_line_state", None)
+    if method is None:
+        raise ProvisioningFailed(f"{adapter.name} cannot {request.action} lines")
+    return str(await method(request))
 
 
 def provisioner(settings: Settings) -> Provisioner:
