@@ -69,6 +69,13 @@ MATRIX: dict[str, frozenset[str]] = {
     "GET /api/v1/lines/{line_id}/auto-renew": OWNER,
     "PUT /api/v1/lines/{line_id}/auto-renew": OWNER,
     "POST /api/v1/devices/bind": SIGNED_IN,
+    # API: saved cards and auto top-up (an account's own)
+    "GET /api/v1/cards": SIGNED_IN,
+    "POST /api/v1/cards/setup": SIGNED_IN,
+    "DELETE /api/v1/cards/{card_id}": OWNER,
+    "POST /api/v1/cards/{card_id}/default": OWNER,
+    "GET /api/v1/wallet/auto-topup": SIGNED_IN,
+    "PUT /api/v1/wallet/auto-topup": SIGNED_IN,
     "DELETE /api/v1/devices/{line_id}": OWNER,
     # API: orders, payments, receipts
     "POST /api/v1/orders": EVERYONE,  # guests may top up any number
@@ -141,6 +148,12 @@ MATRIX: dict[str, frozenset[str]] = {
     "POST /orders/{order_id}/cancel": OWNER,
     "GET /receipts/{receipt_id}": OWNER,
     "GET /receipts/{receipt_id}.pdf": OWNER,
+    "GET /account/cards": SIGNED_IN,
+    "POST /account/cards/setup": SIGNED_IN,
+    "GET /account/cards/setup/{setup_id}": OWNER,
+    "POST /account/cards/{card_id}/default": OWNER,
+    "POST /account/cards/{card_id}/remove": OWNER,
+    "POST /account/auto-topup": SIGNED_IN,
     # sandbox hosted pages: whoever holds the payment link
     "GET /sandbox/pay/{reference}": EVERYONE,
     "GET /sandbox/pay/{reference}/scan": EVERYONE,
@@ -149,12 +162,15 @@ MATRIX: dict[str, frozenset[str]] = {
     "POST /sandbox/pay/{reference}/confirm": EVERYONE,
     "POST /sandbox/pay/{reference}/decline": EVERYONE,
     "POST /sandbox/pay/{reference}/transfer": EVERYONE,
+    "GET /sandbox/setup/{setup_ref}": EVERYONE,
+    "POST /sandbox/setup/{setup_ref}/card": EVERYONE,
     # development only
     "GET /dev/outbox": EVERYONE,
 }
 
 # Routes that end a session or a binding run last, so they do not spoil the others.
-LAST = ("DELETE /api/v1/devices/", "POST /lines/{line_id}/unbind", "POST /logout",
+LAST = ("DELETE /api/v1/cards/", "POST /account/cards/{card_id}/remove",
+        "DELETE /api/v1/devices/", "POST /lines/{line_id}/unbind", "POST /logout",
         "POST /api/v1/auth/logout")
 
 
@@ -217,6 +233,8 @@ BODIES: dict[str, dict[str, Any]] = {
     "POST /api/v1/orders/{order_id}/payments": {"method": "card"},
     "POST /api/v1/guest/orders/{token}/payments": {"method": "card"},
     "PUT /api/v1/lines/{line_id}/auto-renew": {"enabled": False},
+    "PUT /api/v1/wallet/auto-topup": {"enabled": False, "threshold_minor": 0,
+                                      "amount_minor": 100},
 }
 
 
@@ -255,6 +273,12 @@ async def test_every_route_is_in_the_matrix_and_holds(
             objects["receipt_id"] = receipts.json()["items"][0]["id"] if isinstance(
                 receipts.json(), dict) else receipts.json()[0]["id"]
             objects["reference"] = card.json()["next_action"]["url"].rsplit("/", 1)[1]
+            from tests.payments.card_helpers import save_card
+
+            saved = await save_card(rt, client, account)
+            assert saved.card_id is not None
+            objects["card_id"], objects["setup_id"] = str(saved.card_id), str(saved.id)
+            objects["setup_ref"] = str(saved.reference)
 
     callers = [Caller("anonymous"), Caller("subscriber_a", a_headers),
                Caller("subscriber_b", b_headers),

@@ -25,6 +25,10 @@ def all_routers(rt: Runtime) -> list[APIRouter]:
 
     routers += [checkout_pages.router, topup_pages.router, payment_pages.router]
     routers.append(orders_pages.router)
+    from openmvno.channels.api import cards as cards_api
+    from openmvno.channels.portal import cards_pages
+
+    routers += [cards_api.router, cards_pages.router]
     from openmvno.channels.portal import autorenew_pages
 
     routers.append(autorenew_pages.router)

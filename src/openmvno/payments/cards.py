@@ -436,7 +436,14 @@ async def remove_card(
     session: AsyncSession, *, account_id: uuid.UUID, card_id: uuid.UUID
 ) -> SavedCard:
     """Remove a card now (it is never charged again) and forget it at the provider
-    through the outbox; a default card's place goes to the newest other card."""
+    through the outbox; a default card's place goes to the newest other card. Removing
+    a card already removed changes nothing (a retried DELETE)."""
+    gone = await session.scalar(
+        select(SavedCard).where(SavedCard.id == card_id, SavedCard.account_id == account_id,
+                                SavedCard.state == CardState.removed)
+    )
+    if gone is not None:
+        return gone
     card = await get_card(session, account_id=account_id, card_id=card_id, lock=True)
     was_default = card.is_default
     card.state = CardState.removed

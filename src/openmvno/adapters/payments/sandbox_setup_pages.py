@@ -77,22 +77,22 @@ def _not_found(request: Request) -> HTMLResponse:
     return _render(request, "sandbox_status.html", {"p": None, "missing": True}, 404)
 
 
-@router.get("/{reference}", response_class=HTMLResponse)
+@router.get("/{setup_ref}", response_class=HTMLResponse)
 async def setup_page(
-    request: Request, reference: str, session: Session, rt: RT
+    request: Request, setup_ref: str, session: Session, rt: RT
 ) -> HTMLResponse:
     """The form, or what became of the setup."""
-    row = await _row(session, reference)
+    row = await _row(session, setup_ref)
     if row is None:
         return _not_found(request)
     status = 200 if row.status == "requires_action" else 409
     return _render(request, "sandbox_setup.html", {**_context(row, rt), "errors": {}}, status)
 
 
-@router.post("/{reference}/card", response_model=None)
+@router.post("/{setup_ref}/card", response_model=None)
 async def save(
     request: Request,
-    reference: str,
+    setup_ref: str,
     session: Session,
     rt: RT,
     card_number: Annotated[str, Form()] = "",
@@ -101,7 +101,7 @@ async def save(
     csrf: Csrf = "",
 ) -> Response:
     """Take a test card and save it (or refuse it, as its test number says)."""
-    row = await _row(session, reference, lock=True)
+    row = await _row(session, setup_ref, lock=True)
     if row is None:
         return _not_found(request)
     if not _csrf_ok(rt, row.reference, csrf):
