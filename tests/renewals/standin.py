@@ -1,5 +1,4 @@
-"""TEMPORARY stand-ins until LEDGER's renew_batch (contract 7) and CARDS's charge_cards
-(contract 4) land: per-row, only what the
+"""TEMPORARY stand-in until LEDGER's renew_batch (contract 7) lands: per-row, only what the
 scheduler's tests need. Delete once they are committed."""
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ from openmvno.ledger.models import EntryReason
 from openmvno.lines import states
 from openmvno.lines.models import Line, LineState
 from openmvno.renewals import schedule
-from openmvno.renewals.scheduler import CardAnswer, CardCharge
 from openmvno.runtime import Runtime
 
 
@@ -85,37 +83,9 @@ async def renew_batch(session: AsyncSession, due: Sequence[DueRenewal]) -> list[
     return out
 
 
-class Cards:
-    """Saved cards by id: "ok" captures, "decline" declines, "pending" has no answer yet."""
-
-    def __init__(self) -> None:
-        self.behaviour: dict[uuid.UUID, str] = {}
-        self.charged: dict[str, CardAnswer] = {}
-        self.calls: list[CardCharge] = []
-
-    async def __call__(self, rt: Runtime, charges: Sequence[CardCharge]) -> list[CardAnswer]:
-        out = []
-        for c in charges:
-            self.calls.append(c)
-            if c.idempotency_key not in self.charged or self.charged[c.idempotency_key].status == "pending":
-                kind = self.behaviour.get(c.card_id, "ok")
-                answer = (CardAnswer("succeeded", uuid.uuid4()) if kind == "ok"
-                          else CardAnswer("pending") if kind == "pending"
-                          else CardAnswer("declined", decline_code="insufficient_funds"))
-                self.charged[c.idempotency_key] = answer
-            out.append(self.charged[c.idempotency_key])
-        return out
-
-    def captures(self) -> list[str]:
-        return [k for k, a in self.charged.items() if a.status == "succeeded"]
-
-
-def install(monkeypatch: Any, rt: Runtime) -> Cards:
+def install(monkeypatch: Any, rt: Runtime) -> None:
     RUNS.clear()
     batch = types.ModuleType("openmvno.renewals.batch")
     batch.DueRenewal = DueRenewal  # type: ignore[attr-defined]
     batch.renew_batch = renew_batch  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "openmvno.renewals.batch", batch)
-    cards = Cards()
-    rt.extras["renewals_charge_cards"] = cards
-    return cards

@@ -10,22 +10,26 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from openmvno.adapters.payments.sandbox import SandboxProvider
+from openmvno.adapters.payments.sandbox_models import SandboxCharge
 from openmvno.catalog.models import Plan
 from openmvno.db import unit_of_work
 from openmvno.ledger import service as ledger
 from openmvno.lines.models import Line, LineState
 from openmvno.notifications.models import Notice, OutboxMessage
-from openmvno.renewals import scheduler
+from openmvno.payments.models import PaymentAttempt
+from openmvno.renewals import schedule, scheduler
 from openmvno.renewals.models import AutoRenewSetting, Funding
 from openmvno.runtime import Runtime
 from tests.conftest import FrozenClock
 from tests.orders.helpers import fund_wallet, give_line, seed_plans, subscriber, wallet_minor
+from tests.payments.card_helpers import DECLINES_LATER, SAVES, save_card
 from tests.renewals import standin
 
 
 @pytest.fixture
-def cards(monkeypatch: pytest.MonkeyPatch, rt: Runtime) -> standin.Cards:
-    return standin.install(monkeypatch, rt)
+def batch(monkeypatch: pytest.MonkeyPatch, rt: Runtime) -> None:
+    standin.install(monkeypatch, rt)
 
 
 async def _auto_line(
@@ -77,7 +81,7 @@ async def _lapse(rt: Runtime, line_id: uuid.UUID, to: LineState) -> None:
 
 
 async def test_wallet_renewal_at_t_minus_24h(
-    client: Any, rt: Runtime, frozen: FrozenClock, cards: standin.Cards
+    client: Any, rt: Runtime, frozen: FrozenClock, batch: None
 ) -> None:
     await seed_plans(rt)
     _, me = await subscriber(client)
@@ -107,7 +111,7 @@ async def test_wallet_renewal_at_t_minus_24h(
 
 
 async def test_short_wallet_retries_then_grace_with_one_notice_per_stage(
-    client: Any, rt: Runtime, frozen: FrozenClock, cards: standin.Cards
+    client: Any, rt: Runtime, frozen: FrozenClock, batch: None
 ) -> None:
     await seed_plans(rt)
     _, me = await subscriber(client)
@@ -158,17 +162,27 @@ async def test_short_wallet_retries_then_grace_with_one_notice_per_stage(
     assert len(await _notices(rt)) == 2
 
 
+async def _card(rt: Runtime, client: Any, me: uuid.UUID, number: str) -> uuid.UUID:
+    setup = await save_card(rt, client, me, number)
+    assert setup.card_id is not None
+    return setup.card_id
+
+
+async def _captures(rt: Runtime) -> list[str]:
+    async with unit_of_work(rt.sessions) as s:
+        return list(await s.scalars(
+            select(SandboxCharge.idempotency_key).where(SandboxCharge.status == "succeeded")))
+
+
 async def test_declined_card_falls_back_to_the_wallet(
-    client: Any, rt: Runtime, frozen: FrozenClock, cards: standin.Cards
+    client: Any, rt: Runtime, frozen: FrozenClock, batch: None
 ) -> None:
     await seed_plans(rt)
     _, me = await subscriber(client)
     await fund_wallet(rt, me, 5000)
-    card, other = uuid.uuid4(), uuid.uuid4()
-    cards.behaviour[card] = "decline"
-    cards.behaviour[other] = "decline"
-    falls_back = await _auto_line(rt, me, frozen, funding=Funding.card, card=card)
-    no_fallback = await _auto_line(rt, me, frozen, funding=Funding.card, card=other,
+    declining = await _card(rt, client, me, DECLINES_LATER)
+    falls_back = await _auto_line(rt, me, frozen, funding=Funding.card, card=declining)
+    no_fallback = await _auto_line(rt, me, frozen, funding=Funding.card, card=declining,
                                    fallback=False)
     frozen.advance(days=29)
     assert await scheduler.run_due(rt) == 2
@@ -178,65 +192,96 @@ async def test_declined_card_falls_back_to_the_wallet(
     assert await wallet_minor(rt, me) == 0
     line2, setting2 = await _state(rt, no_fallback)
     assert setting2.last_failure == "card_declined" and setting2.attempts == 1
-    assert len(cards.calls) == 2 and cards.captures() == []
+    assert await _captures(rt) == []
     assert [n.line_id for n in await _notices(rt)] == [no_fallback]
-    # The retry is a new attempt with a new key; it captures once.
-    cards.behaviour[other] = "ok"
+    # Another card for the next attempt: a new key, captured once.
+    good = await _card(rt, client, me, SAVES)
+    async with unit_of_work(rt.sessions) as s:
+        found = await s.scalar(select(AutoRenewSetting).where(
+            AutoRenewSetting.line_id == no_fallback))
+        assert found is not None
+        found.card_id = good
     frozen.advance(hours=12)
     assert await scheduler.run_due(rt) == 1
-    assert len(cards.captures()) == 1
+    assert await _captures(rt) != [] and len(await _captures(rt)) == 1
     line2, setting2 = await _state(rt, no_fallback)
-    assert setting2.attempts == 0 and line2.expires_at is not None
-    assert line.expires_at is not None and line2.expires_at == line.expires_at
+    assert setting2.attempts == 0 and line2.expires_at == line.expires_at
+    async with unit_of_work(rt.sessions) as s:
+        keys = list(await s.scalars(select(PaymentAttempt.idempotency_key).order_by(
+            PaymentAttempt.created_at, PaymentAttempt.idempotency_key)))
+    period = schedule.period_key(frozen.now - timedelta(days=29, hours=12) + timedelta(days=30))
+    assert sorted(keys) == sorted([f"renewal:{falls_back}:{period}:0",
+                                   f"renewal:{no_fallback}:{period}:0",
+                                   f"renewal:{no_fallback}:{period}:1"])
 
 
-async def test_pending_card_is_asked_again_with_the_same_key(
-    client: Any, rt: Runtime, frozen: FrozenClock, cards: standin.Cards
+class _Outage:
+    """The sandbox provider, unreachable while ``down`` (its answers are lost)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.down = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def charge_saved(self, requests: Any) -> Any:
+        if self.down:
+            raise ConnectionError("provider unreachable")
+        return await self.inner.charge_saved(requests)
+
+
+async def test_an_unanswered_card_is_asked_again_with_the_same_key(
+    client: Any, rt: Runtime, frozen: FrozenClock, batch: None
 ) -> None:
     await seed_plans(rt)
     _, me = await subscriber(client)
-    card = uuid.uuid4()
-    cards.behaviour[card] = "pending"
+    card = await _card(rt, client, me, SAVES)
     line_id = await _auto_line(rt, me, frozen, funding=Funding.card, card=card)
+    outage = _Outage(SandboxProvider(rt))
+    rt.extras["payment_provider"] = outage
     frozen.advance(days=29)
     assert await scheduler.run_due(rt) == 1
     _, setting = await _state(rt, line_id)
     assert setting.attempts == 0
     assert setting.next_attempt_at == frozen.now + timedelta(minutes=10)
-    assert await _notices(rt) == []
-    cards.behaviour[card] = "ok"
+    assert await _notices(rt) == [] and await _captures(rt) == []
+    outage.down = False
     frozen.advance(minutes=10)
     assert await scheduler.run_due(rt) == 1
-    assert len({c.idempotency_key for c in cards.calls}) == 1 and len(cards.calls) == 2
-    assert len(cards.captures()) == 1
+    assert len(await _captures(rt)) == 1
+    line, setting = await _state(rt, line_id)
+    assert line.expires_at == frozen.now - timedelta(days=29, minutes=10) + timedelta(days=60)
+    async with unit_of_work(rt.sessions) as s:
+        assert len(list(await s.scalars(select(PaymentAttempt.id)))) == 1
 
 
-async def test_a_crash_after_the_claim_charges_the_card_once(
-    client: Any, rt: Runtime, frozen: FrozenClock, cards: standin.Cards
+async def test_a_crash_after_the_capture_charges_the_card_once(
+    client: Any, rt: Runtime, frozen: FrozenClock, batch: None
 ) -> None:
     """A worker dies after the card was captured: the lease runs out, another worker takes
     the line, asks with the same key, gets the same capture and renews once."""
     await seed_plans(rt)
     _, me = await subscriber(client)
-    card = uuid.uuid4()
+    card = await _card(rt, client, me, SAVES)
     line_id = await _auto_line(rt, me, frozen, funding=Funding.card, card=card)
     frozen.advance(days=29)
     claimed = await scheduler.claim(rt, 10)
     for c in claimed:
         scheduler._decide(rt, c, frozen.now)
     await scheduler._charge(rt, claimed)  # ... and the worker is killed here
-    assert len(cards.captures()) == 1
+    assert len(await _captures(rt)) == 1
     assert await scheduler.run_due(rt) == 0  # still leased
     frozen.advance(seconds=rt.settings.renewal_claim_seconds + 1)
     assert await scheduler.run_due(rt) == 1
-    assert len(cards.captures()) == 1 and len(cards.calls) == 2
+    assert len(await _captures(rt)) == 1
     line, setting = await _state(rt, line_id)
     assert line.expires_at is not None and setting.attempts == 0
     assert len(standin.RUNS) == 1
 
 
 async def test_renewed_another_way_starts_a_new_schedule(
-    client: Any, rt: Runtime, frozen: FrozenClock, cards: standin.Cards
+    client: Any, rt: Runtime, frozen: FrozenClock, batch: None
 ) -> None:
     await seed_plans(rt)
     _, me = await subscriber(client)
@@ -255,7 +300,7 @@ async def test_renewed_another_way_starts_a_new_schedule(
 
 
 async def test_unbound_or_closed_lines_stop(
-    client: Any, rt: Runtime, frozen: FrozenClock, cards: standin.Cards
+    client: Any, rt: Runtime, frozen: FrozenClock, batch: None
 ) -> None:
     await seed_plans(rt)
     _, me = await subscriber(client)

@@ -43,6 +43,7 @@ from openmvno.db import unit_of_work
 from openmvno.ledger.models import Bucket, BucketKind
 from openmvno.lines.models import Line, LineState
 from openmvno.notifications.notices import NoticeRequest, notify_many
+from openmvno.payments import cards
 from openmvno.renewals import schedule
 from openmvno.renewals.models import AutoRenewSetting, Funding
 from openmvno.runtime import Runtime
@@ -113,17 +114,9 @@ def _batch_module() -> Any:
 async def charge_cards(rt: Runtime, charges: Sequence[CardCharge]) -> list[CardAnswer]:
     """Charge saved cards through ``payments.cards.charge_cards`` (contract 4): no
     transaction open, the provider asked concurrently; one answer per charge, in order."""
-    hook = rt.extras.get("renewals_charge_cards")
-    if hook is not None:
-        answers: list[CardAnswer] = await hook(rt, charges)
-        return answers
-    cards = importlib.import_module("openmvno.payments.cards")
     results = await cards.charge_cards(rt, list(charges))
     return [
-        CardAnswer(
-            status=r.status, payment_attempt_id=getattr(r, "payment_attempt_id", None),
-            decline_code=getattr(r, "decline_code", None),
-        )
+        CardAnswer(status=r.status, payment_attempt_id=r.attempt_id, decline_code=r.decline_code)
         for r in results
     ]
 

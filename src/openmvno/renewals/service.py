@@ -10,11 +10,10 @@ it (see :mod:`openmvno.renewals.schedule`).
 
 from __future__ import annotations
 
-import importlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,6 +24,8 @@ from openmvno.config import Settings, get_settings
 from openmvno.errors import Conflict, InvalidInput, NotFound
 from openmvno.lines import service as lines
 from openmvno.lines.models import Line, LineState
+from openmvno.payments import cards
+from openmvno.payments.cards import CardState, SavedCard
 from openmvno.renewals import schedule
 from openmvno.renewals.models import AutoRenewSetting, Funding
 
@@ -70,51 +71,27 @@ class AutoRenewView:
 # ---------------------------------------------------------------- saved cards (CARDS)
 
 
-def _cards_module() -> Any:
-    """``payments.cards`` (contract 4), looked up when first needed."""
-    return importlib.import_module("openmvno.payments.cards")
+def _summary(card: SavedCard) -> CardSummary:
+    return CardSummary(
+        id=card.id, brand=card.brand, last4=card.last4, exp_month=card.exp_month,
+        exp_year=card.exp_year, usable=card.state == CardState.active,
+    )
 
 
 async def card_summary(
     session: AsyncSession, *, account_id: uuid.UUID, card_id: uuid.UUID
 ) -> CardSummary | None:
-    """The account's saved card ``card_id`` (None: not theirs, or no such card)."""
-    try:
-        saved_card = _cards_module().SavedCard
-    except (ImportError, AttributeError):
-        return None
+    """The account's saved card ``card_id``, removed ones too (None: not theirs, or no
+    such card)."""
     card = await session.scalar(
-        select(saved_card).where(saved_card.id == card_id, saved_card.account_id == account_id)
+        select(SavedCard).where(SavedCard.id == card_id, SavedCard.account_id == account_id)
     )
-    if card is None:
-        return None
-    state = str(getattr(card, "state", "active"))
-    return CardSummary(
-        id=card.id, brand=str(card.brand), last4=str(card.last4),
-        exp_month=int(card.exp_month), exp_year=int(card.exp_year),
-        usable=state.rsplit(".", 1)[-1] == "active",
-    )
+    return _summary(card) if card is not None else None
 
 
 async def list_cards(session: AsyncSession, *, account_id: uuid.UUID) -> list[CardSummary]:
     """The account's saved cards that can be charged (what the funding choice offers)."""
-    try:
-        saved_card = _cards_module().SavedCard
-    except (ImportError, AttributeError):
-        return []
-    found = await session.scalars(
-        select(saved_card).where(saved_card.account_id == account_id)
-        .order_by(saved_card.created_at)
-    )
-    out = []
-    for card in found:
-        state = str(getattr(card, "state", "active")).rsplit(".", 1)[-1]
-        if state == "active":
-            out.append(CardSummary(
-                id=card.id, brand=str(card.brand), last4=str(card.last4),
-                exp_month=int(card.exp_month), exp_year=int(card.exp_year), usable=True,
-            ))
-    return out
+    return [_summary(c) for c in await cards.list_cards(session, account_id=account_id)]
 
 
 # ---------------------------------------------------------------- reading
