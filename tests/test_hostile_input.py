@@ -664,6 +664,7 @@ FORM_GOOD = {
     "name": "Li Lei", "password": PASSWORD, "code": "000000", "serial": "SN-0000",
     "secret": "0000", "amount": "50", "card_number": "4242424242424242", "expiry": "12/30",
     "cvc": "123", "holder": "Li Lei",
+    "threshold": "20", "max_per_month": "3",  # the auto top-up form
 }
 QUERY_NAMES = ("plan", "line", "login", "sent", "next", "page", "done", "lang", "kind",
                "msisdn", "amount", "attempt", "method")
