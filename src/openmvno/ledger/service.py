@@ -59,6 +59,7 @@ from sqlalchemy.orm.util import identity_key
 from openmvno import clock
 from openmvno.catalog.models import Plan
 from openmvno.db import Base, UTCDateTime
+from openmvno.db_fast import FastSelect
 from openmvno.errors import InvalidInput, NotFound, PaymentRequired
 from openmvno.formatting import Formatter, formatter
 from openmvno.i18n import N_
@@ -711,8 +712,9 @@ def _balance_select() -> Any:
 # Typed bind parameters: a foreign key column's type may not be known yet at import time.
 _ACCOUNT_ID = bindparam("account_id", type_=Uuid())
 _BALANCE = _balance_select()
-_BALANCE_OF_LINE = _BALANCE.where(_LINES.c.id == bindparam("line_id", type_=Uuid()))
-_BALANCE_OF_OWNED_LINE = _BALANCE_OF_LINE.where(_LINES.c.account_id == _ACCOUNT_ID)
+_BALANCE_OF_LINE_SQL = _BALANCE.where(_LINES.c.id == bindparam("line_id", type_=Uuid()))
+_BALANCE_OF_LINE = FastSelect(_BALANCE_OF_LINE_SQL)
+_BALANCE_OF_OWNED_LINE = FastSelect(_BALANCE_OF_LINE_SQL.where(_LINES.c.account_id == _ACCOUNT_ID))
 _BALANCES_OF_OWNED_LINES = _BALANCE.where(
     _LINES.c.id.in_(bindparam("line_ids", type_=Uuid(), expanding=True)),
     _LINES.c.account_id == _ACCOUNT_ID,
@@ -789,8 +791,12 @@ async def _read_balances(
 ) -> dict[uuid.UUID, LineBalance]:
     await session.flush()  # a Core SELECT does not autoflush pending ORM changes
     now = clock.now()
-    conn = await session.connection()
-    rows = (await conn.execute(statement, {"now": now, "currency": currency, **params})).all()
+    values = {"now": now, "currency": currency, **params}
+    if isinstance(statement, FastSelect):
+        rows = await statement.all(session, values)
+    else:
+        conn = await session.connection()
+        rows = (await conn.execute(statement, values)).all()
     return _balances(rows, language, now)
 
 
