@@ -91,8 +91,17 @@ async def wipe(rt: Runtime) -> None:
                 await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         else:
             ordered = [t for t in TABLES if t in tables] + [t for t in tables if t not in TABLES]
+            # The ledger's journal refuses DELETE (a trigger; PostgreSQL's TRUNCATE does
+            # not fire it): lift the triggers while wiping, then put them back.
+            triggers = (
+                await conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type='trigger'")
+            ).all()
+            for name, _sql in triggers:
+                await conn.exec_driver_sql(f'DROP TRIGGER "{name}"')
             for t in ordered:
                 await conn.execute(text(f'DELETE FROM "{t}"'))
+            for _name, sql in triggers:
+                await conn.exec_driver_sql(sql)
 
 
 @pytest.fixture

@@ -62,7 +62,8 @@ async def test_owner_sees_every_bucket_plan_expiry_and_wallet(
         ("voice", "seconds", 6000, 6000, "100 min", "100 min"),
         ("sms", "count", 50, 50, "50 SMS", "50 SMS"),
     ]
-    assert all(b["valid_until_text"] == "2026-12-25 12:00" and b["active"] for b in body["buckets"])
+    # 12:00 UTC, shown in the operator's time zone (Asia/Shanghai by default)
+    assert all(b["valid_until_text"] == "2026-12-25 20:00" and b["active"] for b in body["buckets"])
 
     r = await client.get(f"/api/v1/lines/{line_id}/balance?lang=zh-CN", headers=headers)
     body = r.json()

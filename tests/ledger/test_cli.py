@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from sqlalchemy import update
+from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
 from openmvno.cli import app
@@ -20,6 +23,33 @@ async def _run(*args: str) -> tuple[int, str]:
     # The command runs its own event loop (asyncio.run), so give it a thread.
     result = await asyncio.to_thread(CliRunner().invoke, app, list(args))
     return result.exit_code, result.output
+
+
+@asynccontextmanager
+async def _guard_lifted(rt: Runtime) -> AsyncIterator[None]:
+    """The buckets' update guard switched off for a moment (what only an administrator
+    with DDL rights can do), and put back."""
+    async with rt.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.exec_driver_sql("ALTER TABLE buckets DISABLE TRIGGER buckets_guard_update")
+            sql = ""
+        else:
+            sql = (
+                await conn.exec_driver_sql(
+                    "SELECT sql FROM sqlite_master WHERE name = 'buckets_guard_update'"
+                )
+            ).scalar_one()
+            await conn.exec_driver_sql("DROP TRIGGER buckets_guard_update")
+    try:
+        yield
+    finally:
+        async with rt.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.exec_driver_sql(
+                    "ALTER TABLE buckets ENABLE TRIGGER buckets_guard_update"
+                )
+            else:
+                await conn.exec_driver_sql(sql)
 
 
 async def test_check_passes_on_clean_books_and_names_a_corrupted_bucket(
@@ -40,8 +70,19 @@ async def test_check_passes_on_clean_books_and_names_a_corrupted_bucket(
     assert code == 0, output
     assert "2 buckets checked, no drift" in output
 
-    # Someone "fixes" a balance by hand, bypassing the journal.
-    async with unit_of_work(rt.sessions) as s:
+    # Someone "fixes" a balance by hand, bypassing the journal: the database refuses it.
+    with pytest.raises(DBAPIError, match="changes only through balance_entries"):
+        async with unit_of_work(rt.sessions) as s:
+            await s.execute(
+                update(Bucket)
+                .where(Bucket.id == han_wallet.id)
+                .values(remaining=Bucket.remaining + 250)
+            )
+    code, output = await _run("ledger", "check")
+    assert code == 0, output
+
+    # Someone with the rights to lift the guard does it anyway: the auditor finds it.
+    async with _guard_lifted(rt), unit_of_work(rt.sessions) as s:
         await s.execute(
             update(Bucket).where(Bucket.id == han_wallet.id).values(remaining=Bucket.remaining + 250)
         )

@@ -6,6 +6,11 @@ period. Every change is a **BalanceEntry** with a signed ``delta`` and a UNIQUE
 ``idempotency_key``: replaying a change inserts nothing. Invariant, always:
 ``bucket.remaining == sum(entry.delta for its entries)`` and ``remaining >= 0``.
 ``reserved`` is quota held for in-flight sessions (Diameter Gy), not yet settled.
+
+The database keeps the books itself (migration ``2026_12_02_ledger_books``): inserting
+an entry applies its delta to the bucket (a trigger), ``remaining`` cannot be changed
+any other way, a new bucket starts empty, and entries are never updated or deleted.
+Code only ever INSERTs entries (``ledger.service``, ``ledger.batch``).
 """
 
 from __future__ import annotations
@@ -69,6 +74,9 @@ class Bucket(IdMixin, TimestampMixin, Base):
     initial: Mapped[int] = mapped_column(BigInteger, default=0)
     remaining: Mapped[int] = mapped_column(BigInteger, default=0)
     reserved: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_entry_id: Mapped[int | None] = mapped_column(BigInteger)
+    """The newest journal entry applied to ``remaining``; kept by the database's trigger
+    (on SQLite it is how the guard tells the journal's own update from a raw one)."""
 
 
 class BalanceEntry(Base):

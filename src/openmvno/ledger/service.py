@@ -1,27 +1,30 @@
-"""The ledger: every balance change is one append-only entry plus one conditional UPDATE.
+"""The ledger: every balance change is one append-only entry; the database moves the balance.
 
-How a change is made (``post``)::
+How a change is made (``post``), in one statement on PostgreSQL::
 
-    INSERT INTO balance_entries (...) VALUES (...)
-        ON CONFLICT (idempotency_key) DO NOTHING RETURNING id      -- replay -> no row -> False
-    UPDATE buckets SET remaining = remaining + :delta
-        WHERE id = :bucket AND account_id = :account
-          AND remaining + :delta >= reserved                       -- 0 rows -> refused
-        RETURNING remaining
+    WITH src AS (SELECT ... FROM buckets WHERE id = :bucket AND account_id = :account
+                   AND remaining + :delta >= reserved FOR UPDATE),   -- no row -> refused
+         ins AS (INSERT INTO balance_entries (...) SELECT ... FROM src
+                   ON CONFLICT (idempotency_key) DO NOTHING RETURNING id)  -- replay -> no row
+    SELECT src.remaining + :delta FROM ins, src
 
-Nothing is read and written back from Python, so parallel writers on PostgreSQL
-cannot lose an update or overdraw (the UPDATE takes the row lock and re-checks its
-WHERE), and a duplicate key never raises, so it never poisons a transaction. On
-SQLite every transaction starts with ``BEGIN IMMEDIATE`` and writers simply queue.
-When the UPDATE is refused, the entry inserted a moment earlier is deleted again in
-the same transaction, so a caller may catch :class:`InsufficientBalance` and carry on.
+and the trigger on ``balance_entries`` (migration ``2026_12_02_ledger_books``) applies
+the inserted deltas to ``buckets.remaining``. Code never UPDATEs ``remaining``: the
+database refuses it, and it refuses a change that would take a bucket below its
+reserved amount or zero. A refused change inserts nothing (the journal is append-only:
+nothing is ever deleted), so a caller may catch :class:`InsufficientBalance` and carry
+on. Nothing is read and written back from Python, so parallel writers on PostgreSQL
+cannot lose an update or overdraw (the row lock is taken and the condition re-checked
+on the newest row), and a duplicate key never raises, so it never poisons a
+transaction. On SQLite every transaction starts with ``BEGIN IMMEDIATE`` and writers
+simply queue.
 
 Invariant, for every bucket at every commit: ``remaining == sum(delta)`` and
-``0 <= reserved <= remaining``; :func:`check` finds the buckets that break it.
+``0 <= reserved <= remaining``; the database keeps it and :func:`check` audits it.
 
-Set-based charging (:func:`post_many`) is the same two steps for a whole batch:
-one multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING, then one UPDATE per
-bucket with the summed delta of the rows that were really inserted.
+Set-based posting: :func:`post_many` (all or nothing) and
+:func:`openmvno.ledger.batch.post_batch` (record by record) lock the batch's buckets in
+id order, decide in Python, and insert every entry with one statement.
 
 Services only flush; the edge (request, job, CLI command) commits.
 """
@@ -30,26 +33,24 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     String,
     Table,
     Uuid,
     and_,
     bindparam,
-    delete,
     exists,
     func,
     literal_column,
     or_,
     select,
     text,
-    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -102,8 +103,6 @@ UNITS = {
     BucketKind.money: "minor",
 }
 _GRANT_NAMESPACE = uuid.UUID("9b0f4a53-6f0e-4d8e-9a57-0c5e3f1f2b6d")
-_CHUNK = 500
-"""Rows per multi-row INSERT (stays far below both backends' parameter limits)."""
 
 
 class InsufficientBalance(PaymentRequired):
@@ -154,19 +153,6 @@ def _insert(session: AsyncSession, table: Table) -> Any:
     raise NotImplementedError(f"ledger does not support the {name} dialect")
 
 
-def _entry_row(p: Posting, now: datetime) -> dict[str, Any]:
-    return {
-        "bucket_id": p.bucket_id,
-        "account_id": p.account_id,
-        "delta": p.delta,
-        "reason": p.reason,
-        "idempotency_key": p.key,
-        "order_id": p.order_id,
-        "memo": p.memo[:200],
-        "created_at": now,
-    }
-
-
 def _sync(session: AsyncSession, bucket_id: uuid.UUID, remaining: int) -> None:
     """Tell a Bucket already loaded in this session its new balance (no reload)."""
     obj = session.identity_map.get(identity_key(Bucket, bucket_id))
@@ -174,32 +160,61 @@ def _sync(session: AsyncSession, bucket_id: uuid.UUID, remaining: int) -> None:
         set_committed_value(obj, "remaining", remaining)
 
 
-async def _apply(
-    session: AsyncSession, bucket_id: uuid.UUID, account_id: uuid.UUID, delta: int
-) -> bool:
-    """The conditional UPDATE; False when it would go below the reserved amount."""
-    c = BUCKETS.c
-    new = await session.scalar(
-        update(BUCKETS)
-        .where(c.id == bucket_id, c.account_id == account_id, c.remaining + delta >= c.reserved)
-        .values(remaining=c.remaining + delta, updated_at=clock.now())
-        .returning(c.remaining)
-    )
-    if new is None:
-        return False
-    _sync(session, bucket_id, new)
-    return True
+def _loaded(session: AsyncSession, bucket_id: uuid.UUID) -> bool:
+    return session.identity_map.get(identity_key(Bucket, bucket_id)) is not None
 
 
-async def _refusal(
-    session: AsyncSession, bucket_id: uuid.UUID, account_id: uuid.UUID
-) -> Exception:
-    found = await session.scalar(
-        select(BUCKETS.c.id).where(BUCKETS.c.id == bucket_id, BUCKETS.c.account_id == account_id)
+_POST_PARAMS = (
+    bindparam("bucket_id", type_=Uuid()),
+    bindparam("account_id", type_=Uuid()),
+    bindparam("delta", type_=BigInteger()),
+    bindparam("reason", type_=ENTRIES.c.reason.type),
+    bindparam("key", type_=String()),
+    bindparam("order_id", type_=Uuid()),
+    bindparam("memo", type_=String()),
+    bindparam("now", type_=UTCDateTime()),
+)
+_POST_PG = text(
+    """
+    WITH src AS (
+        SELECT id, account_id, remaining FROM buckets
+        WHERE id = :bucket_id AND account_id = :account_id AND remaining + :delta >= reserved
+        FOR UPDATE
+    ), ins AS (
+        INSERT INTO balance_entries
+            (bucket_id, account_id, delta, reason, idempotency_key, order_id, memo, created_at)
+        SELECT id, account_id, :delta, :reason, :key, :order_id, :memo, :now FROM src
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING id
     )
-    if found is None:
-        return NotFound("balance_not_found", "There is no such balance.")
-    return InsufficientBalance(bucket_id=bucket_id)
+    SELECT src.remaining + :delta FROM ins, src
+    """
+).bindparams(*_POST_PARAMS)
+"""One statement: lock the bucket if it can take ``delta``, insert the entry (the
+trigger moves the balance), answer the new balance; no row = replay or refused."""
+_POST_SQLITE = text(
+    """
+    INSERT INTO balance_entries
+        (bucket_id, account_id, delta, reason, idempotency_key, order_id, memo, created_at)
+    SELECT id, account_id, :delta, :reason, :key, :order_id, :memo, :now FROM buckets
+    WHERE id = :bucket_id AND account_id = :account_id AND remaining + :delta >= reserved
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id
+    """
+).bindparams(*_POST_PARAMS)
+"""SQLite has one writer (BEGIN IMMEDIATE), so checking first in the same statement is
+exact; the row trigger moves the balance."""
+_REMAINING = select(BUCKETS.c.remaining).where(BUCKETS.c.id == bindparam("bucket_id", type_=Uuid()))
+_WHY_NOT = text(
+    """
+    SELECT (SELECT 1 FROM balance_entries WHERE idempotency_key = :key) AS posted,
+           (SELECT 1 FROM buckets WHERE id = :bucket_id AND account_id = :account_id) AS found
+    """
+).bindparams(
+    bindparam("key", type_=String()),
+    bindparam("bucket_id", type_=Uuid()),
+    bindparam("account_id", type_=Uuid()),
+)
 
 
 async def post(
@@ -217,73 +232,49 @@ async def post(
 
     Returns False (and changes nothing) when ``key`` was already posted; raises
     :class:`InsufficientBalance` when the bucket would drop below its reserved
-    amount (nothing is left behind in the transaction then).
+    amount (nothing was written then: the entry is not inserted at all).
     """
     await session.flush()  # Core statements below do not autoflush pending ORM rows
-    posting = Posting(bucket_id, account_id, delta, reason, key, order_id, memo)
-    entry_id = await session.scalar(
-        _insert(session, ENTRIES)
-        .values(**_entry_row(posting, clock.now()))
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(ENTRIES.c.id)
-    )
-    if entry_id is None:
+    conn = await session.connection()
+    params = {
+        "bucket_id": bucket_id,
+        "account_id": account_id,
+        "delta": delta,
+        "reason": reason,
+        "key": key,
+        "order_id": order_id,
+        "memo": memo[:200],
+        "now": clock.now(),
+    }
+    if conn.dialect.name == "postgresql":
+        new = (await conn.execute(_POST_PG, params)).scalar()
+        if new is not None:
+            _sync(session, bucket_id, int(new))
+            return True
+    elif (await conn.execute(_POST_SQLITE, params)).scalar() is not None:
+        if _loaded(session, bucket_id):
+            _sync(session, bucket_id, int((await conn.execute(_REMAINING, params)).scalar_one()))
+        return True
+    posted, found = (await conn.execute(_WHY_NOT, params)).one()
+    if posted is not None:
         return False
-    if not await _apply(session, bucket_id, account_id, delta):
-        await session.execute(delete(ENTRIES).where(ENTRIES.c.id == entry_id))
-        raise await _refusal(session, bucket_id, account_id)
-    return True
+    if found is None:
+        raise NotFound("balance_not_found", "There is no such balance.")
+    raise InsufficientBalance(bucket_id=bucket_id)
 
 
 async def post_many(session: AsyncSession, entries: Sequence[Posting]) -> int:
-    """Post a batch set-based; returns how many entries were new.
+    """Post a batch set-based, all or nothing; returns how many entries were new.
 
-    Keys repeated in the batch or posted before are dropped by the unique key. The
-    remaining deltas are summed per bucket and applied with one conditional UPDATE
-    each (in bucket id order, so concurrent batches cannot deadlock). If any bucket
-    would go below its reserved amount the whole batch is undone (savepoint) and
-    :class:`InsufficientBalance` is raised.
-    """
-    unique: dict[str, Posting] = {}
-    for p in entries:
-        unique.setdefault(p.key, p)
-    if not unique:
-        return 0
-    await session.flush()
-    now = clock.now()
-    rows = [_entry_row(p, now) for p in unique.values()]
-    sums: dict[tuple[uuid.UUID, uuid.UUID], int] = defaultdict(int)
-    inserted = 0
-    results: dict[uuid.UUID, int] = {}
-    async with session.begin_nested():
-        for start in range(0, len(rows), _CHUNK):
-            result = await session.execute(
-                _insert(session, ENTRIES)
-                .values(rows[start : start + _CHUNK])
-                .on_conflict_do_nothing(index_elements=["idempotency_key"])
-                .returning(ENTRIES.c.bucket_id, ENTRIES.c.account_id, ENTRIES.c.delta)
-            )
-            for bucket_id, account_id, delta in result:
-                sums[(bucket_id, account_id)] += delta
-                inserted += 1
-        c = BUCKETS.c
-        for (bucket_id, account_id), delta in sorted(sums.items(), key=lambda kv: kv[0][0]):
-            new = await session.scalar(
-                update(BUCKETS)
-                .where(
-                    c.id == bucket_id,
-                    c.account_id == account_id,
-                    c.remaining + delta >= c.reserved,
-                )
-                .values(remaining=c.remaining + delta, updated_at=now)
-                .returning(c.remaining)
-            )
-            if new is None:
-                raise await _refusal(session, bucket_id, account_id)
-            results[bucket_id] = new
-    for bucket_id, remaining in results.items():
-        _sync(session, bucket_id, remaining)
-    return inserted
+    Keys repeated in the batch or posted before count once. The buckets are locked in
+    id order (concurrent batches cannot deadlock) and the summed new deltas of each are
+    checked first: if any bucket would go below its reserved amount nothing is written
+    and :class:`InsufficientBalance` is raised. The entries go in with one INSERT and
+    the database's trigger moves the balances (see :func:`openmvno.ledger.batch.post_batch`
+    for a batch charged record by record)."""
+    from openmvno.ledger import batch  # batch builds on this module
+
+    return await batch.post_all(session, entries)
 
 
 # --- the money wallet -------------------------------------------------------
