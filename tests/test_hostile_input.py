@@ -203,6 +203,7 @@ class World:
         return {
             "code": "M30", "line_id": self.line_id, "order_id": self.paid_order_id,
             "receipt_id": self.receipt_id, "provider": "sandbox", "reference": self.reference,
+            "event": "wallet_low", "language": "en",
         }.get(name, "x")
 
 
@@ -388,6 +389,8 @@ def baseline_body(w: World, schema: dict[str, Any]) -> dict[str, Any]:
         "RefundIn": {"reason": "hostile input test"},
         "GuestLookupIn": {"msisdn": w.msisdn},
         "PaymentIn": {"method": "card"},
+        "PreferencesIn": {"marketing": True},
+        "TemplateIn": {"channel": "sms", "body": f"{{operator}}: hostile {n}"},
         "AutoRenewIn": {"enabled": False, "funding": "wallet", "wallet_fallback": True},
     }
     title = schema.get("title", "")

@@ -59,6 +59,11 @@ MATRIX: dict[str, frozenset[str]] = {
     "POST /api/v1/admin/plans": frozenset({"admin"}),
     "PATCH /api/v1/admin/plans/{code}": frozenset({"admin"}),
     "POST /api/v1/admin/plans/{code}/retire": frozenset({"admin"}),
+    # API: notices (my preferences; the operator's texts)
+    "GET /api/v1/me/notification-preferences": SIGNED_IN,
+    "PUT /api/v1/me/notification-preferences": SIGNED_IN,
+    "GET /api/v1/admin/notice-templates": frozenset({"admin"}),
+    "PUT /api/v1/admin/notice-templates/{event}/{language}": frozenset({"admin"}),
     # API: lines (a subscriber's own; staff use the console)
     "GET /api/v1/me/lines": SIGNED_IN,
     "GET /api/v1/lines/{line_id}": OWNER,
@@ -135,6 +140,8 @@ MATRIX: dict[str, frozenset[str]] = {
     "POST /wallet/topup": SIGNED_IN,
     "GET /orders": SIGNED_IN,
     "GET /receipts": SIGNED_IN,
+    "GET /account/notifications": SIGNED_IN,
+    "POST /account/notifications": SIGNED_IN,
     # portal: A's things
     "POST /lines/{line_id}/unbind": OWNER,
     "GET /lines/{line_id}/esim": OWNER,
@@ -232,6 +239,8 @@ def is_denied(path: str, r: httpx.Response) -> bool:
 BODIES: dict[str, dict[str, Any]] = {
     "POST /api/v1/orders/{order_id}/payments": {"method": "card"},
     "POST /api/v1/guest/orders/{token}/payments": {"method": "card"},
+    "PUT /api/v1/admin/notice-templates/{event}/{language}": {"channel": "sms",
+                                                               "body": "{operator}: hi"},
     "PUT /api/v1/lines/{line_id}/auto-renew": {"enabled": False},
     "PUT /api/v1/wallet/auto-topup": {"enabled": False, "threshold_minor": 0,
                                       "amount_minor": 100},
@@ -252,6 +261,7 @@ async def test_every_route_is_in_the_matrix_and_holds(
     a_headers, a_id = await subscriber(client, password=password)
     b_headers, b_id = await subscriber(client, password=password)
     objects: dict[str, str] = {"code": "M30", "provider": "sandbox"}
+    objects.update(event="wallet_low", language="en")  # a notice template
     for headers, account in ((a_headers, a_id), (b_headers, b_id)):
         line = await give_line(rt, account)
         async with unit_of_work(rt.sessions) as s:  # an eSIM, so its QR routes exist

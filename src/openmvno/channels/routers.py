@@ -36,6 +36,10 @@ def all_routers(rt: Runtime) -> list[APIRouter]:
     from openmvno.channels.portal import usage_pages
 
     routers += [usage_api.router, usage_pages.router]
+    from openmvno.channels.api import notices as notices_api
+    from openmvno.channels.portal import preferences_pages
+
+    routers += [notices_api.router, preferences_pages.router]
     if rt.settings.dev_outbox_enabled:
         routers.append(dev_outbox.router)
     if rt.settings.payment_provider == "sandbox":
