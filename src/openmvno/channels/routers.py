@@ -48,4 +48,8 @@ def all_routers(rt: Runtime) -> list[APIRouter]:
         routers.append(sandbox_pages.router)
         routers.append(sandbox_setup_pages.router)
     routers.append(webhooks.router)
+    from openmvno.channels.sms import inbound as sms_inbound
+    from openmvno.channels.ussd import callback as ussd_callback
+
+    routers += [sms_inbound.router, ussd_callback.router]
     return routers
