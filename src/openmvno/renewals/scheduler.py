@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Table, and_, bindparam, exists, or_, select, update
+from sqlalchemy import Table, and_, bindparam, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmvno import clock
@@ -47,6 +47,7 @@ from openmvno.payments import cards
 from openmvno.renewals import schedule
 from openmvno.renewals.models import AutoRenewSetting, Funding
 from openmvno.runtime import Runtime
+from openmvno.worker.claims import claim_due
 
 log = logging.getLogger("openmvno.renewals")
 
@@ -133,27 +134,6 @@ def _lease(rt: Runtime) -> timedelta:
     return timedelta(seconds=rt.settings.renewal_claim_seconds)
 
 
-def _free(now: datetime) -> Any:
-    return or_(S.claimed_until.is_(None), S.claimed_until < now)
-
-
-def _claim_statement(where: Any, limit: int, now: datetime, lease: timedelta) -> Any:
-    inner = (
-        select(S.id)
-        .where(where, _free(now))
-        .order_by(S.next_attempt_at, S.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    return (
-        update(S)
-        .where(S.id.in_(inner.scalar_subquery()))
-        .values(claimed_until=now + lease)
-        .returning(S.id)
-        .execution_options(synchronize_session=False)
-    )
-
-
 def _wallet_covers() -> Any:
     """The setting's wallet holds the price of its line's plan (a top-up arrived)."""
     return exists().where(
@@ -171,15 +151,18 @@ async def claim(rt: Runtime, limit: int) -> list[Claimed]:
     now = clock.now()
     lease = _lease(rt)
     async with unit_of_work(rt.sessions) as session:
+        order = [S.next_attempt_at, S.id]
         due = and_(S.enabled.is_(True), S.next_attempt_at <= now)
-        ids = list((await session.scalars(_claim_statement(due, limit, now, lease))).all())
+        rows = await claim_due(session, S, due, order, limit, lease, columns=[S.id], now=now)
+        ids = [r[0] for r in rows]
         if len(ids) < limit:
             waiting = and_(S.enabled.is_(True), S.waiting_for_wallet.is_(True), _wallet_covers())
-            more = _claim_statement(waiting, limit - len(ids), now, lease)
-            ids += list((await session.scalars(more)).all())
+            rows = await claim_due(session, S, waiting, order, limit - len(ids), lease,
+                                   columns=[S.id], now=now)
+            ids += [r[0] for r in rows]
         if not ids:
             return []
-        rows = await session.execute(
+        found = await session.execute(
             select(
                 S.id, S.line_id, S.account_id, S.funding, S.card_id, S.wallet_fallback,
                 S.period_key, S.attempts, S.waiting_for_wallet, Line.account_id,
@@ -199,7 +182,7 @@ async def claim(rt: Runtime, limit: int) -> list[Claimed]:
                 expires_at=r[12], plan_id=r[13], price_minor=r[14], currency=r[15],
                 plan_names={"zh-CN": r[16] or "", "en": r[17] or ""},
             )
-            for r in rows.all()
+            for r in found.all()
         ]
 
 
