@@ -470,7 +470,8 @@ async def attempts_by_order(
             .order_by(PaymentAttempt.created_at)
         )
         for attempt in rows:
-            found[attempt.order_id].append(attempt)
+            if attempt.order_id is not None:  # always here; saved-card charges have none
+                found[attempt.order_id].append(attempt)
     return found
 
 
