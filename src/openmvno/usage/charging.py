@@ -28,6 +28,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Table, TextClause, text
@@ -89,7 +90,7 @@ class BatchResult:
 
 _PG = {
     "lines": """
-SELECT l.id, l.msisdn, l.iccid, l.account_id, l.state, l.expires_at,
+SELECT l.id, l.msisdn, l.iccid, l.account_id, l.state, l.expires_at, l.plan_id,
        p.overage_rule, p.overage_rates, p.roaming_rates, p.roaming_zones, p.currency,
        p.name_zh, p.name_en
 FROM lines l LEFT JOIN plans p ON p.id = l.plan_id
@@ -132,7 +133,7 @@ RETURNING record_id
 
 _SQLITE = {
     "lines": """
-SELECT l.id, l.msisdn, l.iccid, l.account_id, l.state, l.expires_at,
+SELECT l.id, l.msisdn, l.iccid, l.account_id, l.state, l.expires_at, l.plan_id,
        p.overage_rule, p.overage_rates, p.roaming_rates, p.roaming_zones, p.currency,
        p.name_zh, p.name_en
 FROM lines l LEFT JOIN plans p ON p.id = l.plan_id
@@ -154,17 +155,17 @@ ORDER BY b.id
 SELECT record_id FROM usage_records
 WHERE peer_id = :peer_id AND record_id IN (SELECT value FROM json_each(:record_ids))
 """,
-    "insert": """
-INSERT INTO usage_records (peer_id, record_id, batch_id, line_id, account_id, kind, units,
-    started_at, day, zone, rating_group, status, charged_units, wallet_minor, received_at)
-SELECT :peer_id, r.value ->> 0, :batch_id, r.value ->> 1, r.value ->> 2, r.value ->> 3,
-       r.value ->> 4, r.value ->> 5, r.value ->> 6, r.value ->> 7, r.value ->> 8,
-       r.value ->> 9, r.value ->> 10, r.value ->> 11, :now
-FROM json_each(:rows) AS r WHERE true
-ON CONFLICT (peer_id, record_id) DO NOTHING
-RETURNING record_id
-""",
+    "insert": "",  # executemany of SQLITE_INSERT (see _insert_records)
 }
+
+SQLITE_INSERT = (
+    "INSERT INTO usage_records (peer_id, record_id, batch_id, line_id, account_id, kind, units,"
+    " started_at, day, zone, rating_group, status, charged_units, wallet_minor, received_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (peer_id, record_id) DO NOTHING"
+)
+"""SQLite: one prepared statement run over the batch in C (``executemany``); its row count
+says how many were new."""
 
 _COMPILED: dict[str, dict[str, TextClause]] = {}
 
@@ -180,22 +181,46 @@ def _statements(dialect: str) -> dict[str, TextClause]:
 # --- SQLite storage forms (what SQLAlchemy's types write there) -------------------------
 
 
+@lru_cache(maxsize=4096)
 def _sqlite_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+@lru_cache(maxsize=65536)
+def _parse_stored(value: str) -> datetime:
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
 def _parse_time(value: Any) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value.astimezone(UTC) if isinstance(value, datetime) else None
-    return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo is UTC else value.astimezone(UTC)
+    return _parse_stored(str(value))
 
 
 def _uuid(value: Any) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
+@lru_cache(maxsize=1024)
+def _json_text(value: str) -> Any:
+    return json.loads(value)
+
+
 def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
+    """A JSON column's value (SQLite and raw PostgreSQL rows hold its text; the same few
+    plans' texts repeat on every row, so each is parsed once)."""
+    return _json_text(value) if isinstance(value, str) else value
+
+
+def _zones(value: Any) -> frozenset[str]:
+    return _zone_set(value) if isinstance(value, str) else frozenset(value or ())
+
+
+@lru_cache(maxsize=1024)
+def _zone_set(value: str) -> frozenset[str]:
+    return frozenset(json.loads(value) or ())
 
 
 # --- the batch ---------------------------------------------------------------------------
@@ -237,16 +262,19 @@ async def charge_batch(
             {"msisdns": msisdns, "iccids": iccids} if pg
             else {"msisdns": json.dumps(msisdns), "iccids": json.dumps(iccids)}
         )
+        plans: dict[Any, PlanRules] = {}
         for row in (await conn.execute(sql["lines"], params)).all():
             plan = None
             if row.overage_rule is not None:
-                plan = PlanRules(
-                    charge_wallet=row.overage_rule == "charge_wallet",
-                    overage_rates=_json(row.overage_rates) or {},
-                    roaming_rates=_json(row.roaming_rates) or {},
-                    zones=frozenset(_json(row.roaming_zones) or ()),
-                    currency=row.currency,
-                )
+                plan = plans.get(row.plan_id)
+                if plan is None:
+                    plan = plans[row.plan_id] = PlanRules(
+                        charge_wallet=row.overage_rule == "charge_wallet",
+                        overage_rates=_json(row.overage_rates) or {},
+                        roaming_rates=_json(row.roaming_rates) or {},
+                        zones=frozenset(_json(row.roaming_zones) or ()),
+                        currency=row.currency,
+                    )
             if row.account_id is None:
                 continue  # stock nobody owns: nobody to charge
             loaded = LineInfo(
@@ -282,6 +310,7 @@ async def charge_batch(
     wallets: dict[tuple[uuid.UUID, str], Wallet] = {}
     wallet_account: dict[uuid.UUID, uuid.UUID] = {}
     bucket_plan: dict[uuid.UUID, dict[str, str]] = {}
+    bucket_kind: dict[uuid.UUID, str] = {}
     if lines:
         line_ids = list(lines)
         account_ids = sorted({info.account_id for info in lines.values()})
@@ -303,7 +332,7 @@ async def charge_batch(
                 wallet_account[bucket_id] = _uuid(row.account_id)
                 continue
             info = lines[_uuid(row.line_id)]
-            zones = frozenset(_json(row.roaming_zones) or ())
+            zones = _zones(row.roaming_zones)
             addon = row.plan_kind == "addon"
             valid_from = _parse_time(row.valid_from)
             assert valid_from is not None
@@ -315,6 +344,7 @@ async def charge_batch(
                 created_at=_parse_time(row.created_at),
             )
             initial[bucket_id] = state.initial
+            bucket_kind[bucket_id] = state.kind
             if row.name_zh is not None:
                 bucket_plan[bucket_id] = {"zh-CN": row.name_zh, "en": row.name_en}
             bucket_line[bucket_id] = info
@@ -352,6 +382,7 @@ async def charge_batch(
     rated: dict[int, Rated] = {}
     statuses: dict[int, str] = {}
     refused_data: set[uuid.UUID] = set()
+    touched: dict[uuid.UUID, set[str]] = defaultdict(set)
     overage_lines: dict[uuid.UUID, LineInfo] = {}
     for i in order:
         r = records[i]
@@ -374,6 +405,8 @@ async def charge_batch(
         )
         rated[i] = outcome
         statuses[i] = outcome.status
+        if outcome.taken:
+            touched[info.id].add(r.kind)
         zone = r.zone or home
         if outcome.overage_units and info.plan is not None and (
             zone == home or zone in info.plan.zones
@@ -400,7 +433,7 @@ async def charge_batch(
         if before[w.id] != w.remaining:
             deltas[w.id] = before[w.id] - w.remaining
     postings = []
-    for bucket_id, used in sorted(deltas.items()):
+    for bucket_id, used in deltas.items():  # post_batch locks them in id order itself
         if used <= 0:
             continue
         owner = (
@@ -419,9 +452,10 @@ async def charge_batch(
         session, settings,
         lines=lines, buckets=bucket_line, bucket_plan=bucket_plan, initial=initial,
         before=before,
-        after={b: before[b] - deltas.get(b, 0) for b in before},
+        after={b: before[b] - used for b, used in deltas.items()},
         wallets=wallet_by_id, wallet_account=wallet_account,
-        overage_lines=overage_lines, refused_data=refused_data,
+        overage_lines=overage_lines, refused_data=refused_data, touched=touched,
+        kinds=bucket_kind,
     )
 
     counts: dict[str, int] = defaultdict(int)
@@ -481,21 +515,21 @@ async def _insert_records(
             "charged": charged, "wallet": wallet,
         }
     else:
+        peer, batch, received = peer_id.hex, batch_id.hex, _sqlite_time(now)
         rows = [
-            [
-                records[i].record_id, info.id.hex, info.account_id.hex, records[i].kind,
-                records[i].units, _sqlite_time(records[i].started_at), day.isoformat(),
-                zone, records[i].rating_group, statuses[i], ch, w,
-            ]
+            (
+                peer, records[i].record_id, batch, info.id.hex, info.account_id.hex,
+                records[i].kind, records[i].units, _sqlite_time(records[i].started_at),
+                day.isoformat(), zone, records[i].rating_group, statuses[i], ch, w, received,
+            )
             for i, info, day, zone, ch, w in zip(
                 stored, rows_line, days, zones, charged, wallet, strict=True
             )
         ]
-        params = {
-            "peer_id": peer_id.hex, "batch_id": batch_id.hex, "now": _sqlite_time(now),
-            "rows": json.dumps(rows),
-        }
-    inserted = len((await conn.execute(statement, params)).all())
+        result = await conn.exec_driver_sql(SQLITE_INSERT, rows)
+        inserted = result.rowcount
+    if pg:
+        inserted = len((await conn.execute(statement, params)).all())
     if inserted != len(stored):
         # Another batch stored some of these records between our look-up and now (only a
         # peer sending one record id for two different lines at once can cause it): undo

@@ -201,6 +201,8 @@ def rate(
 
 def order(buckets: list[BucketState]) -> list[BucketState]:
     """Rule 3: add-ons first, nearest expiry, priority, older first."""
+    if len(buckets) < 2:
+        return buckets
     return sorted(buckets, key=BucketState.order_key)
 
 

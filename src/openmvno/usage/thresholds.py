@@ -58,20 +58,18 @@ async def after_batch(
     wallet_account: dict[uuid.UUID, uuid.UUID],
     overage_lines: dict[uuid.UUID, LineInfo],
     refused_data: set[uuid.UUID],
+    touched: dict[uuid.UUID, set[str]],
+    kinds: dict[uuid.UUID, str],
 ) -> None:
+    """``after`` holds the buckets this batch moved; ``touched`` the kinds each line used
+    from its buckets (only those can have run out)."""
     home = settings.usage_home_zone
     notices: list[notify.UsageNotice] = []
-    kinds: dict[uuid.UUID, str] = {}
-    for info in lines.values():
-        for kind, states in info.buckets.items():
-            for b in states:
-                kinds[b.id] = kind
-    for bucket_id, info in buckets.items():
-        if kinds.get(bucket_id) != "data" or after[bucket_id] >= before[bucket_id]:
+    for bucket_id, left in after.items():
+        info = buckets.get(bucket_id)
+        if info is None or kinds.get(bucket_id) != "data" or left >= before[bucket_id]:
             continue
-        for percent in rating.data_thresholds(
-            initial[bucket_id], before[bucket_id], after[bucket_id]
-        ):
+        for percent in rating.data_thresholds(initial[bucket_id], before[bucket_id], left):
             notices.append(notify.UsageNotice(
                 account_id=info.account_id, event="data_threshold", line_id=info.id,
                 key=f"data_threshold:{info.id}:{bucket_id}:{percent}",
@@ -83,7 +81,7 @@ async def after_batch(
     for wallet_id, w in wallets.items():
         if wallet_id is None:
             continue
-        if before[wallet_id] >= low > w.remaining:
+        if wallet_id in after and before[wallet_id] >= low > w.remaining:
             account_id = wallet_account[wallet_id]
             notices.append(notify.UsageNotice(
                 account_id=account_id, event="wallet_low", line_id=None,
@@ -92,9 +90,10 @@ async def after_batch(
             ))
     warn: dict[uuid.UUID, LineInfo] = dict(overage_lines)
     bars: list[barring.BarTarget] = []
-    for info in lines.values():
+    for line_id, used_kinds in touched.items():
+        info = lines[line_id]
         plan = info.plan
-        for kind in rating.KINDS:
+        for kind in used_kinds:
             if not _exhausted(info, kind, before, home):
                 continue
             pays = plan is not None and plan.wallet_rate(kind, home, home) is not None

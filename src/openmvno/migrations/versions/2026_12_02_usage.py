@@ -56,14 +56,10 @@ def upgrade() -> None:
     sa.Column('charged_units', sa.BigInteger(), nullable=False),
     sa.Column('wallet_minor', sa.BigInteger(), nullable=False),
     sa.Column('received_at', openmvno.db.UTCDateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_usage_records_account_id_accounts')),
-    sa.ForeignKeyConstraint(['line_id'], ['lines.id'], name=op.f('fk_usage_records_line_id_lines')),
-    sa.ForeignKeyConstraint(['peer_id'], ['network_peers.id'], name=op.f('fk_usage_records_peer_id_network_peers')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_usage_records')),
     sa.UniqueConstraint('peer_id', 'record_id', name=op.f('uq_usage_records_peer_id')),
     )
     with op.batch_alter_table('usage_records', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_usage_records_account_id'), ['account_id'], unique=False)
         batch_op.create_index('ix_usage_records_line_day', ['line_id', 'day', 'kind'], unique=False)
 
     op.create_table('line_bars',
@@ -88,7 +84,6 @@ def downgrade() -> None:
     op.drop_table('line_bars')
     with op.batch_alter_table('usage_records', schema=None) as batch_op:
         batch_op.drop_index('ix_usage_records_line_day')
-        batch_op.drop_index(batch_op.f('ix_usage_records_account_id'))
     op.drop_table('usage_records')
     op.drop_table('network_peers')
     with op.batch_alter_table('plans', schema=None) as batch_op:

@@ -1,0 +1,363 @@
+"""Usage charging: records per second through the whole API path, beside the raw limit.
+
+    python bench/charging.py [--postgres URL] [--lines 100000] [--batches 20]
+                             [--batch 10000] [--concurrency 2]
+
+For each database (a throw-away SQLite file; PostgreSQL when ``--postgres`` is given, in a
+fresh database ``openmvno_bench_usage`` on that server) this creates ``--lines`` lines,
+each with its own account and a data bucket (set-based, through the ledger), a network
+peer and its API key, starts ``openmvno serve --no-worker`` (one process) and then sends
+``--batches`` batches of ``--batch`` data records to ``POST /api/v1/usage`` over HTTP
+(``--concurrency`` requests in flight), twice:
+
+* **spread**: every record names a random one of all the lines (a batch touches ~9,500
+  buckets when there are 100,000 lines);
+* **hot**: every record names one of the first 100 lines.
+
+Every record of every batch must come back ``charged``. What is counted is the whole
+path: HTTP, the API key, validation of every record, rating, the record rows, the
+ledger (one entry per bucket per batch, the books kept by the database's trigger), and
+the answer of every record.
+
+**Raw** is this machine's batched limit measured in the same run on the same database
+with the same distribution: per batch one ``INSERT … SELECT FROM unnest(…) ON CONFLICT
+(peer, record_id) DO NOTHING RETURNING bucket_id, units`` plus one grouped
+``UPDATE buckets … FROM unnest(…)`` of the summed deltas, in one transaction, over
+asyncpg on one connection (SQLite: ``executemany`` of the same two statements through
+``sqlite3``). Its own two tables, no index beyond the unique key: nothing the product
+does is in it (see ../shared/ENVIRONMENT.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from reads import serving  # noqa: E402
+
+from openmvno.db import make_engine, make_sessionmaker, unit_of_work  # noqa: E402
+from openmvno.migrate import upgrade  # noqa: E402
+
+BENCH_DB = "openmvno_bench_usage"
+HOT_LINES = 100
+UNITS = 1024  # bytes per record: the buckets never run out
+
+
+# --- setup ---------------------------------------------------------------------------
+
+
+async def fresh_postgres(url: str) -> str:
+    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)'))
+        await conn.execute(text(f'CREATE DATABASE "{BENCH_DB}"'))
+    await admin.dispose()
+    return url.rsplit("/", 1)[0] + "/" + BENCH_DB
+
+
+async def seed(database_url: str, lines: int) -> tuple[list[str], str]:
+    """``lines`` active lines with an account and a 1 TB data bucket each; a peer's key.
+    Returns the lines' numbers (in creation order) and the key."""
+    from openmvno.accounts.models import Account
+    from openmvno.catalog.models import Plan, PlanKind
+    from openmvno.ledger.models import Bucket, BucketKind, EntryReason
+    from openmvno.ledger.service import Posting
+    from openmvno.lines.models import Line, LineKind, LineState
+    from openmvno.usage import peers
+    from openmvno.usage.charging import post_postings
+
+    await upgrade(database_url)
+    engine = make_engine(database_url, pool_size=2)
+    sessions = make_sessionmaker(engine)
+    now = datetime.now(UTC)
+    tb = 1024**4
+    plan_id = uuid.uuid4()
+    async with unit_of_work(sessions) as s:
+        s.add(Plan(id=plan_id, code="BENCH-1TB", kind=PlanKind.data, name_zh="压测",
+                   name_en="Bench", price_minor=100, currency="CNY", validity_days=365,
+                   data_bytes=tb))
+        _peer, key = await peers.create(s, name="bench-pgw")
+    msisdns = [f"+86150{i:08d}" for i in range(lines)]
+    chunk = 10_000
+    for start in range(0, lines, chunk):
+        ids = range(start, min(start + chunk, lines))
+        accounts = [uuid.uuid4() for _ in ids]
+        line_ids = [uuid.uuid4() for _ in ids]
+        bucket_ids = [uuid.uuid4() for _ in ids]
+        async with unit_of_work(sessions) as s:
+            await s.execute(Account.__table__.insert(), [
+                {"id": a, "role": "subscriber", "name": f"Bench {i}", "phone": msisdns[i],
+                 "password_hash": "x", "language": "zh-CN", "failed_logins": 0, "active": True,
+                 "created_at": now, "updated_at": now}
+                for a, i in zip(accounts, ids, strict=True)
+            ])
+            await s.execute(Line.__table__.insert(), [
+                {"id": lid, "kind": LineKind.sim, "iccid": f"89860099{i:011d}",
+                 "msisdn": msisdns[i], "account_id": a, "state": LineState.active,
+                 "plan_id": plan_id, "expires_at": now + timedelta(days=365),
+                 "auto_renew": False, "state_changed_at": now, "created_at": now,
+                 "updated_at": now}
+                for lid, a, i in zip(line_ids, accounts, ids, strict=True)
+            ])
+            await s.execute(Bucket.__table__.insert(), [
+                {"id": b, "account_id": a, "line_id": lid, "kind": BucketKind.data,
+                 "currency": None, "plan_id": plan_id, "order_id": None,
+                 "valid_from": now - timedelta(days=1), "valid_until": now + timedelta(days=365),
+                 "priority": 100, "initial": tb, "remaining": 0, "reserved": 0,
+                 "created_at": now, "updated_at": now}
+                for b, a, lid in zip(bucket_ids, accounts, line_ids, strict=True)
+            ])
+            await post_postings(s, [
+                Posting(b, a, tb, EntryReason.grant, f"bench-grant:{b}")
+                for b, a in zip(bucket_ids, accounts, strict=True)
+            ])
+    await engine.dispose()
+    return msisdns, key
+
+
+# --- through the API -----------------------------------------------------------------
+
+
+def bodies(msisdns: list[str], *, batches: int, batch: int, hot: bool, tag: str,
+           seed_: int) -> list[bytes]:
+    rng = random.Random(seed_)
+    pool = msisdns[:HOT_LINES] if hot else msisdns
+    started = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    out = []
+    for b in range(batches):
+        records = [
+            {"record_id": f"{tag}-{b}-{i}", "msisdn": rng.choice(pool), "type": "data",
+             "units": UNITS, "started_at": started}
+            for i in range(batch)
+        ]
+        out.append(orjson.dumps({"records": records}))
+    return out
+
+
+async def through_api(port: int, key: str, payloads: list[bytes], concurrency: int) -> float:
+    """Records per second for sending ``payloads`` with ``concurrency`` in flight."""
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for p in payloads:
+        queue.put_nowait(p)
+    records = 0
+    headers = {"X-API-Key": key, "Content-Type": "application/json"}
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal records
+        while not queue.empty():
+            body = queue.get_nowait()
+            r = await client.post("/api/v1/usage", content=body, headers=headers)
+            if r.status_code != 200:
+                raise RuntimeError(f"{r.status_code}: {r.text[:500]}")
+            counts = orjson.loads(r.content)["counts"]
+            if set(counts) != {"charged"}:
+                raise RuntimeError(f"not all charged: {counts}")
+            records += counts["charged"]
+
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=300,
+                                 limits=limits) as client:
+        # One small warm-up request (first-use costs: imports, statement caches).
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return records / elapsed
+
+
+# --- the raw limit -------------------------------------------------------------------
+
+
+def draws(n_buckets: int, *, batches: int, batch: int, hot: bool, seed_: int) -> list[list[int]]:
+    rng = random.Random(seed_)
+    top = HOT_LINES if hot else n_buckets
+    return [[rng.randrange(top) for _ in range(batch)] for _ in range(batches)]
+
+
+async def raw_postgres(url: str, n_buckets: int, plan: list[list[int]], tag: str) -> float:
+    import asyncpg
+
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("DROP TABLE IF EXISTS raw_usage; DROP TABLE IF EXISTS raw_buckets")
+        await conn.execute("CREATE TABLE raw_buckets (id bigint PRIMARY KEY, remaining bigint)")
+        await conn.execute(
+            "CREATE TABLE raw_usage (peer text, record_id text, bucket_id bigint, units bigint,"
+            " UNIQUE (peer, record_id))"
+        )
+        await conn.execute(
+            "INSERT INTO raw_buckets SELECT g, 1099511627776 FROM generate_series(0, $1) g",
+            n_buckets - 1,
+        )
+        await conn.execute("VACUUM ANALYZE raw_buckets")
+        insert = await conn.prepare(
+            "INSERT INTO raw_usage SELECT 'p', r, b, u FROM unnest($1::text[], $2::bigint[],"
+            " $3::bigint[]) AS t(r, b, u) ON CONFLICT (peer, record_id) DO NOTHING"
+            " RETURNING bucket_id, units"
+        )
+        grouped = await conn.prepare(
+            "UPDATE raw_buckets SET remaining = remaining - d.u FROM unnest($1::bigint[],"
+            " $2::bigint[]) AS d(id, u) WHERE raw_buckets.id = d.id"
+        )
+        started = time.perf_counter()
+        records = 0
+        for b, buckets in enumerate(plan):
+            ids = [f"{tag}-{b}-{i}" for i in range(len(buckets))]
+            async with conn.transaction():
+                rows = await insert.fetch(ids, buckets, [UNITS] * len(buckets))
+                sums: dict[int, int] = {}
+                for row in rows:
+                    sums[row[0]] = sums.get(row[0], 0) + row[1]
+                keys = sorted(sums)
+                await grouped.fetch(keys, [sums[k] for k in keys])
+            records += len(rows)
+        return records / (time.perf_counter() - started)
+    finally:
+        await conn.execute("DROP TABLE IF EXISTS raw_usage; DROP TABLE IF EXISTS raw_buckets")
+        await conn.close()
+
+
+def raw_sqlite(path: Path, n_buckets: int, plan: list[list[int]], tag: str) -> float:
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("DROP TABLE IF EXISTS raw_usage")
+        conn.execute("DROP TABLE IF EXISTS raw_buckets")
+        conn.execute("CREATE TABLE raw_buckets (id INTEGER PRIMARY KEY, remaining INTEGER)")
+        conn.execute("CREATE TABLE raw_usage (peer TEXT, record_id TEXT, bucket_id INTEGER,"
+                     " units INTEGER, UNIQUE (peer, record_id))")
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO raw_buckets VALUES (?, 1099511627776)",
+                         [(i,) for i in range(n_buckets)])
+        conn.execute("COMMIT")
+        started = time.perf_counter()
+        records = 0
+        for b, buckets in enumerate(plan):
+            conn.execute("BEGIN IMMEDIATE")
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT INTO raw_usage VALUES ('p', ?, ?, ?) ON CONFLICT DO NOTHING",
+                [(f"{tag}-{b}-{i}", k, UNITS) for i, k in enumerate(buckets)],
+            )
+            records += conn.total_changes - before
+            sums: dict[int, int] = {}
+            for k in buckets:
+                sums[k] = sums.get(k, 0) + UNITS
+            conn.executemany("UPDATE raw_buckets SET remaining = remaining - ? WHERE id = ?",
+                             [(u, k) for k, u in sorted(sums.items())])
+            conn.execute("COMMIT")
+        return records / (time.perf_counter() - started)
+    finally:
+        conn.execute("DROP TABLE IF EXISTS raw_usage")
+        conn.execute("DROP TABLE IF EXISTS raw_buckets")
+        conn.close()
+
+
+# --- one database --------------------------------------------------------------------
+
+
+def measure(database_url: str, *, lines: int, batches: int, batch: int,
+            concurrency: int) -> list[dict[str, Any]]:
+    name = "PostgreSQL" if database_url.startswith("postgresql") else "SQLite"
+    data_dir = Path(tempfile.mkdtemp(prefix="openmvno-bench-usage-"))
+    if name == "SQLite":
+        database_url = f"sqlite+aiosqlite:///{data_dir / 'usage.db'}"
+    else:
+        database_url = asyncio.run(fresh_postgres(database_url))
+    msisdns, key = asyncio.run(seed(database_url, lines))
+    results = []
+    with serving(database_url, data_dir) as (port, _pid):
+        warm = bodies(msisdns, batches=1, batch=100, hot=False, tag="warm", seed_=0)
+        asyncio.run(through_api(port, key, warm, 1))
+        for scenario, hot in (("spread", False), ("hot", True)):
+            payloads = bodies(msisdns, batches=batches, batch=batch, hot=hot, tag=scenario,
+                              seed_=1 if hot else 2)
+            api = asyncio.run(through_api(port, key, payloads, concurrency))
+            plan = draws(lines, batches=batches, batch=batch, hot=hot, seed_=3 if hot else 4)
+            if name == "SQLite":
+                raw = raw_sqlite(data_dir / "raw.db", lines, plan, scenario)
+            else:
+                raw = asyncio.run(raw_postgres(database_url, lines, plan, scenario))
+            results.append({
+                "database": name, "scenario": scenario, "api": round(api), "raw": round(raw),
+                "ratio": api / raw, "lines": lines, "batch": batch, "batches": batches,
+                "concurrency": concurrency,
+            })
+            print(f"{name:<10} {scenario:<7} API {api:>9,.0f} records/s   "
+                  f"raw {raw:>9,.0f} records/s   {api / raw:6.1%}", flush=True)
+    return results
+
+
+def run(postgres: str | None, *, lines: int = 100_000, batches: int = 20, batch: int = 10_000,
+        concurrency: int = 2) -> list[dict[str, Any]]:
+    results = measure("sqlite", lines=lines, batches=batches, batch=batch,
+                      concurrency=concurrency)
+    if postgres:
+        results += measure(postgres, lines=lines, batches=batches, batch=batch,
+                           concurrency=concurrency)
+    return results
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
+    first = results[0]
+    rows = "\n".join(
+        f"| {r['database']} | {'random over all lines' if r['scenario'] == 'spread' else '100 lines'}"
+        f" | {r['api']:,} | {r['raw']:,} | {r['ratio']:.0%} |"
+        for r in results
+    )
+    return f"""## Usage charging through a served process
+
+`POST /api/v1/usage` of a served `openmvno serve --no-worker` process over HTTP, with
+an API key: {first['batches']} batches of {first['batch']:,} data records each,
+{first['concurrency']} requests in flight, over {first['lines']:,} lines (each its own
+account and data bucket). Counted is the whole path — HTTP, the key, validation of
+every record, rating, the record rows, the ledger (one entry per bucket per batch, the
+books kept by the database's trigger) and the answer of every record; every record
+came back `charged`. **Raw** is the batched limit of the same database in the same run
+and the same distribution, written in `bench/charging.py`: per batch one `INSERT …
+SELECT FROM unnest(…) ON CONFLICT DO NOTHING RETURNING` plus one grouped `UPDATE …
+FROM unnest(…)` in one transaction over asyncpg (SQLite: `executemany` of the same two
+statements), nothing else. Target on PostgreSQL: ≥ 30,000 records/s through the API and
+≥ 50 % of raw.
+
+| database | records hit | API records/s | raw records/s | API / raw |
+|---|---|---:|---:|---:|
+{rows}
+
+Command: `python bench/charging.py --postgres URL` (or `scripts/bench --only charging`).
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--postgres", default=os.environ.get("OPENMVNO_BENCH_POSTGRES"))
+    parser.add_argument("--lines", type=int, default=100_000)
+    parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=2)
+    args = parser.parse_args()
+    results = run(args.postgres, lines=args.lines, batches=args.batches, batch=args.batch,
+                  concurrency=args.concurrency)
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
