@@ -117,6 +117,9 @@ def jobs(rt: Runtime) -> list[Job]:
     from openmvno.lines import lifecycle  # after renewals: what renewed is not lapsed
 
     found.append(lifecycle.run_due)
+    from openmvno.notifications import reminders  # expiry reminders (7, 3, 1 days)
+
+    found.append(reminders.run_due)
     if rt.settings.payment_provider == "sandbox":
         from openmvno.adapters.payments.sandbox import deliver_due_webhooks
 
