@@ -31,12 +31,9 @@ import string
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
-from functools import lru_cache
+from datetime import UTC, datetime
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
-from babel.dates import format_datetime
 from babel.numbers import format_decimal
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -45,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openmvno import clock
 from openmvno.accounts.models import Account
 from openmvno.config import Settings, get_settings
-from openmvno.formatting import formatter
+from openmvno.formatting import formatter, next_send_time
 from openmvno.i18n import LANGUAGES, N_, normalize_language, translate
 from openmvno.lines.models import Line
 from openmvno.notifications.models import (
@@ -350,17 +347,9 @@ def settings_of(session: AsyncSession) -> Settings:
     return found if isinstance(found, Settings) else get_settings()
 
 
-@lru_cache(maxsize=16)
-def zone(name: str) -> ZoneInfo:
-    return ZoneInfo(name)
-
-
-@lru_cache(maxsize=4096)
 def local_date(value: datetime, language: str, tz: str) -> str:
     """A datetime as a person reads it: in the operator's time zone, babel-formatted."""
-    local = value.astimezone(zone(tz))
-    return str(format_datetime(local, "yyyy-MM-dd HH:mm", locale=formatter(language).locale,
-                               tzinfo=local.tzinfo))
+    return formatter(language).date(value, tz=tz)
 
 
 def _as_datetime(value: Any) -> datetime:
@@ -496,29 +485,11 @@ def template_fields(template: str) -> list[str]:
 # ---------------------------------------------------------------- quiet hours
 
 
-def _hhmm(value: str) -> time:
-    hour, _, minute = value.partition(":")
-    return time(int(hour), int(minute or 0))
-
-
 def quiet_until(now: datetime, settings: Settings) -> datetime | None:
-    """When quiet hours end if ``now`` is inside them (else None), in UTC."""
-    start, end = _hhmm(settings.quiet_hours_start), _hhmm(settings.quiet_hours_end)
-    if start == end:
-        return None
-    tz = zone(settings.timezone)
-    local = now.astimezone(tz)
-    t = local.timetz().replace(tzinfo=None)
-    day = local.date()
-    if start < end:
-        inside = start <= t < end
-        until_day = day
-    else:
-        inside = t >= start or t < end
-        until_day = day + timedelta(days=1) if t >= start else day
-    if not inside:
-        return None
-    return datetime.combine(until_day, end, tzinfo=tz).astimezone(UTC)
+    """When quiet hours end if ``now`` is inside them (else None), in UTC (the operator's
+    zone and ``quiet_hours_start``/``_end``; see :func:`openmvno.formatting.next_send_time`)."""
+    resume = next_send_time(now, settings=settings)
+    return None if resume == now else resume
 
 
 def send_time(now: datetime, settings: Settings, *, urgent: bool) -> datetime:

@@ -1,6 +1,7 @@
 """The expiry reminders job: a line's ``expiry_reminder`` some days before its plan ends
 (``settings.expiry_reminder_days``, default 7, 3 and 1), once per (line, expiry,
-threshold; the text says the whole days actually left) by the notice key ``expiry_reminder:{line_id}:{expires_at ISO}:{days}``.
+threshold) by the notice key ``expiry_reminder:{line_id}:{expires_at ISO}:{days}``; the
+text says the whole days actually left.
 
 Set-based: per threshold one SELECT finds the active lines whose expiry falls in that
 threshold's window (between the next smaller threshold and this one) and that have no
