@@ -23,11 +23,65 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _defer_foreign_keys() -> None:
-    """SQLite rebuilds payment_attempts to relax a NOT NULL (copy, drop, rename): other
-    tables' rows that point at it are checked at commit, once it is back."""
-    if op.get_bind().dialect.name == "sqlite":
-        op.execute("PRAGMA defer_foreign_keys = ON")
+_ATTEMPT_COLUMNS = (
+    "order_id, account_id, provider, method, provider_ref, amount_minor, currency, state, "
+    "failure_code, next_action, settled_at, id, created_at, updated_at"
+)
+
+
+def _attempts_ddl(*, saved_cards: bool) -> str:
+    """payment_attempts as SQLite holds it: before this revision (``order_id NOT NULL``),
+    or after it (nullable ``order_id``, ``idempotency_key``, ``saved_card_id``)."""
+    extra_columns = (
+        "\tidempotency_key VARCHAR(120), \n\tsaved_card_id CHAR(32), \n" if saved_cards else ""
+    )
+    extra_constraints = (
+        ", \n\tCONSTRAINT fk_payment_attempts_saved_card_id_saved_cards FOREIGN KEY(saved_card_id)"
+        " REFERENCES saved_cards (id), \n"
+        "\tCONSTRAINT uq_payment_attempts_idempotency_key UNIQUE (idempotency_key)"
+        if saved_cards else ""
+    )
+    return (
+        "CREATE TABLE payment_attempts (\n"
+        f"\torder_id CHAR(32){'' if saved_cards else ' NOT NULL'}, \n"
+        "\taccount_id CHAR(32), \n\tprovider VARCHAR(20) NOT NULL, \n"
+        "\tmethod VARCHAR(20) NOT NULL, \n\tprovider_ref VARCHAR(120), \n"
+        "\tamount_minor BIGINT NOT NULL, \n\tcurrency VARCHAR(3) NOT NULL, \n"
+        "\tstate VARCHAR(20) NOT NULL, \n\tfailure_code VARCHAR(40), \n"
+        "\tnext_action JSON NOT NULL, \n\tsettled_at DATETIME, \n\tid CHAR(32) NOT NULL, \n"
+        "\tcreated_at DATETIME NOT NULL, \n\tupdated_at DATETIME NOT NULL, \n"
+        f"{extra_columns}"
+        "\tCONSTRAINT pk_payment_attempts PRIMARY KEY (id), \n"
+        "\tCONSTRAINT fk_payment_attempts_account_id_accounts FOREIGN KEY(account_id)"
+        " REFERENCES accounts (id), \n"
+        "\tCONSTRAINT fk_payment_attempts_order_id_orders FOREIGN KEY(order_id)"
+        " REFERENCES orders (id), \n"
+        "\tCONSTRAINT uq_payment_attempts_provider_provider_ref UNIQUE (provider, provider_ref)"
+        f"{extra_constraints}\n)"
+    )
+
+
+def _rebuild_attempts_on_sqlite(*, saved_cards: bool) -> None:
+    """SQLite cannot relax a NOT NULL in place. The rows wait in a plain copy while the
+    table is dropped and made again; other tables' rows that point at it (refunds) are
+    checked at commit (``defer_foreign_keys``), when their attempts are back. (Copying into
+    the new table *before* dropping the old one, as a batch operation does, would leave
+    those checks failed.)"""
+    op.execute("PRAGMA defer_foreign_keys = ON")
+    op.execute("CREATE TABLE _payment_attempts_copy AS SELECT * FROM payment_attempts")
+    op.execute("DROP TABLE payment_attempts")
+    op.execute(_attempts_ddl(saved_cards=saved_cards))
+    op.execute(
+        f"INSERT INTO payment_attempts ({_ATTEMPT_COLUMNS}) "
+        f"SELECT {_ATTEMPT_COLUMNS} FROM _payment_attempts_copy"
+        + ("" if saved_cards else " WHERE order_id IS NOT NULL")
+    )
+    op.execute("DROP TABLE _payment_attempts_copy")
+    op.execute("CREATE INDEX ix_payment_attempts_account_id ON payment_attempts (account_id)")
+    op.execute("CREATE INDEX ix_payment_attempts_order_id ON payment_attempts (order_id)")
+    op.execute(
+        "CREATE INDEX ix_payment_attempts_state_created ON payment_attempts (state, created_at)"
+    )
 
 
 def upgrade() -> None:
@@ -170,25 +224,27 @@ def upgrade() -> None:
     sa.UniqueConstraint('key', name=op.f('uq_auto_topup_runs_key'))
     )
 
-    _defer_foreign_keys()
-    with op.batch_alter_table('payment_attempts', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('idempotency_key', sa.String(length=120), nullable=True))
-        batch_op.add_column(sa.Column('saved_card_id', sa.Uuid(), nullable=True))
-        batch_op.alter_column('order_id', existing_type=sa.Uuid(), nullable=True)
-        batch_op.create_unique_constraint(batch_op.f('uq_payment_attempts_idempotency_key'), ['idempotency_key'])
-        batch_op.create_foreign_key(batch_op.f('fk_payment_attempts_saved_card_id_saved_cards'), 'saved_cards', ['saved_card_id'], ['id'])
+    if op.get_bind().dialect.name == "sqlite":
+        _rebuild_attempts_on_sqlite(saved_cards=True)
+    else:
+        op.add_column('payment_attempts', sa.Column('idempotency_key', sa.String(length=120), nullable=True))
+        op.add_column('payment_attempts', sa.Column('saved_card_id', sa.Uuid(), nullable=True))
+        op.alter_column('payment_attempts', 'order_id', existing_type=sa.Uuid(), nullable=True)
+        op.create_unique_constraint(op.f('uq_payment_attempts_idempotency_key'), 'payment_attempts', ['idempotency_key'])
+        op.create_foreign_key(op.f('fk_payment_attempts_saved_card_id_saved_cards'), 'payment_attempts', 'saved_cards', ['saved_card_id'], ['id'])
 
 
 def downgrade() -> None:
-    _defer_foreign_keys()
-    op.execute("DELETE FROM payment_attempts WHERE order_id IS NULL")
-    with op.batch_alter_table('payment_attempts', schema=None) as batch_op:
-        batch_op.drop_constraint(batch_op.f('fk_payment_attempts_saved_card_id_saved_cards'), type_='foreignkey')
-        batch_op.drop_constraint(batch_op.f('uq_payment_attempts_idempotency_key'), type_='unique')
-        batch_op.alter_column('order_id', existing_type=sa.Uuid(), nullable=False)
-        batch_op.drop_column('saved_card_id')
-        batch_op.drop_column('idempotency_key')
-    op.drop_table('auto_topup_runs')
+    op.drop_table('auto_topup_runs')  # it points at saved-card attempts
+    if op.get_bind().dialect.name == "sqlite":
+        _rebuild_attempts_on_sqlite(saved_cards=False)
+    else:
+        op.execute("DELETE FROM payment_attempts WHERE order_id IS NULL")
+        op.drop_constraint(op.f('fk_payment_attempts_saved_card_id_saved_cards'), 'payment_attempts', type_='foreignkey')
+        op.drop_constraint(op.f('uq_payment_attempts_idempotency_key'), 'payment_attempts', type_='unique')
+        op.alter_column('payment_attempts', 'order_id', existing_type=sa.Uuid(), nullable=False)
+        op.drop_column('payment_attempts', 'saved_card_id')
+        op.drop_column('payment_attempts', 'idempotency_key')
     with op.batch_alter_table('card_setups', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_card_setups_account_id'))
     op.drop_table('card_setups')
