@@ -24,7 +24,7 @@ async def test_down_and_up_past_saved_cards_keeps_attempts_and_their_refunds(
 ) -> None:
     url = await _fresh_url(tmp_path)
     await upgrade(url)
-    rt = build_runtime(Settings(database_url=url, data_dir=tmp_path, secret_key="k" * 32))  # type: ignore[arg-type]
+    rt = build_runtime(Settings(database_url=url, data_dir=tmp_path, secret_key="k" * 32))
     try:
         async with unit_of_work(rt.sessions) as s:
             order = Order(number="CARDS-MIG-1", kind=OrderKind.topup, amount_minor=100,
@@ -48,7 +48,7 @@ async def test_down_and_up_past_saved_cards_keeps_attempts_and_their_refunds(
         await rt.close()
     await downgrade(url, BEFORE)
     await upgrade(url)
-    rt = build_runtime(Settings(database_url=url, data_dir=tmp_path, secret_key="k" * 32))  # type: ignore[arg-type]
+    rt = build_runtime(Settings(database_url=url, data_dir=tmp_path, secret_key="k" * 32))
     try:
         async with rt.engine.connect() as conn:
             attempts = (await conn.execute(text("SELECT amount_minor FROM payment_attempts"))).all()

@@ -71,10 +71,11 @@ def _rebuild_attempts_on_sqlite(*, saved_cards: bool) -> None:
     op.execute("CREATE TABLE _payment_attempts_copy AS SELECT * FROM payment_attempts")
     op.execute("DROP TABLE payment_attempts")
     op.execute(_attempts_ddl(saved_cards=saved_cards))
+    keep = "" if saved_cards else " WHERE order_id IS NOT NULL"
+    # constant column names only: nothing from outside reaches this statement
     op.execute(
-        f"INSERT INTO payment_attempts ({_ATTEMPT_COLUMNS}) "
-        f"SELECT {_ATTEMPT_COLUMNS} FROM _payment_attempts_copy"
-        + ("" if saved_cards else " WHERE order_id IS NOT NULL")
+        f"INSERT INTO payment_attempts ({_ATTEMPT_COLUMNS}) "  # noqa: S608
+        f"SELECT {_ATTEMPT_COLUMNS} FROM _payment_attempts_copy{keep}"
     )
     op.execute("DROP TABLE _payment_attempts_copy")
     op.execute("CREATE INDEX ix_payment_attempts_account_id ON payment_attempts (account_id)")
