@@ -45,15 +45,15 @@ from typing import Any
 
 import httpx
 import orjson
-from sqlalchemy import text
+from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from reads import serving  # noqa: E402
+from reads import serving
 
-from openmvno.db import make_engine, make_sessionmaker, unit_of_work  # noqa: E402
-from openmvno.migrate import upgrade  # noqa: E402
+from openmvno.db import make_engine, make_sessionmaker, unit_of_work
+from openmvno.migrate import upgrade
 
 BENCH_DB = "openmvno_bench_usage"
 HOT_LINES = 100
@@ -102,13 +102,13 @@ async def seed(database_url: str, lines: int) -> tuple[list[str], str]:
         line_ids = [uuid.uuid4() for _ in ids]
         bucket_ids = [uuid.uuid4() for _ in ids]
         async with unit_of_work(sessions) as s:
-            await s.execute(Account.__table__.insert(), [
+            await s.execute(insert(Account), [
                 {"id": a, "role": "subscriber", "name": f"Bench {i}", "phone": msisdns[i],
                  "password_hash": "x", "language": "zh-CN", "failed_logins": 0, "active": True,
                  "created_at": now, "updated_at": now}
                 for a, i in zip(accounts, ids, strict=True)
             ])
-            await s.execute(Line.__table__.insert(), [
+            await s.execute(insert(Line), [
                 {"id": lid, "kind": LineKind.sim, "iccid": f"89860099{i:011d}",
                  "msisdn": msisdns[i], "account_id": a, "state": LineState.active,
                  "plan_id": plan_id, "expires_at": now + timedelta(days=365),
@@ -116,7 +116,7 @@ async def seed(database_url: str, lines: int) -> tuple[list[str], str]:
                  "updated_at": now}
                 for lid, a, i in zip(line_ids, accounts, ids, strict=True)
             ])
-            await s.execute(Bucket.__table__.insert(), [
+            await s.execute(insert(Bucket), [
                 {"id": b, "account_id": a, "line_id": lid, "kind": BucketKind.data,
                  "currency": None, "plan_id": plan_id, "order_id": None,
                  "valid_from": now - timedelta(days=1), "valid_until": now + timedelta(days=365),
@@ -191,7 +191,7 @@ def draws(n_buckets: int, *, batches: int, batch: int, hot: bool, seed_: int) ->
 
 
 async def raw_postgres(url: str, n_buckets: int, plan: list[list[int]], tag: str) -> float:
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped,unused-ignore]
 
     dsn = url.replace("postgresql+asyncpg://", "postgresql://")
     conn = await asyncpg.connect(dsn)
@@ -318,8 +318,9 @@ def run(postgres: str | None, *, lines: int = 100_000, batches: int = 20, batch:
 
 def markdown(results: list[dict[str, Any]]) -> str:
     first = results[0]
+    hit = {"spread": "random over all lines", "hot": "100 lines"}
     rows = "\n".join(
-        f"| {r['database']} | {'random over all lines' if r['scenario'] == 'spread' else '100 lines'}"
+        f"| {r['database']} | {hit[r['scenario']]}"
         f" | {r['api']:,} | {r['raw']:,} | {r['ratio']:.0%} |"
         for r in results
     )

@@ -475,10 +475,10 @@ async def charge_batch(
                 if got.wallet_minor or got.overage_units:
                     payer = line_of[i]
                     assert payer is not None
-                    assert payer.wallet is not None
+                    assert payer.plan is not None
                     answer["wallet"] = {
                         "units": got.overage_units, "minor": got.wallet_minor,
-                        "currency": payer.wallet.currency,
+                        "currency": payer.plan.currency,
                     }
         counts[answer["status"]] += 1
         out.append(answer)

@@ -180,16 +180,19 @@ def rate(
         b.remaining -= take
         rest -= take
         out.taken.append((b.id, take))
-    if rest and plan is not None and wallet is not None and wallet.id is not None:
+    if rest and plan is not None:
         rate_minor = plan.wallet_rate(kind, zone, home_zone)
         if rate_minor is not None:
+            money = wallet.remaining if wallet is not None and wallet.id is not None else 0
             cost = wallet_cost(kind, rest, rate_minor)
-            if cost <= wallet.remaining:
+            if cost <= money:
                 got = rest
             else:
-                got, cost = affordable_units(kind, rest, rate_minor, wallet.remaining)
+                got, cost = affordable_units(kind, rest, rate_minor, money)
             if got:
-                wallet.remaining -= cost
+                if cost:
+                    assert wallet is not None
+                    wallet.remaining -= cost
                 out.wallet_minor = cost
                 out.overage_units = got
                 rest -= got
