@@ -102,6 +102,8 @@ MATRIX: dict[str, frozenset[str]] = {
     "GET /api/v1/receipts/{receipt_id}.html": OWNER_OR_STAFF,
     "GET /api/v1/receipts/{receipt_id}.pdf": OWNER_OR_STAFF,
     "POST /webhooks/{provider}": EVERYONE,  # signature-checked, not role-checked
+    "POST /sms/inbound": EVERYONE,  # HMAC-signed by the SMS gateway, not role-checked
+    "POST /ussd": EVERYONE,  # the USSD aggregator: allow-listed address or shared secret
     # usage: network peers only (an API key with scope usage:write; no subscriber or staff
     # token opens it), and a line's history for its owner
     "POST /api/v1/usage": frozenset(),

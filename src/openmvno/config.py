@@ -94,7 +94,9 @@ class Settings(BaseSettings):
 
     # adapters
     sms_adapter: Literal["outbox", "smpp", "http"] = "outbox"
-    """``smpp`` and ``http`` are reserved for the SMS gateway adapters (not in this release)."""
+    """``smpp``: SMS go to the operator's SMSC over SMPP 3.4, sent by ``openmvno smpp`` (see
+    the ``smpp_*`` settings); ``outbox`` (development) keeps them in the outbox table;
+    ``http`` is reserved."""
     email_adapter: Literal["outbox", "smtp"] = "outbox"
     smtp_host: str = ""
     smtp_port: int = 25
@@ -295,8 +297,18 @@ class Settings(BaseSettings):
     def problems(self) -> list[str]:
         """Settings this release cannot run with (checked when a process starts)."""
         found = []
-        if self.sms_adapter != "outbox":
-            found.append(f"OPENMVNO_SMS_ADAPTER={self.sms_adapter} is not available yet")
+        if self.sms_adapter == "http":
+            found.append("OPENMVNO_SMS_ADAPTER=http is not available yet: use smpp")
+        if self.sms_adapter == "smpp" and not self.smpp_system_id:
+            found.append("OPENMVNO_SMS_ADAPTER=smpp needs OPENMVNO_SMPP_SYSTEM_ID (and _PASSWORD)")
+        for network in self.ussd_allowed_addresses:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                found.append(
+                    f"OPENMVNO_USSD_ALLOWED_ADDRESSES: {network!r} is not an IP address or "
+                    "network; list addresses or CIDR networks, comma separated"
+                )
         if self.payment_provider == "stripe" and not self.stripe_api_key.get_secret_value():
             found.append("OPENMVNO_PAYMENT_PROVIDER=stripe needs OPENMVNO_STRIPE_API_KEY")
         if self.payment_provider == "stripe" and not self.stripe_webhook_secret.get_secret_value():
@@ -346,6 +358,12 @@ class Settings(BaseSettings):
                 f"OPENMVNO_SECRET_KEY is shorter than {MIN_SECRET_LENGTH} characters: "
                 f"set a random string of at least {MIN_SECRET_LENGTH}"
             )
+        if self.sms_adapter == "outbox":
+            found.append(
+                "OPENMVNO_SMS_ADAPTER=outbox is refused in production: SMS would stay in the "
+                "outbox table and reach no phone; set OPENMVNO_SMS_ADAPTER=smpp and run "
+                "`openmvno smpp`"
+            )
         if self.payment_provider == "sandbox":
             webhook_secret = self.sandbox_webhook_secret.get_secret_value()
             if not self.allow_sandbox_payments:
@@ -387,11 +405,6 @@ class Settings(BaseSettings):
         if not self.is_production:
             return []
         found = []
-        if self.sms_adapter == "outbox":
-            found.append(
-                "OPENMVNO_SMS_ADAPTER=outbox: this release has no SMS gateway adapter; SMS stay "
-                "in the outbox table and reach no phone"
-            )
         if self.email_adapter == "outbox":
             found.append(
                 "OPENMVNO_EMAIL_ADAPTER=outbox: email stays in the outbox table and reaches no "

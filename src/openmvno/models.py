@@ -28,10 +28,12 @@ from openmvno.ratelimit.models import RateEvent
 from openmvno.receipts.models import Receipt, Sequence
 from openmvno.selfcare.models import InboundMessage, SmsConfirmation
 from openmvno.renewals.models import AutoRenewSetting
+from openmvno.renewals.runs import RenewalRun
 from openmvno.usage.models import LineBar, NetworkPeer, UsageRecord
 from openmvno.worker.models import WorkerJob
 
 __all__ = [
+    "RenewalRun",
     "AutoTopup",
     "AutoTopupRun",
     "CardSetupSession",

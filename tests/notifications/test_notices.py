@@ -186,3 +186,23 @@ def test_dates_are_in_the_operator_time_zone(rt: Runtime) -> None:
     assert notices.local_date(at, "en", "Asia/Shanghai") == "2027-01-01 00:00"
     assert notices.local_date(at, "en", "Europe/London") == "2026-12-31 16:00"
     assert notices.local_date(at + timedelta(hours=1), "zh-CN", "UTC") == "2026-12-31 17:00"
+
+
+def test_a_plan_is_named_in_the_reader_language_whatever_form_it_comes_in(
+    rt: Runtime,
+) -> None:
+    from openmvno.catalog.models import Plan
+
+    event = notices.EVENTS["restored"]
+    at = datetime(2026, 12, 31, 16, 0, tzinfo=UTC)
+    plan = Plan(code="X", name_zh="畅享30天", name_en="Enjoy 30 days")
+
+    class Row:
+        name_zh, name_en = "畅享30天", "Enjoy 30 days"
+
+    for given in (plan, Row(), {"zh-CN": "畅享30天", "en": "Enjoy 30 days"}):
+        for language, expected in (("zh-CN", "畅享30天"), ("en", "Enjoy 30 days")):
+            values = notices.placeholder_values(event, {"plan": given, "expires_at": at},
+                                                language=language, settings=rt.settings)
+            assert values["plan"] == expected
+            assert values["expires_at"] == "2027-01-01 00:00"

@@ -227,3 +227,20 @@ def test_smtp_without_a_host_refuses_to_start_in_production() -> None:
     outbox_only = Settings(environment="production", email_adapter="outbox")
     assert any("OPENMVNO_EMAIL_ADAPTER=outbox" in w for w in outbox_only.deploy_warnings())
     assert outbox_only.problems() == [] or all("SMTP" not in p for p in outbox_only.problems())
+
+
+def test_a_command_refuses_smtp_without_a_host_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from openmvno.cli import app
+
+    monkeypatch.setenv("OPENMVNO_ENVIRONMENT", "production")
+    monkeypatch.setenv("OPENMVNO_EMAIL_ADAPTER", "smtp")
+    monkeypatch.setenv("OPENMVNO_SMTP_HOST", "")
+    result = CliRunner().invoke(app, ["db", "upgrade"])
+    assert result.exit_code == 2
+    lines = [ln for ln in result.output.splitlines() if "OPENMVNO_SMTP_HOST" in ln]
+    assert lines == [
+        "configuration: OPENMVNO_EMAIL_ADAPTER=smtp needs OPENMVNO_SMTP_HOST (the SMTP server)"]

@@ -365,6 +365,9 @@ def _plan_name(value: Any, language: str) -> str:
     name = getattr(value, "name", None)
     if callable(name):
         return str(name(language))
+    zh, en = getattr(value, "name_zh", None), getattr(value, "name_en", None)
+    if zh is not None or en is not None:  # a row with both names
+        return str((zh if language == "zh-CN" else en) or en or zh)
     return str(value)
 
 

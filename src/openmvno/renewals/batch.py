@@ -1,0 +1,458 @@
+"""The set-based renewal batch (contract 7): renew many lines' plans in a fixed number of
+statements, with the same effects as a paid order's fulfilment
+(:mod:`openmvno.orders.fulfilment`).
+
+:func:`renew_batch` takes the lines RENEWALS found due. For each line, in one transaction
+(the caller's) and whatever the batch's size, a fixed number of statements:
+
+1. lock the wallets of the batch's accounts, then the lines (id order: the same order as
+   a wallet payment followed by its fulfilment, so they queue rather than deadlock);
+2. the periods already renewed (``renewal_runs``): those lines are a ``duplicate``, and so
+   is a line whose expiry is no longer the period asked for (renewed by another path);
+   a line that is gone, terminated or someone else's, or a plan that is gone, is
+   ``unavailable``;
+3. wallet-funded lines the wallet cannot cover (after the lines before them in the batch)
+   are ``insufficient``: nothing at all happens for them;
+4. for every renewed line: an order (kind ``plan``, state ``fulfilled``, the plan's name
+   and price as orders store them, ``result`` like fulfilment's), its payment attempt (the
+   wallet's, created here; a card's, captured before, is linked to the order), the
+   wallet debit (``ledger.batch.post_batch``), the ``renewal_runs`` row (UNIQUE per line
+   and period: exactly once), the plan's buckets (grant entries, keyed like
+   ``ledger.grant_plan`` with the order's key), the expiry extended by the stacking rule
+   (from the current expiry if it is still ahead, else from now), a grace or suspended
+   line restored (``lines.lifecycle.restore_many``: its event, the network's ``restore``
+   job and the ``restored`` notice), a data bar lifted, the receipt with the next number
+   of the gapless sequence (N numbers with one ``UPDATE … SET value = value + N
+   RETURNING``), the order's provisioning job, and the ``renewal_succeeded`` notice
+   (``notifications.notices.notify_many``).
+
+A "card" renewal's money was captured before the call; when its line turns out
+``unavailable`` or ``duplicate`` the caller refunds that payment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
+
+from openmvno import clock
+from openmvno.accounts.models import Account
+from openmvno.catalog.models import Plan
+from openmvno.db import Base
+from openmvno.ledger.batch import post_batch
+from openmvno.ledger.models import Bucket, BucketKind, EntryReason
+from openmvno.ledger.service import _GRANT_NAMESPACE, Posting, _allowances
+from openmvno.lines import lifecycle
+from openmvno.lines.models import Line, LineState
+from openmvno.notifications.models import OutboxKind, OutboxMessage
+from openmvno.notifications.notices import NoticeRequest, notify_many
+from openmvno.orders.models import Order, OrderKind, OrderState, ProvisioningState
+from openmvno.payments.models import AttemptState, PaymentAttempt, PaymentMethodKind
+from openmvno.receipts.models import Receipt
+from openmvno.receipts.models import Sequence as Counter
+from openmvno.receipts.service import RECEIPT_SEQUENCE, format_number
+from openmvno.renewals.runs import RenewalRun, RunFunding
+from openmvno.runtime import Runtime
+from openmvno.usage import barring
+from openmvno.usage.models import LineBar
+
+__all__ = ["DueRenewal", "OutcomeStatus", "RenewalOutcome", "renew_batch"]
+
+OutcomeStatus = Literal["renewed", "insufficient", "duplicate", "unavailable"]
+
+
+@dataclass(frozen=True, slots=True)
+class DueRenewal:
+    """One line to renew for the period ``period_key`` (its expiry as ISO UTC)."""
+
+    line_id: uuid.UUID
+    account_id: uuid.UUID
+    plan_id: uuid.UUID
+    period_key: str
+    funding: Literal["wallet", "card"]
+    payment_attempt_id: uuid.UUID | None = None
+    """"card": the captured charge (``payments.cards.charge_cards``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RenewalOutcome:
+    line_id: uuid.UUID
+    status: OutcomeStatus
+    expires_at: datetime | None = None
+    """The new expiry (renewed only)."""
+    order_id: uuid.UUID | None = None
+    receipt_number: str | None = None
+
+
+def _table(model: type[Base]) -> Table:
+    return Base.metadata.tables[str(model.__tablename__)]
+
+
+BUCKETS = _table(Bucket)
+LINES = _table(Line)
+ORDERS = _table(Order)
+ATTEMPTS = _table(PaymentAttempt)
+RUNS = _table(RenewalRun)
+RECEIPTS = _table(Receipt)
+OUTBOX = _table(OutboxMessage)
+COUNTERS = _table(Counter)
+ACCOUNTS = _table(Account)
+BARS = _table(LineBar)
+
+_LAPSED = (LineState.grace.value, LineState.suspended.value)
+_SET_LINE = (
+    update(LINES)
+    .where(LINES.c.id == bindparam("b_id"))
+    .values(expires_at=bindparam("b_until"), plan_id=bindparam("b_plan"),
+            updated_at=bindparam("b_now"))
+)
+_LINK_ATTEMPT = (
+    update(ATTEMPTS)
+    .where(ATTEMPTS.c.id == bindparam("b_id"), ATTEMPTS.c.order_id.is_(None))
+    .values(order_id=bindparam("b_order"), updated_at=bindparam("b_now"))
+)
+
+
+def period_key(expires_at: datetime) -> str:
+    """The period an expiry closes, as ``renewal_runs.period_key`` stores it (ISO UTC;
+    the same as ``renewals.schedule.period_key``)."""
+    return expires_at.astimezone(UTC).isoformat()
+
+
+def _order_number(now: datetime) -> str:
+    """Like every order's number (``orders.service``): the day and 10 random hex digits."""
+    return f"O{now:%Y%m%d}{secrets.token_hex(5).upper()}"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _insert(session: AsyncSession, table: Table) -> Any:
+    name = session.get_bind().dialect.name
+    return postgresql.insert(table) if name == "postgresql" else sqlite.insert(table)
+
+
+@dataclass(slots=True)
+class _Renewal:
+    due: DueRenewal
+    line: Any
+    plan: Plan
+    order_id: uuid.UUID
+    number: str
+    valid_from: datetime
+    until: datetime
+    receipt_number: str = ""
+    attempt_id: uuid.UUID | None = None
+
+
+async def renew_batch(
+    rt_or_session: Runtime | AsyncSession, due: Sequence[DueRenewal]
+) -> list[RenewalOutcome]:
+    """Renew ``due`` set-based in the caller's transaction (see the module doc); one
+    outcome per request, in order. Given a :class:`Runtime`, it opens and commits its own
+    unit of work."""
+    if isinstance(rt_or_session, Runtime):
+        from openmvno.db import unit_of_work
+
+        async with unit_of_work(rt_or_session.sessions) as session:
+            return await renew_batch(session, due)
+    session = rt_or_session
+    if not due:
+        return []
+    await session.flush()
+    now = clock.now()
+    status: dict[int, OutcomeStatus] = {}
+    first: dict[uuid.UUID, int] = {}
+    for i, d in enumerate(due):
+        if d.line_id in first:
+            status[i] = "duplicate"  # the same line twice in one batch
+        else:
+            first[d.line_id] = i
+
+    plans = {
+        p.id: p
+        for p in await session.scalars(select(Plan).where(Plan.id.in_({d.plan_id for d in due})))
+    }
+    currencies = {p.currency for p in plans.values()}
+    account_ids = sorted({d.account_id for d in due})
+    b = BUCKETS.c
+    wallets: dict[tuple[uuid.UUID, str], list[Any]] = {
+        (r.account_id, r.currency): [r.id, r.remaining - r.reserved]
+        for r in await session.execute(
+            select(b.id, b.account_id, b.currency, b.remaining, b.reserved)
+            .where(b.kind == BucketKind.money, b.account_id.in_(account_ids),
+                   b.currency.in_(sorted(currencies)))
+            .order_by(b.id)
+            .with_for_update()
+        )
+    }
+    ln = LINES.c
+    lines = {
+        r.id: r
+        for r in await session.execute(
+            select(ln.id, ln.account_id, ln.state, ln.expires_at, ln.msisdn, ln.iccid)
+            .where(ln.id.in_(sorted(first)))
+            .order_by(ln.id)
+            .with_for_update()
+        )
+    }
+    done = {
+        (r.line_id, r.period_key)
+        for r in await session.execute(
+            select(RUNS.c.line_id, RUNS.c.period_key).where(RUNS.c.line_id.in_(sorted(first)))
+        )
+    }
+    people = {
+        r.id: r
+        for r in await session.execute(
+            select(ACCOUNTS.c.id, ACCOUNTS.c.name, ACCOUNTS.c.language)
+            .where(ACCOUNTS.c.id.in_(account_ids))
+        )
+    }
+
+    renewals: dict[int, _Renewal] = {}
+    for i, d in enumerate(due):
+        if i in status:
+            continue
+        line, plan = lines.get(d.line_id), plans.get(d.plan_id)
+        if (
+            line is None or plan is None or line.account_id != d.account_id
+            or str(line.state) in (LineState.terminated.value, LineState.inventory.value)
+            or d.account_id not in people
+        ):
+            status[i] = "unavailable"
+            continue
+        if (d.line_id, d.period_key) in done or line.expires_at is None \
+                or period_key(line.expires_at) != d.period_key:
+            status[i] = "duplicate"
+            continue
+        if d.funding == "wallet":
+            wallet = wallets.get((d.account_id, plan.currency))
+            if wallet is None or wallet[1] < plan.price_minor:
+                status[i] = "insufficient"
+                continue
+            wallet[1] -= plan.price_minor
+        elif d.payment_attempt_id is None:
+            raise ValueError(f"a card renewal needs its payment attempt: {d.line_id}")
+        valid_from = line.expires_at if line.expires_at > now else now
+        renewals[i] = _Renewal(
+            due=d, line=line, plan=plan, order_id=uuid.uuid4(), number=_order_number(now),
+            valid_from=valid_from, until=valid_from + timedelta(days=plan.validity_days),
+            attempt_id=d.payment_attempt_id,
+        )
+        status[i] = "renewed"
+
+    if renewals:
+        await _carry_out(session, list(renewals.values()), wallets, people, now)
+    return [
+        RenewalOutcome(
+            d.line_id, status[i],
+            expires_at=renewals[i].until if i in renewals else None,
+            order_id=renewals[i].order_id if i in renewals else None,
+            receipt_number=renewals[i].receipt_number if i in renewals else None,
+        )
+        for i, d in enumerate(due)
+    ]
+
+
+async def _receipt_numbers(session: AsyncSession, count: int, now: datetime) -> list[str]:
+    """``count`` consecutive numbers of the gapless receipt sequence in one UPDATE (the
+    row stays locked until the transaction ends; a rollback gives them back)."""
+    c = COUNTERS.c
+    bump = (
+        update(COUNTERS).where(c.name == RECEIPT_SEQUENCE)
+        .values(value=c.value + count).returning(c.value)
+    )
+    last = (await session.execute(bump)).scalar_one_or_none()
+    if last is None:
+        await session.execute(
+            _insert(session, COUNTERS).values(name=RECEIPT_SEQUENCE, value=0)
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+        last = (await session.execute(bump)).scalar_one()
+    return [format_number(now.year, v) for v in range(int(last) - count + 1, int(last) + 1)]
+
+
+def _names(plan: Plan) -> dict[str, Any]:
+    return {"name_zh": plan.name_zh, "name_en": plan.name_en, "code": plan.code}
+
+
+async def _carry_out(
+    session: AsyncSession,
+    todo: list[_Renewal],
+    wallets: dict[tuple[uuid.UUID, str], list[Any]],
+    people: dict[uuid.UUID, Any],
+    now: datetime,
+) -> None:
+    numbers = await _receipt_numbers(session, len(todo), now)
+    receipt_ids = [uuid.uuid4() for _ in todo]
+    grants: list[tuple[_Renewal, BucketKind, int, uuid.UUID, str]] = []
+    for r, number in zip(todo, numbers, strict=True):
+        r.receipt_number = number
+        for kind, amount in _allowances(r.plan):
+            key = f"order:{r.order_id}:grant:{kind.value}"
+            grants.append((r, kind, amount, uuid.uuid5(_GRANT_NAMESPACE, key), key))
+        if r.due.funding == "wallet":
+            r.attempt_id = uuid.uuid4()
+
+    # The orders, fulfilled, as a paid order's fulfilment leaves them.
+    order_rows = []
+    for r, receipt_id in zip(todo, receipt_ids, strict=True):
+        language = people[r.due.account_id].language
+        granted = [
+            {"kind": kind.value, "amount": amount, "valid_from": _iso(r.valid_from),
+             "valid_until": _iso(r.until)}
+            for g, kind, amount, _bid, _key in grants if g is r
+        ]
+        order_rows.append({
+            "id": r.order_id, "number": r.number, "account_id": r.due.account_id,
+            "line_id": r.due.line_id, "credited_account_id": None, "guest_link_hash": None,
+            "msisdn": r.line.msisdn, "kind": OrderKind.plan, "plan_id": r.plan.id,
+            "amount_minor": r.plan.price_minor, "currency": r.plan.currency,
+            "description": r.plan.name(language)[:200],
+            "idempotency_scope": "renewal",
+            "idempotency_key": f"{r.due.line_id}:{r.due.period_key}",
+            "request_hash": hashlib.sha256(
+                f"renewal:{r.due.line_id}:{r.due.period_key}".encode()
+            ).hexdigest(),
+            "state": OrderState.fulfilled, "failure_code": None,
+            "provisioning": ProvisioningState.pending,
+            "result": {
+                "line_id": str(r.due.line_id), "msisdn": r.line.msisdn,
+                "plan_code": r.plan.code, "previous_expires_at": _iso(r.line.expires_at),
+                "expires_at": _iso(r.until), "granted": granted,
+                "receipt_id": str(receipt_id), "receipt_number": r.receipt_number,
+                "renewal": {"period_key": r.due.period_key, "funding": r.due.funding},
+            },
+            "paid_at": now, "fulfilled_at": now, "cancelled_at": None, "refunded_at": None,
+            "created_at": now, "updated_at": now,
+        })
+    await session.execute(insert(ORDERS), order_rows)
+
+    # Their payments: the wallet's attempt is made here; a captured card's is linked.
+    wallet_attempts: list[dict[str, Any]] = [
+        {"id": r.attempt_id, "order_id": r.order_id, "account_id": r.due.account_id,
+         "provider": "wallet", "idempotency_key": None, "saved_card_id": None,
+         "method": PaymentMethodKind.wallet, "provider_ref": None,
+         "amount_minor": r.plan.price_minor, "currency": r.plan.currency,
+         "state": AttemptState.succeeded, "failure_code": None, "next_action": {},
+         "settled_at": now, "created_at": now, "updated_at": now}
+        for r in todo if r.due.funding == "wallet"
+    ]
+    if wallet_attempts:
+        await session.execute(insert(ATTEMPTS), wallet_attempts)
+    card_links = [
+        {"b_id": r.attempt_id, "b_order": r.order_id, "b_now": now}
+        for r in todo if r.due.funding == "card"
+    ]
+    if card_links:
+        await session.execute(_LINK_ATTEMPT.execution_options(synchronize_session=False),
+                              card_links)
+    debits = [
+        Posting(wallets[(r.due.account_id, r.plan.currency)][0], r.due.account_id,
+                -r.plan.price_minor, EntryReason.payment, f"order:{r.order_id}:wallet",
+                order_id=r.order_id, memo=r.number)
+        for r in todo if r.due.funding == "wallet"
+    ]
+    if debits:
+        charged = await post_batch(session, debits)
+        if any(a.status != "applied" for a in charged):  # the wallets are locked: never
+            raise RuntimeError("a renewal's wallet debit was refused after the check")
+
+    # Exactly once per line and period.
+    await session.execute(insert(RUNS), [
+        {"id": uuid.uuid4(), "line_id": r.due.line_id, "account_id": r.due.account_id,
+         "plan_id": r.plan.id, "period_key": r.due.period_key, "order_id": r.order_id,
+         "funding": RunFunding(r.due.funding), "payment_attempt_id": r.attempt_id,
+         "amount_minor": r.plan.price_minor, "currency": r.plan.currency, "created_at": now}
+        for r in todo
+    ])
+
+    # The plan's buckets, filled by grant entries.
+    if grants:
+        await session.execute(insert(BUCKETS), [
+            {"id": bucket_id, "account_id": r.due.account_id, "line_id": r.due.line_id,
+             "kind": kind, "currency": None, "plan_id": r.plan.id, "order_id": r.order_id,
+             "valid_from": r.valid_from, "valid_until": r.until, "priority": 100,
+             "initial": amount, "remaining": 0, "reserved": 0, "last_entry_id": None,
+             "created_at": now, "updated_at": now}
+            for r, kind, amount, bucket_id, _key in grants
+        ])
+        await post_batch(session, [
+            Posting(bucket_id, r.due.account_id, amount, EntryReason.grant, key,
+                    order_id=r.order_id, memo=r.plan.code)
+            for r, _kind, amount, bucket_id, key in grants
+        ])
+
+    # The expiry moves on (stacking), the plan is the one renewed.
+    await session.execute(
+        _SET_LINE.execution_options(synchronize_session=False),
+        [{"b_id": r.due.line_id, "b_until": r.until, "b_plan": r.plan.id, "b_now": now}
+         for r in todo],
+    )
+    for r in todo:
+        obj = session.identity_map.get(identity_key(Line, r.due.line_id))
+        if obj is not None:
+            set_committed_value(obj, "expires_at", r.until)
+            set_committed_value(obj, "plan_id", r.plan.id)
+
+    # 复机: a grace or suspended line is back (its event, the network job, the notice).
+    lapsed = [r for r in todo if str(r.line.state) in _LAPSED]
+    if lapsed:
+        await lifecycle.restore_many(
+            session, [r.due.line_id for r in lapsed], reason="renewed",
+            plans={r.due.line_id: r.plan for r in lapsed},
+        )
+        for r in lapsed:
+            obj = session.identity_map.get(identity_key(Line, r.due.line_id))
+            if obj is not None:
+                set_committed_value(obj, "state", LineState.active)
+    # A line that ran out of data may use it again (rare: one look, then one per bar).
+    barred = (await session.execute(
+        select(BARS.c.line_id)
+        .where(BARS.c.line_id.in_([r.due.line_id for r in todo]), BARS.c.barred.is_(True))
+    )).scalars().all()
+    for line_id in barred:
+        await barring.lift_if_barred(session, line_id)
+
+    # Receipts, numbered from the gapless sequence.
+    await session.execute(insert(RECEIPTS), [
+        {"id": receipt_id, "number": r.receipt_number, "order_id": r.order_id,
+         "account_id": r.due.account_id, "buyer": str(people[r.due.account_id].name)[:100],
+         "msisdn": r.line.msisdn,
+         "items": [{**_names(r.plan), "quantity": 1, "amount_minor": r.plan.price_minor}],
+         "total_minor": r.plan.price_minor, "currency": r.plan.currency,
+         "payment_method": r.due.funding, "issued_at": now}
+        for r, receipt_id in zip(todo, receipt_ids, strict=True)
+    ])
+    # The order's provisioning job, as for every plan order.
+    await session.execute(
+        _insert(session, OUTBOX).on_conflict_do_nothing(index_elements=["dedupe_key"]),
+        [{"id": uuid.uuid4(), "kind": OutboxKind.provision,
+          "dedupe_key": f"provision:{r.order_id}", "account_id": r.due.account_id,
+          "recipient": r.line.msisdn, "subject": "", "body": "",
+          "payload": {"order_id": str(r.order_id)}, "attempts": 0, "next_attempt_at": now,
+          "last_error": "", "created_at": now}
+         for r in todo],
+    )
+    await notify_many(session, [
+        NoticeRequest(
+            account_id=r.due.account_id, event="renewal_succeeded",
+            key=f"renewal_succeeded:{r.due.line_id}:{r.due.period_key}", line_id=r.due.line_id,
+            params={"plan": r.plan, "expires_at": r.until, "amount_minor": r.plan.price_minor,
+                    "currency": r.plan.currency},
+        )
+        for r in todo
+    ])
