@@ -55,6 +55,10 @@ def _production_env(database_url: str, data_dir: Path) -> dict[str, str]:
         "OPENMVNO_ALLOW_SANDBOX_PAYMENTS": "true",
         "OPENMVNO_SANDBOX_WEBHOOK_SECRET": WEBHOOK,
         "OPENMVNO_LOG_JSON": "false",
+        # A real SMS gateway: production refuses the outbox-only SMS adapter.
+        "OPENMVNO_SMS_ADAPTER": "smpp",
+        "OPENMVNO_SMPP_SYSTEM_ID": "openmvno",
+        "OPENMVNO_SMPP_PASSWORD": "smsc-password",
     })
     return env
 
@@ -109,6 +113,10 @@ REFUSALS: list[tuple[str, dict[str, str | None], str]] = [
      "configuration: OPENMVNO_ENVIRONMENT: Input should be 'development' or 'production'"),
     ("trusted proxy not an address", {"OPENMVNO_TRUSTED_PROXIES": "10.0.0.1,proxy.internal"},
      "configuration: OPENMVNO_TRUSTED_PROXIES: 'proxy.internal' is not an IP address"),
+    ("outbox-only SMS", {"OPENMVNO_SMS_ADAPTER": "outbox"},
+     "configuration: OPENMVNO_SMS_ADAPTER=outbox is refused in production"),
+    ("SMPP without an account", {"OPENMVNO_SMPP_SYSTEM_ID": None},
+     "configuration: OPENMVNO_SMS_ADAPTER=smpp needs OPENMVNO_SMPP_SYSTEM_ID"),
 ]
 
 
@@ -147,8 +155,7 @@ def test_worker_starts_with_safe_production_settings(
     assert code == 0, err
     assert "delivered 0 message(s)" in out
     assert _configuration_lines(err) == []
-    # No SMS gateway ships yet: said once, plainly, but not refused.
-    assert "warning: OPENMVNO_SMS_ADAPTER=outbox" in err
+    assert "OPENMVNO_SMS_ADAPTER" not in err  # SMPP is a real gateway: no warning
 
 
 def test_serve_demo_with_explicit_production_is_still_checked(
@@ -511,3 +518,15 @@ async def test_a_trusted_proxy_names_the_client(
     clients = [rec.__dict__["client"] for rec in caplog.records if rec.name == "openmvno.http"]
     assert clients == ["198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.1",
                        "198.51.100.1"]
+
+
+def test_smpp_command_refuses_in_production_like_serve_and_worker(
+    database_url: str, tmp_path: Path
+) -> None:
+    env = {**_production_env(database_url, tmp_path / "data"), "OPENMVNO_SMS_ADAPTER": "outbox"}
+    code, _, err = _run(["smpp"], env, tmp_path)
+    assert code == 2 and "Traceback" not in err
+    assert _configuration_lines(err) == [
+        line for line in _configuration_lines(err)
+        if line.startswith("configuration: OPENMVNO_SMS_ADAPTER=outbox is refused")]
+    assert len(_configuration_lines(err)) == 1

@@ -1021,3 +1021,79 @@ async def test_a_validation_problem_never_echoes_huge_or_invalid_input(world: Wo
     )
     assert r.status_code == 422
     assert len(r.json()["errors"]) <= 20
+
+
+# ---------------------------------------------------------------- SMS inbound and USSD
+
+
+async def test_signed_sms_inbound_with_hostile_values(world: World) -> None:
+    """A correctly signed MO message whose fields are hostile: a 4xx problem (nothing
+    stored) or, for text a subscriber could really send, a normal reply; never a 5xx."""
+    import json as _json
+
+    from pydantic import SecretStr
+
+    from openmvno import clock
+    from openmvno.channels.sms.inbound import sign
+
+    secret = "hostile-sms-gateway-secret-0123456789"
+    world.rt.settings = world.rt.settings.model_copy(
+        update={"sms_inbound_secret": SecretStr(secret)})
+    tally = Tally("POST /sms/inbound (signed)")
+    base = {"id": "gw", "from": world.msisdn, "to": "10086", "text": "BAL"}
+    cases: dict[str, tuple[bytes, bool]] = {}
+    for attack, value in STRING_ATTACKS.items():
+        for name in ("id", "from", "to", "text"):
+            body = {**base, "id": f"gw-{name}-{attack}", name: value}
+            accepted_ok = name == "text" and attack in ("bidi_override",)
+            cases[f"{name}={attack}"] = (_json.dumps(body).encode(), accepted_ok)
+    cases["extra_field"] = (_json.dumps({**base, "x": 1}).encode(), False)
+    cases["array"] = (b"[1,2]", False)
+    cases["deep_1000"] = (_deep(1000).encode(), False)
+    cases["not_json"] = (b"\xff\xfe", False)
+    for case, (raw, accepted_ok) in cases.items():
+        stamp = str(int(clock.now().timestamp()))
+        headers = {"X-Timestamp": stamp, "X-Signature": sign(secret, stamp, raw),
+                   "Content-Type": "application/json"}
+
+        async def run(raw: bytes = raw, headers: dict[str, str] = headers) -> httpx.Response:
+            return await world.api.post("/sms/inbound", content=raw, headers=headers)
+
+        await judge_api(world, tally, case, run, must_refuse=not accepted_ok)
+    tally.report()
+
+
+async def test_ussd_callback_with_hostile_form_values(world: World) -> None:
+    """Every form field of the USSD callback with hostile values: a plain-text answer
+    (``CON``/``END``), never a 5xx, and a refused request stores nothing."""
+    from pydantic import SecretStr
+
+    world.rt.settings = world.rt.settings.model_copy(
+        update={"ussd_secret": SecretStr("hostile-ussd-secret-0123456789")})
+    tally = Tally("POST /ussd")
+    base = {"sessionId": "s-1", "serviceCode": "*123#", "phoneNumber": world.msisdn,
+            "text": "1"}
+    forms = {f"{name}={attack}": {**base, name: value}
+             for attack, value in FORM_ATTACKS.items() for name in base}
+    forms["text=deep_menu"] = {**base, "text": "*".join(["2"] * 150)}
+    forms["text=stars"] = {**base, "text": "*" * 300}
+    for case, data in forms.items():
+        before = await snapshot(world.rt)
+        r = await world.api.post("/ussd", content=_form_body(data), headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-USSD-Secret": "hostile-ussd-secret-0123456789"})
+        tally.cases += 1
+        if r.status_code >= 500:
+            tally.server_errors += 1
+            tally.fail(case, "server error", r)
+            continue
+        # (a body over the app's size cap is the 413 of the middleware, before the route)
+        if r.status_code != 413 and (not r.text.startswith(("CON ", "END "))
+                                     or len(r.text) > 182):
+            tally.fail(case, "not a USSD screen", r)
+        if r.status_code >= 400:
+            after = await snapshot(world.rt)
+            changed = sorted(t for t in after if after[t] != before.get(t))
+            if changed:
+                tally.fail(case, f"refused but stored: {changed}", r)
+    tally.report()

@@ -401,9 +401,9 @@ class SmppLink:
         """Graceful stop: wait (bounded) for submits in flight, then unbind."""
         self._stopping = True
         self.bound.clear()
-        deadline = time.monotonic() + self.config.response_timeout_seconds
-        while self._pending and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        waiting = [f for f in self._pending.values() if not f.done()]
+        if waiting:  # answers still due for submits in flight: let them land (bounded)
+            await asyncio.wait(waiting, timeout=self.config.response_timeout_seconds)
         with contextlib.suppress(LinkDown, TimeoutError, OSError):
             await self._request(smpp_pdu.make_pdu("unbind", client=self._seq),
                                 allow_unbound=True)

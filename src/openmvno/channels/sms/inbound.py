@@ -59,7 +59,7 @@ def check_signature(secret: str, window: int, timestamp: str | None, signature: 
         raise _refused()
 
 
-@router.post("/sms/inbound", status_code=200)
+@router.post("/sms/inbound", status_code=200, include_in_schema=False)
 async def inbound(request: Request, rt: RT) -> dict[str, str]:
     """Take one MO message: 200 ``accepted`` (reply queued) or ``ignored`` (a replay, or a
     sender over the limit who was already told); 401 when

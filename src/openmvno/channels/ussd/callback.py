@@ -39,7 +39,7 @@ def allowed(rt: Runtime, request: Request) -> bool:
                for n in rt.settings.ussd_allowed_addresses)
 
 
-@router.post("/ussd", response_class=PlainTextResponse)
+@router.post("/ussd", response_class=PlainTextResponse, include_in_schema=False)
 async def ussd(request: Request, rt: RT) -> PlainTextResponse:
     """One step of a USSD session: ``CON …`` or ``END …`` (≤ 182 characters)."""
     if not allowed(rt, request):

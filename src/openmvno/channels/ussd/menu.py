@@ -120,15 +120,15 @@ async def _screen(session: AsyncSession, rt: Runtime, sub: Subscriber, screen: s
                                    days=plan.validity_days))
         return "\n".join([*lines, back])
     if screen == "confirm":
-        plan = next((p for p in plans if p.code == arg), None)
-        if plan is None:
+        chosen = next((p for p in plans if p.code == arg), None)
+        if chosen is None:
             return translate(lang, "No plans are on sale right now.") + "\n" + back
         fmt = formatter(lang)
         b = await selfcare.balance(session, rt, sub)
         return translate(lang, "Buy {name} for {price}, {days} days, from your wallet ({wallet})?",
-                         name=plan.name(lang)[:30],
-                         price=fmt.money(plan.price_minor, plan.currency),
-                         days=plan.validity_days, wallet=b.wallet.text) + "\n" + translate(
+                         name=chosen.name(lang)[:30],
+                         price=fmt.money(chosen.price_minor, chosen.currency),
+                         days=chosen.validity_days, wallet=b.wallet.text) + "\n" + translate(
             lang, "1 Confirm") + "\n" + back
     if screen == "auto":
         on = await selfcare.auto_renew_enabled(session, sub)
