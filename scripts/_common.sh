@@ -55,3 +55,14 @@ stop_throwaway_pg() {
   fi
   as_root rm -rf "$PGDIR"
 }
+
+npm_tool() {
+  # Install an npm package for the tests into the test-tools folder (never into the repo's
+  # source): $1 package@version. Tests find it through OPENMVNO_TEST_TOOLS.
+  local tools="${OPENMVNO_TEST_TOOLS:-$ROOT/.test-tools}"
+  local name="${1%@*}"
+  [ -f "$tools/node_modules/$name/package.json" ] && return 0
+  echo "==> installing npm $1 into $tools"
+  mkdir -p "$tools"
+  npm install --prefix "$tools" --no-audit --no-fund --silent "$1" >/dev/null
+}

@@ -34,6 +34,10 @@ def status(data_dir: Annotated[Path | None, typer.Option()] = None) -> None:
             async with unit_of_work(rt.sessions) as session:
                 counts = await service.counts(session)
                 dead = await service.dead(session, limit=20)
+                from openmvno.adapters.sms import smpp_outbox  # SMS delivery receipts
+
+                parts = await smpp_outbox.delivery_counts(session)
+                failed = await smpp_outbox.recent_failures(session, limit=10)
         finally:
             await rt.close()
         table = Table("kind", "state", "messages")
@@ -42,6 +46,11 @@ def status(data_dir: Annotated[Path | None, typer.Option()] = None) -> None:
         console.print(table)
         for m in dead:
             console.print(f"[red]dead[/red] {m.kind} to {m.recipient}: {m.last_error}")
+        if parts:
+            console.print("SMS parts by delivery: " + ", ".join(
+                f"{state} {n}" for state, n in sorted(parts.items())))
+        for f in failed:
+            console.print(f"[red]not delivered[/red] SMS to {f.recipient}: {f.error}")
 
     asyncio.run(main())
 
