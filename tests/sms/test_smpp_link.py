@@ -171,7 +171,7 @@ async def test_stopping_unbinds_gracefully(smpp_rt: Runtime, smsc: Smsc) -> None
     await asyncio.wait_for(sender.link.bound.wait(), timeout=30)
     stop.set()
     await asyncio.wait_for(task, timeout=30)
-    assert smsc.seen("unbind")
+    assert await smsc.wait_for(lambda e: e["event"] == "unbind")
 
 
 async def test_an_idle_link_sends_enquire_link(smpp_rt: Runtime, smsc: Smsc, start_sender: Start
