@@ -283,6 +283,26 @@ async def test_card_data_is_never_stored_or_logged(
     assert "987" not in set(re.split(r"[^0-9A-Za-z.]+", caplog.text))
     assert b"4242424242424242" not in receiver.requests[0].content
 
+    # Saving a card for later (the hosted "save a card" page) keeps no more than paying:
+    # brand, last four digits, expiry and a token, in the sandbox and in our own tables.
+    from openmvno.payments import cards
+    from tests.payments.card_helpers import fill_setup_page, new_account
+
+    account = await new_account(rt)
+    setup = await cards.start_setup(rt, account_id=account)
+    await fill_setup_page(web, setup.next_action["url"], "4242 4242 4242 4242", "08/37", "987")
+    await cards.finish_setup(rt, setup_id=setup.id, account_id=account)
+    async with rt.engine.connect() as conn:
+        saved = ""
+        for table in ("sandbox_cards", "sandbox_setups", "saved_cards", "card_setups"):
+            found = (await conn.execute(text(f"SELECT * FROM {table}"))).mappings().all()
+            saved += json.dumps([dict(r) for r in found], default=str)
+    assert "4242424242424242" not in saved and "4242 4242" not in saved
+    assert "08/37" not in saved and '"987"' not in saved
+    assert '"last4": "4242"' in saved and '"exp_year": 2037' in saved
+    assert "4242424242424242" not in caplog.text and "card_cvc" not in caplog.text
+    assert "987" not in set(re.split(r"[^0-9A-Za-z.]+", caplog.text))
+
 
 @pytest.mark.parametrize("method", ["alipay", "wechat_pay"])
 async def test_wallet_qr_confirm_succeeds(
