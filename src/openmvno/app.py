@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from openmvno import __version__
 from openmvno.channels import json_limits, middleware, security_headers
 from openmvno.channels.api import auth, health
+from openmvno.channels.console import web as console_web
 from openmvno.channels.portal import web as portal_web
 from openmvno.config import Settings
 from openmvno.runtime import Runtime, build_runtime
@@ -73,6 +74,7 @@ def create_app(
     problems.install(app)
     apidocs.install(app)
     portal_web.install(app)
+    console_web.install(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     if rt.settings.payment_provider == "sandbox":
         app.mount("/sandbox/static", StaticFiles(directory=SANDBOX_STATIC), name="sandbox-static")

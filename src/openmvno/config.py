@@ -99,8 +99,11 @@ class Settings(BaseSettings):
     ``http`` is reserved."""
     email_adapter: Literal["outbox", "smtp"] = "outbox"
     smtp_host: str = ""
+    """The SMTP server (``email_adapter=smtp``); development fills in ``127.0.0.1``,
+    production refuses ``smtp`` without one."""
     smtp_port: int = 25
     smtp_sender: str = "no-reply@openmvno.example"
+    """The From address of every email."""
     payment_provider: Literal["sandbox", "stripe"] = "sandbox"
     payment_methods: list[PaymentMethod] = Field(default_factory=lambda: list(ALL_METHODS))
     """Which payment methods are on (some operators take cards only)."""
@@ -257,6 +260,20 @@ class Settings(BaseSettings):
     """Addresses or networks (CIDR) of the USSD aggregator, comma separated ..."""
     ussd_secret: SecretStr = SecretStr("")
     """... or a shared secret it sends as ``X-USSD-Secret`` (either lets a callback in)."""
+
+    # agent and admin consoles (CONSOLE; docs/console.md)
+    console_session_hours: int = 10
+    """A console (staff) session ends this long after its login, whatever happens ..."""
+    console_idle_minutes: int = 30
+    """... and after this long without a request."""
+    console_verify_minutes: int = 15
+    """A verified caller stays verified for this long, then the agent asks again."""
+    console_refund_approval_minor: int = 10000
+    """A refund above this (minor units) needs an admin: an agent cannot do it alone."""
+    console_bank_transfer_agents: bool = False
+    """Agents may record a bank transfer (admins always may)."""
+    runtime_settings_cache_seconds: float = 5.0
+    """How stale a process's copy of the run-time settings (payment methods on/off) may be."""
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

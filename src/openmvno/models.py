@@ -27,12 +27,24 @@ from openmvno.payments.models import ExternalEvent, PaymentAttempt, PaymentRefun
 from openmvno.ratelimit.models import RateEvent
 from openmvno.receipts.models import Receipt, Sequence
 from openmvno.selfcare.models import InboundMessage, SmsConfirmation
+from openmvno.staff.models import (
+    AccountNote,
+    CallerVerification,
+    RuntimeSetting,
+    StaffSession,
+    StaffTotp,
+)
 from openmvno.renewals.models import AutoRenewSetting
 from openmvno.renewals.runs import RenewalRun
 from openmvno.usage.models import LineBar, NetworkPeer, UsageRecord
 from openmvno.worker.models import WorkerJob
 
 __all__ = [
+    "AccountNote",
+    "CallerVerification",
+    "RuntimeSetting",
+    "StaffSession",
+    "StaffTotp",
     "RenewalRun",
     "AutoTopup",
     "AutoTopupRun",

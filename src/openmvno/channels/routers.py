@@ -52,4 +52,8 @@ def all_routers(rt: Runtime) -> list[APIRouter]:
     from openmvno.channels.ussd import callback as ussd_callback
 
     routers += [sms_inbound.router, ussd_callback.router]
+    from openmvno.channels.console import admin_pages, agent_pages
+    from openmvno.channels.console import auth_pages as console_auth
+
+    routers += [console_auth.router, agent_pages.router, admin_pages.router]
     return routers

@@ -291,6 +291,33 @@ EVENT_LIST: tuple[Event, ...] = (
         sample={"plan": "Monthly 30 GB", "amount_minor": 2500, "currency": "CNY"},
     ),
 )
+# Console (CONSOLE): an agent moved a misdirected top-up; both holders are told.
+EVENT_LIST += (
+    Event(
+        "topup_moved_out",
+        N_("A top-up was moved to the right number"),
+        N_("{operator}: a top-up of {amount} that reached your account by mistake was "
+           "moved to {number}, at the payer's request through customer service."),
+        (_money("amount_minor", "the top-up"), _CUR,
+         Param("number", "text", doc="the number the money went to")),
+        fires="an agent moved a misdirected top-up away from this account (console)",
+        key="topup_moved_out:{order id}",
+        urgent=True,
+        sample={"amount_minor": 5000, "currency": "CNY", "number": "+8613800000000"},
+    ),
+    Event(
+        "topup_moved_in",
+        N_("A top-up reached your wallet"),
+        N_("{operator}: {amount} meant for you (first sent to {number} by mistake) is now in "
+           "your wallet."),
+        (_money("amount_minor", "the top-up"), _CUR,
+         Param("number", "text", doc="the number it went to first")),
+        fires="an agent moved a misdirected top-up to this account (console)",
+        key="topup_moved_in:{order id}",
+        urgent=True,
+        sample={"amount_minor": 5000, "currency": "CNY", "number": "+8613800000000"},
+    ),
+)
 EVENTS: dict[str, Event] = {e.name: e for e in EVENT_LIST}
 """Every notice event by name; see each :class:`Event`'s ``params`` for what to pass."""
 

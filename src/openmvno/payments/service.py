@@ -68,6 +68,7 @@ from openmvno.payments.models import (
 )
 from openmvno.receipts.service import METHOD_NAMES
 from openmvno.runtime import Runtime
+from openmvno.staff import runtime_settings
 
 log = logging.getLogger("openmvno.payments")
 WALLET = "wallet"
@@ -101,8 +102,12 @@ class PaymentNotReady(TooManyAttempts):
 
 
 def enabled_methods(rt: Runtime) -> list[str]:
-    """The payment methods the operator has switched on, in display order."""
-    return [m.value for m in PaymentMethodKind if m.value in rt.settings.payment_methods]
+    """The payment methods the operator has switched on, in display order: configured
+    (``settings.payment_methods``) and not switched off on the admin console (the
+    run-time settings as this process last read them, see ``staff.runtime_settings``)."""
+    off = runtime_settings.methods_off(rt)
+    return [m.value for m in PaymentMethodKind
+            if m.value in rt.settings.payment_methods and m.value not in off]
 
 
 def provider_for(rt: Runtime, name: str | None = None) -> PaymentProvider:
@@ -123,7 +128,8 @@ async def start(
     The wallet pays and fulfils at once (or raises 402 ``insufficient_balance``, leaving
     the order pending); other methods only record a ``created`` attempt — :func:`pay`
     then asks the provider, outside any transaction."""
-    if method not in rt.settings.payment_methods:
+    await runtime_settings.refresh(session, rt)  # switched off on the console: refused too
+    if method not in rt.settings.payment_methods or method in runtime_settings.methods_off(rt):
         raise InvalidInput(
             "payment_method_disabled", "This payment method is not available: {method}.",
             method=Term(METHOD_NAMES[method]) if method in METHOD_NAMES else method,

@@ -10,14 +10,16 @@ from openmvno.channels.api.schemas import PROBLEMS
 from openmvno.payments import service as payments
 from openmvno.payments.schemas import AttemptOut, MethodOut, PaymentIn, PaymentStarted
 from openmvno.receipts.service import method_name
-from openmvno.web.deps import RT, Language, MaybeMe
+from openmvno.staff import runtime_settings
+from openmvno.web.deps import RT, Language, MaybeMe, Session
 
 router = APIRouter(prefix="/api/v1", tags=["payments"], responses=PROBLEMS)  # type: ignore[arg-type]
 
 
 @router.get("/payment-methods")
-async def payment_methods(rt: RT, language: Language) -> list[MethodOut]:
-    """The payment methods this operator accepts."""
+async def payment_methods(rt: RT, language: Language, session: Session) -> list[MethodOut]:
+    """The payment methods this operator accepts (those an admin switched off are left out)."""
+    await runtime_settings.refresh(session, rt)
     return [
         MethodOut(method=m, name=method_name(m, language)) for m in payments.enabled_methods(rt)
     ]

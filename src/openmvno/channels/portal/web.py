@@ -32,6 +32,7 @@ from openmvno.errors import DomainError, NotFound, TooManyAttempts
 from openmvno.i18n import LANGUAGES, N_, Term, normalize_language, translate
 from openmvno.runtime import Runtime
 from openmvno.security import keyed_digest, same
+from openmvno.staff import runtime_settings
 from openmvno.web.deps import RT, Session
 
 SESSION_COOKIE = "omv_session"
@@ -84,6 +85,7 @@ async def get_visitor(request: Request, session: Session, rt: RT) -> Visitor:
                 account = found
             else:
                 token = None
+    await runtime_settings.refresh(session, rt)  # payment methods switched on the console
     anon = request.cookies.get(CSRF_COOKIE)
     fresh = not _valid_anon(rt.secret_key, anon)
     if fresh:

@@ -1,0 +1,66 @@
+"""Operator settings changed at run time, stored in ``runtime_settings`` so every process
+(web, worker, SMS, USSD) sees them: each keeps a copy at most
+``runtime_settings_cache_seconds`` old (:func:`refresh` reads the table again when its
+copy is older). Today: which payment methods are switched off (``payment_methods.off``).
+The environment's ``payment_methods`` stays the outer limit: a method it leaves out is
+never offered, whatever this table says."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openmvno import clock
+from openmvno.runtime import Runtime
+from openmvno.staff.models import RuntimeSetting
+
+METHODS_OFF = "payment_methods.off"
+_CACHE = "runtime_settings"
+
+
+def _cached(rt: Runtime) -> tuple[float, dict[str, Any]] | None:
+    found = rt.extras.get(_CACHE)
+    return found if isinstance(found, tuple) else None
+
+
+async def refresh(session: AsyncSession, rt: Runtime, *, force: bool = False) -> dict[str, Any]:
+    """This process's copy of the settings, read again when older than the cache time."""
+    cached = _cached(rt)
+    now = time.monotonic()
+    if (
+        not force
+        and cached is not None
+        and now - cached[0] < rt.settings.runtime_settings_cache_seconds
+    ):
+        return cached[1]
+    rows = (await session.execute(select(RuntimeSetting.key, RuntimeSetting.value))).all()
+    values = {row.key: row.value for row in rows}
+    rt.extras[_CACHE] = (now, values)
+    return values
+
+
+def methods_off(rt: Runtime) -> set[str]:
+    """The methods switched off, as of this process's last read (no database round trip)."""
+    cached = _cached(rt)
+    found = cached[1].get(METHODS_OFF) if cached else None
+    return {str(m) for m in found} if isinstance(found, list) else set()
+
+
+async def set_value(
+    session: AsyncSession, rt: Runtime, key: str, value: Any, *, actor_id: uuid.UUID | None
+) -> None:
+    row = await session.get(RuntimeSetting, key, with_for_update=True)
+    if row is None:
+        session.add(
+            RuntimeSetting(key=key, value=value, updated_at=clock.now(), updated_by=actor_id)
+        )
+    else:
+        row.value = value
+        row.updated_at = clock.now()
+        row.updated_by = actor_id
+    await session.flush()
+    rt.extras.pop(_CACHE, None)  # this process sees it at once; the others within the cache time
