@@ -18,7 +18,7 @@ from openmvno.accounts.models import Account, Channel
 from openmvno.audit import service as audit
 from openmvno.audit.models import AuditEvent
 from openmvno.errors import Conflict, Forbidden, InvalidInput, NotFound
-from openmvno.i18n import translate
+from openmvno.i18n import N_, translate
 from openmvno.ledger import service as ledger
 from openmvno.lines.models import Line
 from openmvno.notifications import notices
@@ -31,7 +31,7 @@ from openmvno.payments import service as payments
 from openmvno.payments.models import AttemptState, PaymentAttempt, PaymentMethodKind
 from openmvno.runtime import Runtime
 
-LINK_TEXT = "[{operator}] Pay {amount} for {what} here: {url} (customer service sent you this link at your request)."  # noqa: E501
+LINK_TEXT = N_("[{operator}] Pay {amount} for {what} here: {url} (customer service sent you this link at your request).")  # noqa: E501
 BANK = "bank"
 
 
