@@ -29,7 +29,7 @@ def _records(line_msisdn: str, prefix: str, n: int, units: int) -> list[charging
     from openmvno import clock
 
     at = clock.now()
-    return [charging.RecordIn(record_id=f"{prefix}-{i}", kind="data", units=units,
+    return [charging.RecordIn(record_id=f"{prefix}-{i}", type="data", units=units,
                               started_at=at, msisdn=line_msisdn) for i in range(n)]
 
 

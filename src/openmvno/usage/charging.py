@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import lru_cache
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from sqlalchemy import Table, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,18 +48,19 @@ RECORDS: Table = Base.metadata.tables[UsageRecord.__tablename__]
 BUCKETS: Table = Base.metadata.tables[Bucket.__tablename__]
 
 
-@dataclass(frozen=True, slots=True)
-class RecordIn:
-    """One usage record as a peer sent it (already validated at the edge)."""
+class RecordIn(TypedDict):
+    """One usage record as a peer sent it, validated at the edge (the API's JSON shape: a
+    plain dict per record, no object built per record). Exactly one of ``msisdn`` and
+    ``iccid``; ``type`` is data, voice or sms; ``started_at`` is aware."""
 
     record_id: str
-    kind: str
+    type: str
     units: int
     started_at: datetime
-    msisdn: str | None = None
-    iccid: str | None = None
-    zone: str | None = None
-    rating_group: int | None = None
+    msisdn: NotRequired[str | None]
+    iccid: NotRequired[str | None]
+    zone: NotRequired[str | None]
+    rating_group: NotRequired[int | None]
 
 
 @dataclass(slots=True)
@@ -246,14 +247,14 @@ async def charge_batch(
     # Repeated record ids within the batch: the first counts.
     first: dict[str, int] = {}
     for i, r in enumerate(records):
-        if r.record_id in first:
-            results[i] = {"record_id": r.record_id, "status": rating.DUPLICATE}
+        if r["record_id"] in first:
+            results[i] = {"record_id": r["record_id"], "status": rating.DUPLICATE}
         else:
-            first[r.record_id] = i
+            first[r["record_id"]] = i
 
     # 1. the lines
-    msisdns = sorted({r.msisdn for r in records if r.msisdn})
-    iccids = sorted({r.iccid for r in records if r.iccid})
+    msisdns = sorted({m for r in records if (m := r.get("msisdn"))})
+    iccids = sorted({c for r in records if (c := r.get("iccid"))})
     lines_by_msisdn: dict[str, LineInfo] = {}
     lines_by_iccid: dict[str, LineInfo] = {}
     lines: dict[uuid.UUID, LineInfo] = {}
@@ -295,13 +296,16 @@ async def charge_batch(
     for i, r in enumerate(records):
         if results[i] is not None:
             continue
-        named = lines_by_msisdn.get(r.msisdn) if r.msisdn else lines_by_iccid.get(r.iccid or "")
+        msisdn = r.get("msisdn")
+        named = (
+            lines_by_msisdn.get(msisdn) if msisdn else lines_by_iccid.get(r.get("iccid") or "")
+        )
         if named is None:
-            results[i] = {"record_id": r.record_id, "status": rating.UNKNOWN_LINE}
+            results[i] = {"record_id": r["record_id"], "status": rating.UNKNOWN_LINE}
             continue
         line_of[i] = named
-        if r.started_at < earliest:
-            earliest = r.started_at
+        if r["started_at"] < earliest:
+            earliest = r["started_at"]
 
     # 2. their buckets and their owners' wallets, locked in id order
     before: dict[uuid.UUID, int] = {}
@@ -360,7 +364,7 @@ async def charge_batch(
                 info.wallet = wallets.get((info.account_id, info.plan.currency))
 
     # 3. what this peer sent before
-    fresh_ids = [records[i].record_id for i in range(len(records)) if line_of[i] is not None]
+    fresh_ids = [records[i]["record_id"] for i in range(len(records)) if line_of[i] is not None]
     if fresh_ids:
         params = (
             {"peer_id": peer_id, "record_ids": fresh_ids} if pg
@@ -369,15 +373,15 @@ async def charge_batch(
         seen = {row[0] for row in (await conn.execute(sql["seen"], params)).all()}
         if seen:
             for i, named in enumerate(line_of):
-                if named is not None and records[i].record_id in seen:
-                    results[i] = {"record_id": records[i].record_id, "status": rating.DUPLICATE}
+                if named is not None and records[i]["record_id"] in seen:
+                    results[i] = {"record_id": records[i]["record_id"], "status": rating.DUPLICATE}
                     line_of[i] = None
 
     # 4. rating, per line in started_at order
     future = now + timedelta(seconds=settings.usage_future_skew_seconds)
     order = sorted(
         (i for i, info in enumerate(line_of) if info is not None),
-        key=lambda i: records[i].started_at,
+        key=lambda i: records[i]["started_at"],
     )
     rated: dict[int, Rated] = {}
     statuses: dict[int, str] = {}
@@ -389,30 +393,30 @@ async def charge_batch(
         line = line_of[i]
         assert line is not None
         info = line
-        if r.started_at > future or (
-            info.period_start is not None and r.started_at < info.period_start
+        if r["started_at"] > future or (
+            info.period_start is not None and r["started_at"] < info.period_start
         ):
             statuses[i] = rating.OUT_OF_ORDER
             continue
         if info.state not in ("active", "grace") or (
-            info.expires_at is not None and r.started_at >= info.expires_at
+            info.expires_at is not None and r["started_at"] >= info.expires_at
         ):
             statuses[i] = rating.LINE_NOT_ACTIVE
             continue
         outcome = rating.rate(
-            r.kind, r.units, r.started_at, r.zone or home, info.buckets[r.kind], info.plan,
-            info.wallet, home,
+            r["type"], r["units"], r["started_at"], r.get("zone") or home,
+            info.buckets[r["type"]], info.plan, info.wallet, home,
         )
         rated[i] = outcome
         statuses[i] = outcome.status
         if outcome.taken:
-            touched[info.id].add(r.kind)
-        zone = r.zone or home
+            touched[info.id].add(r["type"])
+        zone = r.get("zone") or home
         if outcome.overage_units and info.plan is not None and (
             zone == home or zone in info.plan.zones
         ):
             overage_lines[info.id] = info  # beyond the allowance (not roaming elsewhere)
-        if r.kind == "data" and outcome.status != rating.CHARGED:
+        if r["type"] == "data" and outcome.status != rating.CHARGED:
             refused_data.add(info.id)
 
     # 5. the records, with their outcome
@@ -464,7 +468,7 @@ async def charge_batch(
         answer = results[i]
         if answer is None:
             status = statuses[i]
-            answer = {"record_id": r.record_id, "status": status}
+            answer = {"record_id": r["record_id"], "status": status}
             got = rated.get(i)
             if got is not None:
                 answer["charged_units"] = got.charged_units
@@ -496,21 +500,21 @@ async def _insert_records(
         info = line_of[i]
         assert info is not None
         rows_line.append(info)
-    days: list[date] = [records[i].started_at.astimezone(tz).date() for i in stored]
+    days: list[date] = [records[i]["started_at"].astimezone(tz).date() for i in stored]
     charged = [rated[i].charged_units if i in rated else 0 for i in stored]
     wallet = [rated[i].wallet_minor if i in rated else 0 for i in stored]
-    zones = [records[i].zone or home for i in stored]
+    zones = [records[i].get("zone") or home for i in stored]
     if pg:
         params: dict[str, Any] = {
             "peer_id": peer_id, "batch_id": batch_id, "now": now,
-            "record_ids": [records[i].record_id for i in stored],
+            "record_ids": [records[i]["record_id"] for i in stored],
             "line_ids": [info.id for info in rows_line],
             "account_ids": [info.account_id for info in rows_line],
-            "kinds": [records[i].kind for i in stored],
-            "units": [records[i].units for i in stored],
-            "started": [records[i].started_at for i in stored],
+            "kinds": [records[i]["type"] for i in stored],
+            "units": [records[i]["units"] for i in stored],
+            "started": [records[i]["started_at"] for i in stored],
             "days": days, "zones": zones,
-            "groups": [records[i].rating_group for i in stored],
+            "groups": [records[i].get("rating_group") for i in stored],
             "statuses": [statuses[i] for i in stored],
             "charged": charged, "wallet": wallet,
         }
@@ -518,9 +522,9 @@ async def _insert_records(
         peer, batch, received = peer_id.hex, batch_id.hex, _sqlite_time(now)
         rows = [
             (
-                peer, records[i].record_id, batch, info.id.hex, info.account_id.hex,
-                records[i].kind, records[i].units, _sqlite_time(records[i].started_at),
-                day.isoformat(), zone, records[i].rating_group, statuses[i], ch, w, received,
+                peer, records[i]["record_id"], batch, info.id.hex, info.account_id.hex,
+                records[i]["type"], records[i]["units"], _sqlite_time(records[i]["started_at"]),
+                day.isoformat(), zone, records[i].get("rating_group"), statuses[i], ch, w, received,
             )
             for i, info, day, zone, ch, w in zip(
                 stored, rows_line, days, zones, charged, wallet, strict=True
