@@ -22,6 +22,7 @@ from openmvno.db import unit_of_work
 from openmvno.lines.models import Line, LineKind
 from openmvno.runtime import Runtime
 from tests.catalog.helpers import staff_headers
+from tests.console.helpers import console_session, console_world
 from tests.orders.helpers import fund_wallet, give_line, order, pay, seed_plans, subscriber
 
 ROLES = ("anonymous", "subscriber_a", "subscriber_b", "agent", "admin")
@@ -175,12 +176,59 @@ MATRIX: dict[str, frozenset[str]] = {
     "POST /sandbox/setup/{setup_ref}/card": EVERYONE,
     # development only
     "GET /dev/outbox": EVERYONE,
+    # console: staff login (anyone may try), agents' and admins' pages
+    "GET /console/static/console.css": EVERYONE,
+    "GET /console/login": EVERYONE,
+    "POST /console/login": EVERYONE,
+    "GET /console/second-factor": EVERYONE,
+    "POST /console/second-factor": EVERYONE,
+    "POST /console/logout": EVERYONE,
+    "GET /console/security": STAFF,
+    "POST /console/security/totp/start": STAFF,
+    "POST /console/security/totp/enable": STAFF,
+    "POST /console/security/totp/disable": STAFF,
+    "GET /console": STAFF,
+    "GET /console/accounts/{account_id}": STAFF,
+    "POST /console/accounts/{account_id}/reveal": STAFF,
+    "GET /console/accounts/{account_id}/messages": STAFF,
+    "POST /console/accounts/{account_id}/verify/send": STAFF,
+    "POST /console/accounts/{account_id}/verify/code": STAFF,
+    "POST /console/accounts/{account_id}/verify/device": STAFF,
+    # (the matrix's staff have verified A as a caller; tests/console prove the refusals)
+    "POST /console/accounts/{account_id}/payment-link": STAFF,
+    "POST /console/accounts/{account_id}/orders": STAFF,
+    "GET /console/accounts/{account_id}/orders/{order_id}": STAFF,
+    "POST /console/accounts/{account_id}/orders/{order_id}/wallet": STAFF,
+    "POST /console/accounts/{account_id}/orders/{order_id}/bank-transfer": frozenset({"admin"}),
+    "POST /console/accounts/{account_id}/orders/{order_id}/cancel": STAFF,
+    "POST /console/accounts/{account_id}/orders/{order_id}/move": STAFF,
+    "POST /console/accounts/{account_id}/orders/{order_id}/refund": STAFF,
+    "POST /console/accounts/{account_id}/notes": STAFF,
+    "GET /console/admin": frozenset({"admin"}),
+    "GET /console/admin/export/{what}.csv": frozenset({"admin"}),
+    "GET /console/admin/plans": frozenset({"admin"}),
+    "POST /console/admin/plans": frozenset({"admin"}),
+    "POST /console/admin/plans/{code}": frozenset({"admin"}),
+    "POST /console/admin/plans/{code}/retire": frozenset({"admin"}),
+    "GET /console/admin/payment-methods": frozenset({"admin"}),
+    "POST /console/admin/payment-methods": frozenset({"admin"}),
+    "GET /console/admin/notices": frozenset({"admin"}),
+    "POST /console/admin/notices/{event}/{language}": frozenset({"admin"}),
+    "GET /console/admin/staff": frozenset({"admin"}),
+    "POST /console/admin/staff": frozenset({"admin"}),
+    "POST /console/admin/staff/{staff_id}": frozenset({"admin"}),
+    "GET /console/admin/peers": frozenset({"admin"}),
+    "POST /console/admin/peers": frozenset({"admin"}),
+    "POST /console/admin/peers/{name}/revoke": frozenset({"admin"}),
+    "GET /console/admin/refunds": frozenset({"admin"}),
+    "POST /console/admin/refunds/{event_id}/approve": frozenset({"admin"}),
+    "GET /console/admin/audit": frozenset({"admin"}),
 }
 
 # Routes that end a session or a binding run last, so they do not spoil the others.
 LAST = ("DELETE /api/v1/cards/", "POST /account/cards/{card_id}/remove",
         "DELETE /api/v1/devices/", "POST /lines/{line_id}/unbind", "POST /logout",
-        "POST /api/v1/auth/logout")
+        "POST /api/v1/auth/logout", "POST /console/logout")
 
 
 def routes_of(app: FastAPI) -> list[tuple[str, str]]:
@@ -206,6 +254,7 @@ class Caller:
     api_headers: dict[str, str] = field(default_factory=dict)
     portal: httpx.AsyncClient | None = None
     csrf: str = ""
+    console_csrf: str = ""
 
 
 CSRF = re.compile(r'name="csrf" value="([^"]*)"')
@@ -305,6 +354,12 @@ async def test_every_route_is_in_the_matrix_and_holds(
         c.portal, c.csrf = await portal_client(
             app, login, "Staff-pass-2026" if c.role in STAFF else password
         )
+        if c.role in STAFF:  # the console: its own login, and A verified as a caller
+            assert login is not None
+            c.console_csrf = await console_session(rt, c.portal, login, a_id)
+        else:
+            c.console_csrf = c.csrf
+    objects.update(await console_world(rt, a_id, objects["order_id"]))
 
     def last(mp: tuple[str, str]) -> int:
         key = f"{mp[0]} {mp[1]}"
@@ -326,7 +381,8 @@ async def test_every_route_is_in_the_matrix_and_holds(
                     r = await client.request(method, url, headers=headers, json=body)
                 else:
                     assert c.portal is not None
-                    data = {"csrf": c.csrf} if method != "GET" else None
+                    token = c.console_csrf if path.startswith("/console") else c.csrf
+                    data = {"csrf": token} if method != "GET" else None
                     r = await c.portal.request(method, url, data=data)
                 assert r.status_code < 500, f"{key} as {c.role}: {r.status_code} {r.text[:200]}"
                 if MATRIX[key] == EVERYONE:

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 
 import httpx
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from openmvno.accounts import service as accounts
 from openmvno.accounts.models import Role
@@ -80,3 +80,42 @@ async def caller(client: httpx.AsyncClient, rt: Runtime, *, name: str = "Li Lei"
 async def outbox_bodies(client: httpx.AsyncClient, recipient: str) -> list[str]:
     r = await client.get("/dev/outbox", headers={"Accept": "application/json"})
     return [m["body"] for m in r.json()["messages"] if m["recipient"] == recipient]
+
+
+async def console_session(rt: Runtime, c: httpx.AsyncClient, login: str,
+                          caller_id: uuid.UUID) -> str:
+    """Log ``c`` (a staff member) into the console with a verified caller ``caller_id``;
+    returns the console CSRF token (for the role matrix)."""
+    from datetime import timedelta
+
+    from openmvno import clock
+    from openmvno.accounts.models import Account
+    from openmvno.staff.models import CallerVerification
+
+    r = await console_login(c, login)
+    assert r.status_code == 303, r.text
+    async with unit_of_work(rt.sessions) as s:
+        staff_id = (await s.scalars(select(Account.id).where(Account.email == login))).one()
+        s.add(CallerVerification(staff_id=staff_id, account_id=caller_id, method="test",
+                                 verified_at=clock.now(),
+                                 expires_at=clock.now() + timedelta(hours=2)))
+    page = await c.get("/console")
+    assert page.status_code == 200, page.text
+    return csrf_of(page.text)
+
+
+async def console_world(rt: Runtime, caller_id: uuid.UUID, order_id: str) -> dict[str, str]:
+    """Objects the console routes name: the caller, a staff member, a peer, a refund
+    request (for the role matrix)."""
+    from openmvno.accounts.models import Account
+    from openmvno.audit import service as audit
+    from openmvno.usage import peers
+
+    async with unit_of_work(rt.sessions) as s:
+        staff_id = (await s.scalars(select(Account.id).where(Account.role == Role.agent))).first()
+        peer, _key = await peers.create(s, name=f"matrix-{uuid.uuid4().hex[:6]}")
+        event = await audit.record(s, actor=staff_id, action="refund.requested",
+                                   subject_type="order", subject_id=order_id,
+                                   account_id=caller_id, reason="matrix")
+    return {"account_id": str(caller_id), "staff_id": str(staff_id), "name": peer.name,
+            "event_id": str(event.id), "what": "orders"}

@@ -462,12 +462,12 @@ async def staff_create(request: Request, desk: AdminDesk, session: Session, rt: 
     return done(ADMIN + "/staff", "saved")
 
 
-@router.post(ADMIN + "/staff/{account_id}")
+@router.post(ADMIN + "/staff/{staff_id}")
 async def staff_update(
-    request: Request, account_id: str, desk: AdminDesk, session: Session
+    request: Request, staff_id: str, desk: AdminDesk, session: Session
 ) -> Response:
     form = await read_form(request, desk)
-    target_id = parse_uuid(account_id)
+    target_id = parse_uuid(staff_id)
     person = await session.get(Account, target_id) if target_id else None
     if person is None or person.role not in (Role.agent, Role.admin):
         return error_page(
