@@ -33,10 +33,15 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 def start_worker(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
+    return start_command(env, log, "worker", *args)
+
+
+def start_command(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``openmvno <args>`` in its own session, output appended to ``log``."""
     handle = log.open("ab")
     try:
         return subprocess.Popen(
-            [sys.executable, "-c", "from openmvno.cli import app; app()", "worker", *args],
+            [sys.executable, "-c", "from openmvno.cli import app; app()", *args],
             env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
         )
     finally:

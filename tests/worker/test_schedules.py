@@ -31,7 +31,7 @@ from openmvno.worker.claims import claim_due, release
 from openmvno.worker.jobs import JobCounts, describe, job_name
 from openmvno.worker.models import WorkerJob
 from tests.conftest import PG_URL, FrozenClock
-from tests.worker.procs import start_worker, until, worker_env
+from tests.worker.procs import start_command, start_worker, until, worker_env
 
 
 async def _queue(rt: Runtime, n: int, prefix: str = "m") -> None:
@@ -263,3 +263,32 @@ async def test_a_signal_mid_batch_finishes_the_batch_then_stops(
             select(func.count()).where(OutboxMessage.claimed_until.is_not(None))
         )
     assert held == 0  # nothing left claimed: another worker takes the rest at once
+
+
+async def test_serve_stops_its_embedded_worker_after_the_batch_in_hand(
+    rt: Runtime, held_smtp: tuple[HeldInbox, int], tmp_path: Path
+) -> None:
+    inbox, port = held_smtp
+    await _queue(rt, 5)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        http_port = int(s.getsockname()[1])
+    env = worker_env(rt.settings, OPENMVNO_EMAIL_ADAPTER="smtp", OPENMVNO_SMTP_PORT=str(port),
+                     OPENMVNO_WORKER_BATCH="3")
+    log = tmp_path / "serve.log"
+    proc = start_command(env, log, "serve", "--port", str(http_port))
+    try:
+        await until(inbox.first_arrived.is_set, "the first message reached SMTP", proc, log)
+        os.kill(proc.pid, signal.SIGTERM)
+        inbox.let_go.set()
+        code = await asyncio.get_running_loop().run_in_executor(None, proc.wait, 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # uvicorn shuts down cleanly, then re-raises the signal it caught (exit -SIGTERM).
+    assert code in (0, -signal.SIGTERM), log.read_text()
+    assert "worker stopped" in log.read_text()
+    assert "Application shutdown complete" in log.read_text()
+    assert len(inbox.messages) == 3
+    assert (await _states(rt)) == {"sent": 3, "pending": 2}
