@@ -38,6 +38,7 @@ from openmvno import clock, formatting
 from openmvno.config import Settings
 from openmvno.db import Base
 from openmvno.errors import Conflict
+from openmvno.ledger.batch import post_batch
 from openmvno.ledger.models import Bucket, EntryReason
 from openmvno.ledger.service import Posting
 from openmvno.usage import rating, thresholds
@@ -545,17 +546,16 @@ async def _insert_records(
 
 
 async def post_postings(session: AsyncSession, postings: Sequence[Posting]) -> None:
-    """The ledger's set-based path (``ledger.batch.post_batch`` once it is there; until
-    then ``post_many``). The buckets are locked and rating never takes more than they
-    hold, so no posting is refused."""
-    try:
-        from openmvno.ledger.batch import post_batch  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        from openmvno.ledger.service import post_many
-
-        await post_many(session, postings)
-        return
-    await post_batch(session, postings)
+    """The ledger's set-based path (``ledger.batch.post_batch``, contract 1). The buckets
+    are locked and rating never takes more than they hold, so every posting applies; if
+    one did not (a bucket changed under us, which the lock rules out), the whole batch is
+    undone rather than answered wrongly."""
+    applied = await post_batch(session, postings)
+    if any(a.status != "applied" for a in applied):
+        raise Conflict(
+            "usage_batch_raced",
+            "Some of these records arrived twice at the same moment; send the batch again.",
+        )
 
 
 __all__ = ["BatchResult", "RecordIn", "charge_batch", "post_postings"]
