@@ -7,7 +7,6 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from openmvno.adapters.payments.sandbox import SandboxProvider
@@ -20,16 +19,11 @@ from openmvno.notifications.models import Notice, OutboxMessage
 from openmvno.payments.models import PaymentAttempt
 from openmvno.renewals import schedule, scheduler
 from openmvno.renewals.models import AutoRenewSetting, Funding
+from openmvno.renewals.runs import RenewalRun
 from openmvno.runtime import Runtime
 from tests.conftest import FrozenClock
 from tests.orders.helpers import fund_wallet, give_line, seed_plans, subscriber, wallet_minor
 from tests.payments.card_helpers import DECLINES_LATER, SAVES, save_card
-from tests.renewals import standin
-
-
-@pytest.fixture
-def batch(monkeypatch: pytest.MonkeyPatch, rt: Runtime) -> None:
-    standin.install(monkeypatch, rt)
 
 
 async def _auto_line(
@@ -63,9 +57,15 @@ async def _state(rt: Runtime, line_id: uuid.UUID) -> tuple[Line, AutoRenewSettin
         return line, setting
 
 
-async def _notices(rt: Runtime) -> list[Notice]:
+async def _notices(rt: Runtime, event: str = "renewal_failed") -> list[Notice]:
     async with unit_of_work(rt.sessions) as s:
-        return list(await s.scalars(select(Notice).order_by(Notice.created_at, Notice.key)))
+        return list(await s.scalars(select(Notice).where(Notice.event == event)
+                                    .order_by(Notice.created_at, Notice.key)))
+
+
+async def _runs(rt: Runtime) -> int:
+    async with unit_of_work(rt.sessions) as s:
+        return len(list(await s.scalars(select(RenewalRun.id))))
 
 
 async def _lapse(rt: Runtime, line_id: uuid.UUID, to: LineState) -> None:
@@ -81,7 +81,7 @@ async def _lapse(rt: Runtime, line_id: uuid.UUID, to: LineState) -> None:
 
 
 async def test_wallet_renewal_at_t_minus_24h(
-    client: Any, rt: Runtime, frozen: FrozenClock, batch: None
+    client: Any, rt: Runtime, frozen: FrozenClock
 ) -> None:
     await seed_plans(rt)
     _, me = await subscriber(client)
@@ -111,7 +111,7 @@ async def test_wallet_renewal_at_t_minus_24h(
 
 
 async def test_short_wallet_retries_then_grace_with_one_notice_per_stage(
-    client: Any, rt: Runtime, frozen: FrozenClock, batch: None
+    client: Any, rt: Runtime, frozen: FrozenClock
 ) -> None:
     await seed_plans(rt)
     _, me = await subscriber(client)
@@ -175,7 +175,7 @@ async def _captures(rt: Runtime) -> list[str]:
 
 
 async def test_declined_card_falls_back_to_the_wallet(
-    client: Any, rt: Runtime, frozen: FrozenClock, batch: None
+    client: Any, rt: Runtime, frozen: FrozenClock
 ) -> None:
     await seed_plans(rt)
     _, me = await subscriber(client)
@@ -208,7 +208,7 @@ async def test_declined_card_falls_back_to_the_wallet(
     assert setting2.attempts == 0 and line2.expires_at == line.expires_at
     async with unit_of_work(rt.sessions) as s:
         found_keys = await s.scalars(select(PaymentAttempt.idempotency_key))
-        keys = [k or "" for k in found_keys]
+        keys = [k for k in found_keys if k and k.startswith("renewal:")]
     period = schedule.period_key(frozen.now - timedelta(days=29, hours=12) + timedelta(days=30))
     assert sorted(keys) == sorted([f"renewal:{falls_back}:{period}:0",
                                    f"renewal:{no_fallback}:{period}:0",
@@ -232,7 +232,7 @@ class _Outage:
 
 
 async def test_an_unanswered_card_is_asked_again_with_the_same_key(
-    client: Any, rt: Runtime, frozen: FrozenClock, batch: None
+    client: Any, rt: Runtime, frozen: FrozenClock
 ) -> None:
     await seed_plans(rt)
     _, me = await subscriber(client)
@@ -257,7 +257,7 @@ async def test_an_unanswered_card_is_asked_again_with_the_same_key(
 
 
 async def test_a_crash_after_the_capture_charges_the_card_once(
-    client: Any, rt: Runtime, frozen: FrozenClock, batch: None
+    client: Any, rt: Runtime, frozen: FrozenClock
 ) -> None:
     """A worker dies after the card was captured: the lease runs out, another worker takes
     the line, asks with the same key, gets the same capture and renews once."""
@@ -277,11 +277,11 @@ async def test_a_crash_after_the_capture_charges_the_card_once(
     assert len(await _captures(rt)) == 1
     line, setting = await _state(rt, line_id)
     assert line.expires_at is not None and setting.attempts == 0
-    assert len(standin.RUNS) == 1
+    assert await _runs(rt) == 1
 
 
 async def test_renewed_another_way_starts_a_new_schedule(
-    client: Any, rt: Runtime, frozen: FrozenClock, batch: None
+    client: Any, rt: Runtime, frozen: FrozenClock
 ) -> None:
     await seed_plans(rt)
     _, me = await subscriber(client)
@@ -300,7 +300,7 @@ async def test_renewed_another_way_starts_a_new_schedule(
 
 
 async def test_unbound_or_closed_lines_stop(
-    client: Any, rt: Runtime, frozen: FrozenClock, batch: None
+    client: Any, rt: Runtime, frozen: FrozenClock
 ) -> None:
     await seed_plans(rt)
     _, me = await subscriber(client)

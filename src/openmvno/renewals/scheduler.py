@@ -26,7 +26,6 @@ A round (:func:`run_due`), for at most ``renewal_batch`` lines:
 
 from __future__ import annotations
 
-import importlib
 import logging
 import uuid
 from collections.abc import Sequence
@@ -45,6 +44,7 @@ from openmvno.lines.models import Line, LineState
 from openmvno.notifications.notices import NoticeRequest, notify_many
 from openmvno.payments import cards
 from openmvno.renewals import schedule
+from openmvno.renewals.batch import DueRenewal, renew_batch
 from openmvno.renewals.models import AutoRenewSetting, Funding
 from openmvno.runtime import Runtime
 from openmvno.worker.claims import claim_due
@@ -105,11 +105,6 @@ class CardAnswer:
 
 
 # ---------------------------------------------------------------- collaborators
-
-
-def _batch_module() -> Any:
-    """``renewals.batch`` (contract 7, LEDGER)."""
-    return importlib.import_module("openmvno.renewals.batch")
 
 
 async def charge_cards(rt: Runtime, charges: Sequence[CardCharge]) -> list[CardAnswer]:
@@ -307,23 +302,22 @@ def _failed(rt: Runtime, c: Claimed, reason: str, now: datetime) -> NoticeReques
     )
 
 
-async def _renew(session: AsyncSession, rt: Runtime, due: list[Claimed]) -> dict[uuid.UUID, str]:
+async def _renew(session: AsyncSession, due: list[Claimed]) -> dict[uuid.UUID, str]:
     """``renew_batch`` for the lines to renew now; the outcome per line."""
     if not due:
         return {}
-    batch = _batch_module()
-    requests = [
-        batch.DueRenewal(
+    requests = []
+    for c in due:
+        assert c.plan_id is not None
+        assert c.period_key is not None
+        assert c.fund is not None
+        requests.append(DueRenewal(
             line_id=c.line_id, account_id=c.account_id, plan_id=c.plan_id,
             period_key=c.period_key, funding=c.fund,
             payment_attempt_id=c.payment_attempt_id if c.fund == "card" else None,
-        )
-        for c in due
-    ]
-    outcomes = await batch.renew_batch(session, requests)
-    return {
-        c.line_id: str(getattr(o, "status", o)) for c, o in zip(due, outcomes, strict=True)
-    }
+        ))
+    outcomes = await renew_batch(session, requests)
+    return {c.line_id: o.status for c, o in zip(due, outcomes, strict=True)}
 
 
 def _reason(c: Claimed, status: str | None) -> str:
@@ -398,10 +392,6 @@ async def _reschedule_renewed(
 
 async def run_due(rt: Runtime) -> int:
     """One batch of due auto-renewals (a worker job); how many lines it handled."""
-    try:
-        _batch_module()
-    except ImportError:  # pragma: no cover - until the renewal batch (contract 7) lands
-        return 0
     batch = await claim(rt, rt.settings.renewal_batch)
     if not batch:
         return 0
@@ -414,7 +404,7 @@ async def run_due(rt: Runtime) -> int:
             minutes=rt.settings.renewal_pending_recheck_minutes))
     due = [c for c in batch if c.fund is not None]
     async with unit_of_work(rt.sessions) as session:
-        outcomes = await _renew(session, rt, due)
+        outcomes = await _renew(session, due)
         renewed = [c for c in due if outcomes.get(c.line_id) in ("renewed", "duplicate")]
         await _reschedule_renewed(session, rt, renewed, now)
         notices: list[NoticeRequest] = []
