@@ -125,3 +125,21 @@ async def test_the_account_page_shows_the_expiry_in_the_operators_zone(
         assert "2026-12-01 16:30" in (await client.get("/account")).text
     finally:
         formatting.use_timezone(rt.settings.timezone)
+
+
+async def test_a_receipt_issued_on_new_years_eve_in_utc_carries_the_new_year(
+    client: httpx.AsyncClient, rt: Runtime, frozen: FrozenClock
+) -> None:
+    frozen.now = datetime(2026, 12, 31, 16, 30, tzinfo=UTC)  # 2027-01-01 00:30 in Shanghai
+    await seed_plans(rt)
+    headers, me = await subscriber(client)
+    line = await give_line(rt, me)
+    await fund_wallet(rt, me, 1500)
+    o = (await order(client, headers, {"kind": "plan", "plan_code": "D7",
+                                       "line_id": str(line.id)})).json()
+    assert (await pay(client, headers, o["id"], "wallet")).status_code == 201
+    got = (await client.get(f"/api/v1/orders/{o['id']}", headers=headers)).json()
+    assert got["result"]["receipt_number"].startswith("R2027-")
+    html = await client.get(f"/api/v1/receipts/{got['result']['receipt_id']}.html",
+                            headers=headers)
+    assert "2027-01-01 00:30" in html.text

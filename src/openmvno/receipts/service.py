@@ -15,7 +15,7 @@ from openmvno import clock
 from openmvno.accounts.models import Account
 from openmvno.audit import service as audit
 from openmvno.errors import NotFound
-from openmvno.formatting import Formatter
+from openmvno.formatting import Formatter, to_operator
 from openmvno.i18n import N_, translate
 from openmvno.orders.models import Order
 from openmvno.receipts.models import Receipt, Sequence
@@ -59,7 +59,8 @@ async def next_value(session: AsyncSession, name: str) -> int:
 
 
 def format_number(year: int, value: int) -> str:
-    """``R2026-000001``: the year of issue and the operator-wide sequence."""
+    """``R2026-000001``: the year of issue (in the operator's time zone: pass
+    ``formatting.to_operator(now).year``) and the operator-wide sequence."""
     return f"R{year}-{value:06d}"
 
 
@@ -79,7 +80,7 @@ async def issue(
     now = clock.now()
     value = await next_value(session, RECEIPT_SEQUENCE)
     receipt = Receipt(
-        number=format_number(now.year, value),
+        number=format_number(to_operator(now).year, value),  # the operator's calendar year
         order_id=order.id,
         account_id=order.account_id,
         buyer=buyer[:100],
