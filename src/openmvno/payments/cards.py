@@ -26,6 +26,7 @@ work. An attempt already settled is answered from the database without asking ag
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import uuid
 from collections.abc import Sequence
@@ -59,12 +60,12 @@ from openmvno.adapters.payments import (
     SavedCharge,
     SavedChargeResult,
 )
-from openmvno.db import Base, IdMixin, TimestampMixin, str_enum, unit_of_work
+from openmvno.db import Base, IdMixin, TimestampMixin, UTCDateTime, str_enum, unit_of_work
 from openmvno.errors import DomainError, NotFound
 from openmvno.i18n import N_
 from openmvno.notifications import service as outbox
 from openmvno.notifications.models import OutboxKind, OutboxMessage
-from openmvno.payments.models import AttemptState, PaymentAttempt, PaymentMethodKind
+from openmvno.payments.models import AttemptState, PaymentAttempt
 from openmvno.runtime import Runtime
 
 log = logging.getLogger("openmvno.payments.cards")
@@ -634,6 +635,44 @@ async def _attempts_by_key(session: AsyncSession, keys: Sequence[str]) -> dict[s
     return found
 
 
+def _uuid_param(value: uuid.UUID, pg: bool) -> str:
+    """A UUID as each database stores it (PostgreSQL ``uuid``; SQLite ``CHAR(32)`` hex)."""
+    return str(value) if pg else value.hex
+
+
+_ATTEMPTS_TARGET = (
+    "INSERT INTO payment_attempts (id, order_id, account_id, provider, idempotency_key, "
+    "saved_card_id, method, provider_ref, amount_minor, currency, state, failure_code, "
+    "next_action, settled_at, created_at, updated_at) "
+)
+_ATTEMPTS_PG = _ATTEMPTS_TARGET + (
+    "SELECT v.i, NULL, v.a, :provider, v.k, v.c, 'card', NULL, v.m, v.cur, "
+    "CASE WHEN v.c IS NULL THEN 'failed' ELSE 'created' END, v.f, CAST('{}' AS json), "
+    "CASE WHEN v.c IS NULL THEN :now END, :now, :now "
+    "FROM jsonb_to_recordset(CAST(:data AS jsonb)) "
+    "AS v(i uuid, a uuid, k text, c uuid, m bigint, cur text, f text) "
+    "ON CONFLICT (idempotency_key) DO NOTHING"
+)
+_ATTEMPTS_SQLITE = _ATTEMPTS_TARGET + (
+    "SELECT json_extract(value, '$.i'), NULL, json_extract(value, '$.a'), :provider, "
+    "json_extract(value, '$.k'), json_extract(value, '$.c'), 'card', NULL, "
+    "json_extract(value, '$.m'), json_extract(value, '$.cur'), "
+    "CASE WHEN json_extract(value, '$.c') IS NULL THEN 'failed' ELSE 'created' END, "
+    "json_extract(value, '$.f'), '{}', "
+    "CASE WHEN json_extract(value, '$.c') IS NULL THEN :now END, :now, :now "
+    "FROM json_each(:data) WHERE true "
+    "ON CONFLICT (idempotency_key) DO NOTHING"
+)
+
+
+def _attempts_insert(pg: bool) -> Any:
+    """The batch's attempts in one statement, whatever its size (one JSON parameter);
+    a key already recorded is left as it is (UNIQUE ``idempotency_key``)."""
+    return text(_ATTEMPTS_PG if pg else _ATTEMPTS_SQLITE).bindparams(
+        bindparam("now", type_=UTCDateTime())
+    )
+
+
 async def _record_attempts(
     rt: Runtime, provider_name: str, charges: Sequence[Any]
 ) -> tuple[dict[str, Any], dict[uuid.UUID, SavedCard]]:
@@ -654,7 +693,8 @@ async def _record_attempts(
                 if found.is_default:
                     defaults[found.account_id] = found
         now = clock.now()
-        values: list[dict[str, Any]] = []
+        pg = session.get_bind().dialect.name == "postgresql"
+        batch: list[dict[str, Any]] = []
         for c in charges:
             card_id = getattr(c, "card_id", None)
             card: SavedCard | None = (
@@ -662,25 +702,17 @@ async def _record_attempts(
             )
             if card is not None and card.account_id != c.account_id:
                 card = None
-            values.append({
-                "id": uuid.uuid4(), "order_id": None, "account_id": c.account_id,
-                "provider": provider_name, "idempotency_key": c.idempotency_key,
-                "saved_card_id": card.id if card else None, "method": PaymentMethodKind.card,
-                "provider_ref": None, "amount_minor": c.amount_minor,
-                "currency": c.currency.upper(),
-                "state": AttemptState.created if card else AttemptState.failed,
-                "failure_code": None if card else (
-                    "card_removed" if card_id else "no_saved_card"
-                ),
-                "next_action": {}, "settled_at": None if card else now,
-                "created_at": now, "updated_at": now,
+            batch.append({
+                "i": _uuid_param(uuid.uuid4(), pg), "a": _uuid_param(c.account_id, pg),
+                "k": c.idempotency_key, "c": _uuid_param(card.id, pg) if card else None,
+                "m": int(c.amount_minor), "cur": c.currency.upper()[:3],
+                "f": None if card else ("card_removed" if card_id else "no_saved_card"),
             })
-        table = PaymentAttempt.__table__
-        for start in range(0, len(values), _CHUNK):
-            await session.execute(
-                _insert(session, table).values(values[start : start + _CHUNK])
-                .on_conflict_do_nothing(index_elements=["idempotency_key"])
-            )
+        await session.flush()
+        await session.execute(
+            _attempts_insert(pg),
+            {"data": json.dumps(batch), "now": now, "provider": provider_name},
+        )
         attempts = await _attempts_by_key(session, [c.idempotency_key for c in charges])
         used = {a.saved_card_id for a in attempts.values() if a.saved_card_id}
         missing = [i for i in used if i not in cards]
