@@ -293,6 +293,10 @@ class SmppLink:
         self._last_traffic = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._tags: dict[int, Any] = {}
+        self.answered: dict[str, Any] = {}
+        """Message id → the tag of the submit it answered, recorded the moment the answer is
+        read (a receipt read right after it must find it, before the submitter resumes)."""
 
     # -------------------------------------------------------------- public
 
@@ -318,7 +322,7 @@ class SmppLink:
             delay = min(delay * 2, self.config.reconnect_max_seconds)
 
     async def submit(self, *, to: str, short_message: bytes, data_coding: int, esm_class: int,
-                     user_reference: int | None = None) -> SubmitAnswer:
+                     user_reference: int | None = None, tag: Any = None) -> SubmitAnswer:
         """Send one ``submit_sm`` (registered delivery on) and wait for its answer; raises
         :class:`LinkDown` if the link is not bound or goes before the answer."""
         async with self._window:
@@ -341,7 +345,12 @@ class SmppLink:
                 short_message=short_message,
                 user_message_reference=user_reference,
             )
-            resp = await self._request(pdu)
+            if tag is not None:
+                self._tags[int(pdu.sequence)] = tag
+            try:
+                resp = await self._request(pdu)
+            finally:
+                self._tags.pop(int(pdu.sequence), None)
             self.stats.submits += 1
             status = int(resp.status)
             if status in TEMPORARY:
@@ -409,6 +418,13 @@ class SmppLink:
                                 allow_unbound=True)
         log.info("smpp unbound", extra={"link": self.config.name})
 
+    def _answer_tag(self, message_id: str, tag: Any) -> None:
+        if not message_id:
+            return
+        self.answered[message_id] = tag
+        while len(self.answered) > 10_000:
+            self.answered.pop(next(iter(self.answered)))
+
     def _down(self) -> None:
         self.bound.clear()
         self._writer = None
@@ -470,6 +486,9 @@ class SmppLink:
                 continue
             command = str(pdu.command)
             if pdu.is_response():
+                tag = self._tags.get(int(pdu.sequence))
+                if tag is not None and command == "submit_sm_resp" and pdu.status == ROK:
+                    self._answer_tag(_text(getattr(pdu, "message_id", b"") or b""), tag)
                 future = self._pending.get(int(pdu.sequence))
                 if future is not None and not future.done():
                     future.set_result(pdu)

@@ -21,7 +21,6 @@ import contextlib
 import logging
 import secrets
 import uuid
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -119,7 +118,6 @@ class SmppSender:
         self._on_inbound = on_inbound
         self.link = SmppLink(link_config(rt.settings, self.name),
                              on_receipt=self.on_receipt, on_inbound=self._inbound)
-        self._answered: OrderedDict[str, uuid.UUID] = OrderedDict()
         self._busy: set[asyncio.Task[None]] = set()
         self.submitted = 0
 
@@ -193,7 +191,7 @@ class SmppSender:
                 answer = await self.link.submit(
                     to=message.recipient, short_message=encoded.parts[seq - 1],
                     data_coding=encoded.data_coding, esm_class=encoded.esm_class,
-                    user_reference=reference,
+                    user_reference=reference, tag=part_id,
                 )
             except LinkDown:
                 # This part is in doubt; the ones after it never went.
@@ -201,7 +199,6 @@ class SmppSender:
                 outcome = "link"
                 break
             if answer.accepted:
-                self._remember(answer.message_id, part_id)
                 await self._accepted(part_id, answer.message_id)
                 self.submitted += 1
                 continue
@@ -264,6 +261,20 @@ class SmppSender:
             if part is None:
                 return
             part.answered_at = clock.now()
+            holder = None
+            if message_id:
+                holder = await session.scalar(select(SmsPart).where(
+                    SmsPart.message_id == message_id, SmsPart.id != part_id).with_for_update())
+            if holder is not None:
+                # A receipt overtook this answer and was matched to a sibling in doubt: the
+                # receipt is ours; the sibling goes back to waiting for its own.
+                part.state, part.receipt_at, part.error = holder.state, holder.receipt_at, \
+                    holder.error
+                holder.message_id, holder.state = None, PartState.sending
+                holder.receipt_at, holder.error = None, ""
+                await session.flush()
+                part.message_id = message_id
+                return
             if part.message_id is None:
                 part.message_id = message_id or None
             if part.state in (PartState.sending, PartState.new):
@@ -283,19 +294,11 @@ class SmppSender:
                 part.error = error[:200]
                 part.answered_at = clock.now() if error else part.answered_at
 
-    def _remember(self, message_id: str, part_id: uuid.UUID) -> None:
-        """Answers seen on this bind (receipts can overtake the answer's commit)."""
-        if not message_id:
-            return
-        self._answered[message_id] = part_id
-        while len(self._answered) > 10_000:
-            self._answered.popitem(last=False)
-
     # -------------------------------------------------------------- receipts
 
     async def on_receipt(self, receipt: Receipt) -> None:
         async with unit_of_work(self.rt.sessions) as session:
-            part = await _part_for(session, receipt, self._answered.get(receipt.message_id))
+            part = await _part_for(session, receipt, self.link.answered.get(receipt.message_id))
             if part is None:
                 log.warning("receipt for an unknown message", extra={"id": receipt.message_id})
                 return
