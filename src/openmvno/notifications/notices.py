@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property, lru_cache
 from typing import Any, Literal
 
 from babel.numbers import format_decimal
@@ -98,7 +99,12 @@ class Event:
     marketing: bool = False
     sample: Mapping[str, Any] = field(default_factory=dict)
 
-    @property
+    @cached_property
+    def filled(self) -> tuple[tuple[Param, str], ...]:
+        """The parameters that fill a placeholder, with its name."""
+        return tuple((p, p.placeholder) for p in self.params if p.placeholder)
+
+    @cached_property
     def placeholders(self) -> tuple[str, ...]:
         own = [p.placeholder for p in self.params if p.placeholder]
         extra = ["days"] if any(p.name == "days_left" for p in self.params) else []
@@ -411,11 +417,8 @@ def placeholder_values(
     fmt = formatter(language)
     currency = str(params.get("currency") or settings.default_currency)
     out: dict[str, str] = {"operator": settings.operator_name, "name": name, "msisdn": msisdn}
-    for p in event.params:
+    for p, key in event.filled:
         value = params.get(p.name)
-        key = p.placeholder
-        if key is None:
-            continue
         if value is None:
             out[key] = ""
         elif p.kind == "money":
@@ -452,7 +455,10 @@ Overrides = Mapping[tuple[str, str, str], tuple[str, str]]
 
 
 def _fill(template: str, values: Mapping[str, str]) -> str:
-    return template.format_map(_Missing(values)).strip()
+    try:  # every placeholder of the event is in ``values`` (see placeholder_values)
+        return template.format_map(values).strip()
+    except KeyError:
+        return template.format_map(_Missing(values)).strip()
 
 
 class _Missing(dict[str, str]):
@@ -477,14 +483,21 @@ def render(
         if channel == "email" and not subject:
             subject = _fill(translate(language, event.subject), values)
         return Rendered(subject, _tidy(body))
-    text = _tidy(_fill(translate(language, event.body), values))
+    subject_t, body_t, email_t = _builtin(event.name, language)
+    text = _tidy(_fill(body_t, values))
     if channel == "sms":
         return Rendered("", text)
-    subject = _fill(translate(language, event.subject), values)
-    body = translate(language, EMAIL_BODY).format_map(
-        _Missing({**values, "text": text, "name": values.get("name") or ""})
-    )
-    return Rendered(subject, body)
+    body = email_t.format(text=text, name=values.get("name") or "",
+                          operator=values.get("operator") or "")
+    return Rendered(_fill(subject_t, values), body)
+
+
+@lru_cache(maxsize=256)
+def _builtin(event: str, language: str) -> tuple[str, str, str]:
+    """The built-in subject, text and email frame of ``event`` in ``language``."""
+    e = EVENTS[event]
+    return (translate(language, e.subject), translate(language, e.body),
+            translate(language, EMAIL_BODY))
 
 
 def _tidy(text: str) -> str:
