@@ -41,7 +41,6 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
-    Table,
     UniqueConstraint,
     bindparam,
     or_,
@@ -525,7 +524,7 @@ async def notify_expiring(rt: Runtime) -> int:
     local = to_operator(now)
     this = local.year * 12 + local.month - 1
     months = [(this // 12, this % 12 + 1), ((this + 1) // 12, (this + 1) % 12 + 1)]
-    from sqlalchemy import and_, or_
+    from sqlalchemy import and_
 
     async with unit_of_work(rt.sessions) as session:
         rows = (await session.execute(
@@ -651,7 +650,7 @@ _ATTEMPTS_PG = _ATTEMPTS_TARGET + (
     "CASE WHEN v.c IS NULL THEN :now END, :now, :now "
     "FROM jsonb_to_recordset(CAST(:data AS jsonb)) "
     "AS v(i uuid, a uuid, k text, c uuid, m bigint, cur text, f text) "
-    "ON CONFLICT (idempotency_key) DO NOTHING"
+    "ON CONFLICT (idempotency_key) DO UPDATE SET idempotency_key = excluded.idempotency_key"
 )
 _ATTEMPTS_SQLITE = _ATTEMPTS_TARGET + (
     "SELECT json_extract(value, '$.i'), NULL, json_extract(value, '$.a'), :provider, "
@@ -661,16 +660,46 @@ _ATTEMPTS_SQLITE = _ATTEMPTS_TARGET + (
     "json_extract(value, '$.f'), '{}', "
     "CASE WHEN json_extract(value, '$.c') IS NULL THEN :now END, :now, :now "
     "FROM json_each(:data) WHERE true "
-    "ON CONFLICT (idempotency_key) DO NOTHING"
+    "ON CONFLICT (idempotency_key) DO UPDATE SET idempotency_key = excluded.idempotency_key"
+)
+_RETURNING = (
+    " RETURNING id, idempotency_key, state, provider, provider_ref, failure_code, "
+    "saved_card_id, amount_minor, currency, account_id"
+)
+# Constant SQL only (no value is ever formatted in: everything travels as parameters).
+_ANSWERS_PG = (
+    "UPDATE payment_attempts AS p SET state = v.s, provider_ref = v.r, failure_code = v.f, "  # noqa: S608
+    "settled_at = CASE WHEN v.s = 'requires_action' THEN NULL ELSE :now END, updated_at = :now "
+    "FROM jsonb_to_recordset(CAST(:data AS jsonb)) AS v(i uuid, s text, r text, f text) "
+    "WHERE p.id = v.i AND p.state IN ('created', 'requires_action')"
+    + _RETURNING.replace(" RETURNING ", " RETURNING p.").replace(", ", ", p.")
+)
+_ANSWERS_SQLITE = (
+    "UPDATE payment_attempts SET state = v.s, provider_ref = v.r, failure_code = v.f, "  # noqa: S608
+    "settled_at = CASE WHEN v.s = 'requires_action' THEN NULL ELSE :now END, updated_at = :now "
+    "FROM (SELECT json_extract(value, '$.i') AS i, json_extract(value, '$.s') AS s, "
+    "json_extract(value, '$.r') AS r, json_extract(value, '$.f') AS f FROM json_each(:data)) "
+    "AS v WHERE payment_attempts.id = v.i "
+    "AND payment_attempts.state IN ('created', 'requires_action')" + _RETURNING
 )
 
 
-def _attempts_insert(pg: bool) -> Any:
-    """The batch's attempts in one statement, whatever its size (one JSON parameter);
-    a key already recorded is left as it is (UNIQUE ``idempotency_key``)."""
-    return text(_ATTEMPTS_PG if pg else _ATTEMPTS_SQLITE).bindparams(
-        bindparam("now", type_=UTCDateTime())
+def _typed(sql: str) -> Any:
+    """A statement returning attempts, its ids read back as UUIDs on both databases."""
+    from sqlalchemy import Uuid
+
+    return (
+        text(sql)
+        .bindparams(bindparam("now", type_=UTCDateTime()))
+        .columns(id=Uuid(), saved_card_id=Uuid(), account_id=Uuid())
     )
+
+
+def _attempts_insert(pg: bool) -> Any:
+    """The batch's attempts in one statement, whatever its size (one JSON parameter),
+    returning every key's attempt: a key already recorded is left as it is (UNIQUE
+    ``idempotency_key``; the no-op update only makes it come back)."""
+    return _typed((_ATTEMPTS_PG if pg else _ATTEMPTS_SQLITE) + _RETURNING)
 
 
 async def _record_attempts(
@@ -695,7 +724,11 @@ async def _record_attempts(
         now = clock.now()
         pg = session.get_bind().dialect.name == "postgresql"
         batch: list[dict[str, Any]] = []
+        keys: set[str] = set()
         for c in charges:
+            if c.idempotency_key in keys:
+                continue  # one attempt per key (asked twice in one batch: one answer)
+            keys.add(c.idempotency_key)
             card_id = getattr(c, "card_id", None)
             card: SavedCard | None = (
                 cards.get(card_id) if card_id else defaults.get(c.account_id)
@@ -709,11 +742,11 @@ async def _record_attempts(
                 "f": None if card else ("card_removed" if card_id else "no_saved_card"),
             })
         await session.flush()
-        await session.execute(
+        returned = await session.execute(
             _attempts_insert(pg),
             {"data": json.dumps(batch), "now": now, "provider": provider_name},
         )
-        attempts = await _attempts_by_key(session, [c.idempotency_key for c in charges])
+        attempts = {row.idempotency_key: row for row in returned}
         used = {a.saved_card_id for a in attempts.values() if a.saved_card_id}
         missing = [i for i in used if i not in cards]
         if missing:
@@ -727,41 +760,29 @@ async def _record_attempts(
 
 async def _record_answers(
     rt: Runtime, answers: Sequence[tuple[uuid.UUID, SavedChargeResult]]
-) -> None:
-    """Unit of work 3: every answer in one executemany; a settled attempt stays as it is."""
+) -> dict[str, Any]:
+    """Unit of work 3: every answer in one statement (an attempt settled meanwhile stays
+    as it is); returns the attempts it changed, by key."""
     if not answers:
-        return
-    now = clock.now()
-    table = PaymentAttempt.__table__
-    assert isinstance(table, Table)
-    stmt = (
-        update(table)
-        .where(table.c.id == bindparam("b_id"),
-               or_(*(table.c.state == s.value for s in _OPEN)))
-        .values(
-            state=bindparam("b_state"), provider_ref=bindparam("b_ref"),
-            failure_code=bindparam("b_code"), settled_at=bindparam("b_settled"),
-            updated_at=now,
-        )
-    )
-    params = [
-        {
-            "b_id": attempt_id,
-            "b_state": (
-                AttemptState.succeeded.value if r.status == "succeeded"
-                else AttemptState.failed.value if r.status == "declined"
-                else AttemptState.requires_action.value
-            ),
-            "b_ref": (r.reference or None) and r.reference[:120],
-            "b_code": (r.decline_code or "declined")[:40] if r.status == "declined" else None,
-            "b_settled": now if r.status != "pending" else None,
-        }
-        for attempt_id, r in answers
-    ]
+        return {}
+    def state(r: SavedChargeResult) -> str:
+        if r.status == "succeeded":
+            return AttemptState.succeeded.value
+        return AttemptState.failed.value if r.status == "declined" else "requires_action"
+
     async with unit_of_work(rt.sessions) as session:
-        conn = await session.connection()
-        for start in range(0, len(params), _CHUNK):
-            await conn.execute(stmt, params[start : start + _CHUNK])
+        pg = session.get_bind().dialect.name == "postgresql"
+        data = [
+            {"i": _uuid_param(attempt_id, pg), "s": state(r),
+             "r": r.reference[:120] if r.reference else None,
+             "f": (r.decline_code or "declined")[:40] if r.status == "declined" else None}
+            for attempt_id, r in answers
+        ]
+        returned = await session.execute(
+            _typed(_ANSWERS_PG if pg else _ANSWERS_SQLITE),
+            {"data": json.dumps(data), "now": clock.now()},
+        )
+        return {row.idempotency_key: row for row in returned}
 
 
 async def _ask_pending(
@@ -831,9 +852,12 @@ async def charge_cards(rt: Runtime, charges: Sequence[Any]) -> list[CardChargeRe
             answers += [(a.id, r) for (a, _), r in zip(to_charge, results, strict=True)]
     if pending:
         answers += await _ask_pending(provider, pending)
-    await _record_answers(rt, answers)
-    async with unit_of_work(rt.sessions) as session:
-        final = await _attempts_by_key(session, [c.idempotency_key for c in charges])
+    final = {**attempts, **await _record_answers(rt, answers)}
+    answered = {a.idempotency_key for a, _ in to_charge} | {a.idempotency_key for a, _ in pending}
+    raced = [k for k in answered if final[k] is attempts[k]]
+    if raced:  # settled by another process meanwhile: read what it recorded
+        async with unit_of_work(rt.sessions) as session:
+            final.update(await _attempts_by_key(session, raced))
     out: list[CardChargeResult] = []
     for c in charges:
         result = _from_attempt(final[c.idempotency_key])
