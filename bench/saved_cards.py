@@ -102,7 +102,8 @@ async def run(url: str, data_dir: Path, n: int, batch: int) -> dict[str, Any]:
         event.remove(rt.engine.sync_engine, "before_cursor_execute", count)
         async with rt.sessions() as s:
             charged = await s.scalar(select(func.count()).select_from(SandboxCharge))
-        assert ok == n and charged == n, (ok, charged)
+        if ok != n or charged != n:
+            raise SystemExit(f"expected {n} charges exactly once: {ok} answered, {charged} made")
         batches = -(-n // batch)
         return {"cards": n, "batch": batch, "seconds": first, "per_s": n / first,
                 "statements_per_batch": first_statements / batches,
