@@ -143,13 +143,13 @@ class SmppSender:
                 await _first(stop.wait(), self.link.bound.wait())
                 continue
             free = limit - len(self._busy)
+            self.wake.clear()  # before the claim: a reply queued meanwhile wakes us again
             batch = await claim(self.rt, free) if free > 0 else []
             for message in batch:
                 task = asyncio.create_task(self._deliver_safely(message))
                 self._busy.add(task)
                 task.add_done_callback(self._busy.discard)
             if not batch:
-                self.wake.clear()
                 await _first(stop.wait(), self.wake.wait(), asyncio.sleep(poll))
 
     async def _inbound(self, message: Inbound) -> None:
