@@ -3,7 +3,7 @@ each beside the raw database rate (orders) or ``/healthz`` (reads) measured in t
 run, to docs/BENCHMARKS.md.
 
     python bench/run.py [--postgres URL] [--write docs/BENCHMARKS.md] [--orders 300]
-                        [--only orders|cards|reads ...] [--reads-seconds 10]
+                        [--only orders|cards|reads|ledger|renewals ...] [--reads-seconds 10]
 
 ``--only`` runs some of them; the file keeps the other sections as they were.
 ``scripts/bench`` starts a throwaway PostgreSQL and calls this.
@@ -24,6 +24,8 @@ from typing import Any
 import card_orders
 import reads
 
+import ledger as ledger_bench
+import renewals as renewals_bench
 from openmvno.config import Settings
 from orders import measure
 
@@ -161,6 +163,8 @@ SECTIONS = {
     "orders": "## Orders end to end",
     "cards": "## Card orders through HTTP",
     "reads": "## Reads through a served process",
+    "ledger": "## Ledger batches (post_batch)",
+    "renewals": "## Renewal storm",
 }
 
 
@@ -204,6 +208,10 @@ def main() -> None:
     if "reads" in wanted:
         found = reads.run(args.postgres, seconds=args.reads_seconds, rate=args.reads_rate)
         sections["reads"] = reads.markdown(found, seconds=args.reads_seconds, rate=args.reads_rate)
+    if "ledger" in wanted:
+        sections["ledger"] = ledger_bench.markdown(ledger_bench.run(args.postgres))
+    if "renewals" in wanted:
+        sections["renewals"] = renewals_bench.markdown(renewals_bench.run(args.postgres))
     if args.write:
         args.write.write_text(markdown(sections, args.postgres, sorted(wanted)))
         print(f"wrote {args.write}")

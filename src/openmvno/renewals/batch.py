@@ -299,11 +299,15 @@ async def _carry_out(
     numbers = await _receipt_numbers(session, len(todo), now)
     receipt_ids = [uuid.uuid4() for _ in todo]
     grants: list[tuple[_Renewal, BucketKind, int, uuid.UUID, str]] = []
+    granted: dict[uuid.UUID, list[dict[str, Any]]] = {}
     for r, number in zip(todo, numbers, strict=True):
         r.receipt_number = number
+        shown = granted[r.order_id] = []
         for kind, amount in _allowances(r.plan):
             key = f"order:{r.order_id}:grant:{kind.value}"
             grants.append((r, kind, amount, uuid.uuid5(_GRANT_NAMESPACE, key), key))
+            shown.append({"kind": kind.value, "amount": amount, "valid_from": _iso(r.valid_from),
+                          "valid_until": _iso(r.until)})
         if r.due.funding == "wallet":
             r.attempt_id = uuid.uuid4()
 
@@ -311,11 +315,6 @@ async def _carry_out(
     order_rows = []
     for r, receipt_id in zip(todo, receipt_ids, strict=True):
         language = people[r.due.account_id].language
-        granted = [
-            {"kind": kind.value, "amount": amount, "valid_from": _iso(r.valid_from),
-             "valid_until": _iso(r.until)}
-            for g, kind, amount, _bid, _key in grants if g is r
-        ]
         order_rows.append({
             "id": r.order_id, "number": r.number, "account_id": r.due.account_id,
             "line_id": r.due.line_id, "credited_account_id": None, "guest_link_hash": None,
@@ -332,7 +331,7 @@ async def _carry_out(
             "result": {
                 "line_id": str(r.due.line_id), "msisdn": r.line.msisdn,
                 "plan_code": r.plan.code, "previous_expires_at": _iso(r.line.expires_at),
-                "expires_at": _iso(r.until), "granted": granted,
+                "expires_at": _iso(r.until), "granted": granted[r.order_id],
                 "receipt_id": str(receipt_id), "receipt_number": r.receipt_number,
                 "renewal": {"period_key": r.due.period_key, "funding": r.due.funding},
             },

@@ -12,7 +12,7 @@ Create Date: 2026-12-02 00:00:00
   reserved amount or zero fails the statement (the CHECK constraints of ``buckets``);
   an entry naming a bucket of another account fails it too;
 - ``buckets.remaining`` changes only through that trigger (PostgreSQL: a BEFORE UPDATE
-  trigger allows the change only from inside a trigger, ``pg_trigger_depth() > 1``;
+  trigger refuses a change made outside a trigger, ``WHEN (pg_trigger_depth() < 1 …)``;
   SQLite: only when ``last_entry_id`` moves to a newer entry of the bucket whose delta
   is exactly the change, which only the entries trigger can do); a new bucket starts
   empty;
@@ -63,25 +63,27 @@ PG_UP = [
     CREATE FUNCTION ledger_guard_buckets() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         IF TG_OP = 'INSERT' THEN
-            IF NEW.remaining <> 0 OR NEW.last_entry_id IS NOT NULL THEN
-                RAISE EXCEPTION 'ledger: a new bucket starts empty; fill it with an entry'
-                    USING ERRCODE = 'integrity_constraint_violation';
-            END IF;
-        ELSIF pg_trigger_depth() < 2 THEN
-            RAISE EXCEPTION 'ledger: buckets.remaining changes only through balance_entries'
+            RAISE EXCEPTION 'ledger: a new bucket starts empty; fill it with an entry'
                 USING ERRCODE = 'integrity_constraint_violation';
         END IF;
-        RETURN NEW;
+        RAISE EXCEPTION 'ledger: buckets.remaining changes only through balance_entries'
+            USING ERRCODE = 'integrity_constraint_violation';
     END $$
     """,
+    # The conditions are the triggers' WHEN clauses, so the function (which only refuses)
+    # runs only for a statement that must fail: nothing is called per row otherwise.
     """
     CREATE TRIGGER buckets_guard_insert BEFORE INSERT ON buckets
-    FOR EACH ROW EXECUTE FUNCTION ledger_guard_buckets()
+    FOR EACH ROW WHEN (NEW.remaining <> 0 OR NEW.last_entry_id IS NOT NULL)
+    EXECUTE FUNCTION ledger_guard_buckets()
     """,
+    # pg_trigger_depth() is 0 for a statement sent by a client and 1 for the UPDATE run
+    # by ledger_apply_entries (the entries trigger).
     """
     CREATE TRIGGER buckets_guard_update BEFORE UPDATE OF remaining, last_entry_id ON buckets
-    FOR EACH ROW WHEN (NEW.remaining IS DISTINCT FROM OLD.remaining
-                       OR NEW.last_entry_id IS DISTINCT FROM OLD.last_entry_id)
+    FOR EACH ROW WHEN (pg_trigger_depth() < 1
+                       AND (NEW.remaining IS DISTINCT FROM OLD.remaining
+                            OR NEW.last_entry_id IS DISTINCT FROM OLD.last_entry_id))
     EXECUTE FUNCTION ledger_guard_buckets()
     """,
     """
