@@ -206,3 +206,19 @@ def test_a_plan_is_named_in_the_reader_language_whatever_form_it_comes_in(
                                                 language=language, settings=rt.settings)
             assert values["plan"] == expected
             assert values["expires_at"] == "2027-01-01 00:00"
+
+
+async def test_a_batch_larger_than_a_chunk_is_queued_whole(rt: Runtime) -> None:
+    a = await account(rt, email="many@example.com")
+    n = notices.CHUNK * 2 + 7
+    items = [NoticeRequest(account_id=a, event="wallet_low", key=f"wallet_low:{a}:{i}",
+                           params={"balance_minor": i, "currency": "CNY"}, urgent=True)
+             for i in range(n)]
+    async with unit_of_work(rt.sessions) as s:
+        assert await notices.notify_many(s, items) == n
+    async with unit_of_work(rt.sessions) as s:
+        assert await notices.notify_many(s, items[-10:]) == 0
+    rows = await outbox(rt)
+    assert len(rows) == 2 * n
+    assert {m.kind for m in rows} == {OutboxKind.sms, OutboxKind.email}
+    assert len({m.dedupe_key for m in rows}) == 2 * n

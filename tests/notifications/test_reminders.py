@@ -3,6 +3,7 @@ auto-renew setting named, nothing for lines far from expiry or not active."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -73,3 +74,24 @@ async def test_the_worker_runs_the_reminders(rt: Runtime, frozen: FrozenClock) -
     assert len(await _keys(rt)) == 1
     (sms,) = await outbox(rt)
     assert "还有1天" in sms.body
+
+
+async def test_two_workers_at_once_send_each_reminder_once(
+    rt: Runtime, frozen: FrozenClock
+) -> None:
+    from openmvno.runtime import build_runtime
+
+    plan = await _plan(rt)
+    accounts = [await account(rt) for _ in range(4)]
+    for i in range(40):
+        await line(rt, accounts[i % 4], plan_id=plan.id,
+                   expires_at=frozen.now + timedelta(days=2, minutes=i))
+    other = build_runtime(rt.settings)
+    try:
+        done = await asyncio.gather(reminders.run_due(rt), reminders.run_due(other))
+    finally:
+        await other.close()
+    assert sum(done) == 40
+    assert len(await _keys(rt)) == 40
+    assert len(await outbox(rt)) == 40
+    assert await reminders.run_due(rt) == 0
