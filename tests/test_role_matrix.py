@@ -177,7 +177,6 @@ MATRIX: dict[str, frozenset[str]] = {
     # development only
     "GET /dev/outbox": EVERYONE,
     # console: staff login (anyone may try), agents' and admins' pages
-    "GET /console/static/console.css": EVERYONE,
     "GET /console/login": EVERYONE,
     "POST /console/login": EVERYONE,
     "GET /console/second-factor": EVERYONE,

@@ -76,6 +76,7 @@ def create_app(
     portal_web.install(app)
     console_web.install(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/console/static", StaticFiles(directory=console_web.STATIC), name="console-static")
     if rt.settings.payment_provider == "sandbox":
         app.mount("/sandbox/static", StaticFiles(directory=SANDBOX_STATIC), name="sandbox-static")
     app.include_router(health.router)

@@ -6,7 +6,6 @@ top-up, refunds with an admin's approval, notes, audited reveals and message rea
 from __future__ import annotations
 
 import re
-import uuid
 
 import httpx
 import pytest
@@ -24,7 +23,6 @@ from tests.console.helpers import (
     Caller,
     caller,
     console_login,
-    csrf_of,
     make_staff,
     outbox_bodies,
     staff_client,
@@ -345,4 +343,4 @@ async def test_messages_hide_codes_and_reading_them_is_audited(
     await agent.aclose()
 
 
-_ = uuid
+

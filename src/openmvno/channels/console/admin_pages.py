@@ -480,11 +480,9 @@ async def staff_update(
     me = staff_of(desk).account
     before = {"role": person.role.value, "active": person.active}
     role = form.get("role")
-    if role in ("agent", "admin"):
-        person.role = Role(role)
-    if form.get("active") in ("yes", "no"):
-        person.active = form["active"] == "yes"
-    if person.id == me.id and (person.role != Role.admin or not person.active):
+    new_role = Role(role) if role in ("agent", "admin") else person.role
+    active = form["active"] == "yes" if form.get("active") in ("yes", "no") else person.active
+    if person.id == me.id and (new_role != Role.admin or not active):
         return _refused(
             request,
             desk,
@@ -492,6 +490,7 @@ async def staff_update(
                 "own_role", "You cannot take away your own admin role or deactivate yourself."
             ),
         )
+    person.role, person.active = new_role, active
     after = {"role": person.role.value, "active": person.active}
     if after != before:
         await staff_sessions.revoke_all(session, person.id)

@@ -8,12 +8,11 @@ from urllib.parse import urlencode
 
 import segno
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response
 
 from openmvno.channels.console.web import (
     COOKIE,
     PATH,
-    STATIC,
     AnyDesk,
     Desk,
     StaffDesk,
@@ -37,15 +36,6 @@ ANON_CSRF = "omv_console_csrf"
 
 def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
-
-
-@router.get(PATH + "/static/console.css")
-async def stylesheet() -> Response:
-    return FileResponse(
-        STATIC / "console.css",
-        media_type="text/css",
-        headers={"Cache-Control": "public, max-age=3600"},
-    )
 
 
 def _login_page(
