@@ -152,3 +152,27 @@ async def test_card_expiring_notice_once_per_card_and_expiry(
     async with rt.sessions() as s:
         [notice] = (await s.scalars(select(Notice).where(Notice.event == "card_expiring"))).all()
     assert notice.key.endswith(":2026-12")
+
+
+async def test_two_workers_at_once_top_up_once(
+    rt: Runtime, client: httpx.AsyncClient, settings: Any, frozen: FrozenClock
+) -> None:
+    """Two worker processes (two runtimes, two connection pools) run the job at the same
+    moment over the same due wallets: each wallet is topped up once."""
+    import asyncio
+
+    from openmvno.runtime import build_runtime
+
+    accounts = [await new_account(rt, f"Worker test {i}") for i in range(6)]
+    for account in accounts:
+        await save_card(rt, client, account, SAVES)
+        await _setup(rt, account, n=3)
+    other = build_runtime(settings)
+    try:
+        done = await asyncio.gather(auto_topup.run_due(rt), auto_topup.run_due(other))
+        assert sum(done) == 6
+        assert await auto_topup.run_due(rt) + await auto_topup.run_due(other) == 0
+    finally:
+        await other.close()
+    assert [await _wallet(rt, a) for a in accounts] == [5000] * 6
+    assert await _count(rt, SandboxCharge) == 6 and await _count(rt, AutoTopupRun) == 6

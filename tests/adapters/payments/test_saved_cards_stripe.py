@@ -88,3 +88,17 @@ async def test_a_card_that_needs_the_payer_is_declined_off_session(localstripe_u
         [SavedCharge(pm, customer, 1000, "CNY", f"saved-{uuid.uuid4()}")]
     )
     assert (result.status, result.decline_code) == ("declined", "authentication_required")
+
+
+def test_webhooks_about_off_session_charges_are_acknowledged_and_ignored() -> None:
+    """charge_cards records the answer it got; Stripe's later event about the same
+    intent must not reach the order path (it has no order)."""
+    from openmvno.adapters.payments import UnsupportedEvent
+    from openmvno.adapters.payments.stripe import StripeProvider
+    from tests.adapters.payments.test_stripe import _event, _intent, _settings, _signed
+
+    provider = StripeProvider(_settings())
+    obj = _intent("succeeded", metadata={"kind": "saved_charge", "key": "saved-x"})
+    body, headers = _signed(_event("payment_intent.succeeded", obj))
+    with pytest.raises(UnsupportedEvent):
+        provider.parse_webhook(body, headers)
