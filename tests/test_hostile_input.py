@@ -191,6 +191,8 @@ class World:
     reference: str
     tokens: dict[str, dict[str, str]] = field(default_factory=dict)
     counter: int = 0
+    peer_key: str = ""
+    """A network peer's API key (``POST /api/v1/usage``)."""
 
     def fresh(self) -> int:
         self.counter += 1
@@ -258,11 +260,15 @@ async def world(rt: Runtime) -> AsyncIterator[World]:
         r = await portal.post("/login", data={"csrf": _csrf(page.text), "login": phone,
                                               "password": PASSWORD})
         assert r.status_code == 303, r.text
+        from openmvno.usage import peers
+
+        async with unit_of_work(rt.sessions) as session:
+            _peer, peer_key = await peers.create(session, name="hostile-pgw")
         yield World(
             rt=rt, api=api, portal=portal, phone=phone, msisdn=line.msisdn,
             line_id=str(line.id), pending_order_id=pending, paid_order_id=paid,
             receipt_id=str(receipt["receipt_id"]), reference=reference,
-            tokens={"subscriber": sub, "admin": admin},
+            tokens={"subscriber": sub, "admin": admin}, peer_key=peer_key,
         )
 
 
@@ -392,12 +398,19 @@ def baseline_body(w: World, schema: dict[str, Any]) -> dict[str, Any]:
         "PreferencesIn": {"marketing": True},
         "TemplateIn": {"channel": "sms", "body": f"{{operator}}: hostile {n}"},
         "AutoRenewIn": {"enabled": False, "funding": "wallet", "wallet_fallback": True},
+        "UsageBatchIn": {"records": [usage_record(w, n)]},
     }
     title = schema.get("title", "")
     if title in known:
         return dict(known[title])
     return {name: _example(prop) for name, prop in schema.get("properties", {}).items()
             if name in schema.get("required", [])}
+
+
+def usage_record(w: World, n: int) -> dict[str, Any]:
+    """One usage record a peer may send for the world's line."""
+    return {"record_id": f"hostile-{n}-{uuid.uuid4().hex[:8]}", "msisdn": w.msisdn,
+            "type": "data", "units": 1024, "started_at": "2026-01-01T00:00:00+00:00"}
 
 
 def _example(prop: dict[str, Any]) -> Any:
@@ -508,6 +521,8 @@ async def test_api_operation_refuses_hostile_input(world: World, method: str, pa
            headers: dict[str, Any] | None = None) -> Callable[[], Any]:
         url = _fill_path(world, path, path_over)
         hdrs = {**_header_defaults(op), **(headers or {})}
+        if path == "/api/v1/usage" and "x-api-key" not in (headers or {}):
+            hdrs["x-api-key"] = world.peer_key  # past the key, so the body is what is judged
 
         async def run() -> httpx.Response:
             return await _send(world, method, url, role=role, body=body, query=query,
@@ -550,6 +565,36 @@ async def test_api_operation_refuses_hostile_input(world: World, method: str, pa
                             ("unknown_key_over_long", "k" * 10_000),
                             ("unknown_key_nul", "a\x00b")):
             await judge_api(world, tally, f"body {attack}", go(body_for(1, None, key=key)))
+    tally.report()
+
+
+async def test_usage_record_fields_refuse_hostile_input(world: World) -> None:
+    """Every field of a usage record (items of ``POST /api/v1/usage``'s array, which the
+    generic corpus attacks only as a whole), each with the attacks for its type."""
+    op = SPEC["paths"]["/api/v1/usage"]["post"]
+    schema = body_schema(op)
+    assert schema is not None
+    item = resolve(schema["properties"]["records"]["items"])
+    tally = Tally("POST /api/v1/usage records[]")
+    headers = {"x-api-key": world.peer_key}
+
+    def go(record: dict[str, Any], raw: str | None) -> Callable[[], Any]:
+        body = dump({"records": [usage_record(world, world.fresh()), record]}, raw)
+
+        async def run() -> httpx.Response:
+            return await _send(world, "POST", "/api/v1/usage", role=None, body=body,
+                               headers=headers)
+
+        return run
+
+    for name, prop in item.get("properties", {}).items():
+        for attack, value, raw in field_attacks(prop):
+            await judge_api(world, tally, f"records[1].{name}={attack}",
+                            go(usage_record(world, world.fresh()) | {name: value}, raw))
+    for attack, key in (("unknown_key_lone_surrogate", "\ud800"),
+                        ("unknown_key_over_long", "k" * 10_000)):
+        await judge_api(world, tally, f"records[1] {attack}",
+                        go(usage_record(world, world.fresh()) | {key: 1}, None))
     tally.report()
 
 

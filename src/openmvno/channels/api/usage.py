@@ -8,6 +8,7 @@ by orjson.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import date
 from typing import Annotated, Any, Literal, NotRequired
@@ -18,12 +19,14 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
     ValidationError,
     with_config,
 )
+from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
 from openmvno.channels.api.schemas import PROBLEMS
@@ -41,6 +44,22 @@ E164 = Annotated[str, Field(max_length=16, pattern=r"^\+[1-9][0-9]{6,14}$")]
 Iccid = Annotated[str, Field(max_length=22, pattern=r"^[0-9]{18,21}F?$")]
 Zone = Annotated[str, Field(max_length=20, pattern=r"^[A-Z0-9_-]{2,20}$")]
 RatingGroup = Annotated[int, Field(strict=True, ge=0, le=2**31 - 1)]
+_ISO = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})\Z")
+
+
+def _iso_text(value: object) -> object:
+    """A date and time as ISO 8601 text with its offset, nothing else (pydantic would take
+    a number, or digits in a string, as seconds since 1970)."""
+    if not isinstance(value, str) or not _ISO.match(value):
+        raise PydanticCustomError(
+            "datetime_format",
+            "Input should be an ISO 8601 date and time with its offset, "
+            "e.g. 2026-12-01T08:30:00+08:00",
+        )
+    return value
+
+
+StartedAt = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
 
 
 @with_config(ConfigDict(extra="forbid"))
@@ -54,7 +73,7 @@ class UsageRecordIn(TypedDict):
     iccid: NotRequired[Iccid]
     type: Literal["data", "voice", "sms"]
     units: Annotated[Units, Field(description="Bytes, seconds or messages")]
-    started_at: AwareDatetime
+    started_at: StartedAt
     zone: NotRequired[Annotated[Zone, Field(description="Where it was used; default home")]]
     rating_group: NotRequired[RatingGroup]
 
