@@ -50,10 +50,16 @@ async def _network(rt: Runtime, line_id: uuid.UUID) -> list[tuple[str, str]]:
                 if m.payload["line_id"] == str(line_id)]
 
 
+LIFECYCLE_EVENTS = ("grace_started", "suspended", "restored", "terminated")
+
+
 async def _notices(rt: Runtime, line_id: uuid.UUID) -> list[str]:
+    """The line's lifecycle notices, in order (expiry reminders are NOTICES' own)."""
     async with rt.sessions() as s:
         rows = await s.scalars(
-            select(Notice.event).where(Notice.line_id == line_id).order_by(Notice.created_at)
+            select(Notice.event).where(Notice.line_id == line_id,
+                                       Notice.event.in_(LIFECYCLE_EVENTS))
+            .order_by(Notice.created_at)
         )
         return list(rows.all())
 
@@ -107,11 +113,11 @@ async def test_a_line_lapses_into_grace_and_suspension_and_a_payment_restores_it
     expiry = (await _line(rt, line.id)).expires_at
     assert expiry == frozen.now + timedelta(days=30)
     await runner.drain(rt)
-    sms_before = len(await _sms(rt, phone))
 
     frozen.advance(days=30, minutes=-1)  # a minute before expiry nothing happens
     await runner.drain(rt)
     assert (await _line(rt, line.id)).state == LineState.active
+    sms_before = len(await _sms(rt, phone))
 
     frozen.advance(minutes=2)
     await runner.drain(rt)
@@ -322,3 +328,53 @@ async def test_the_network_job_failing_is_retried_and_visible(
 
 def _unused(*_: Any) -> None:  # keeps imports honest for type checkers
     _ = OutboxState
+
+
+async def _statements_for_one_batch(rt: Runtime, me: uuid.UUID, n: int, move_index: int) -> int:
+    from sqlalchemy import event
+
+    from openmvno.catalog.models import Plan
+
+    async with unit_of_work(rt.sessions) as s:
+        plan = await s.scalar(select(Plan).where(Plan.code == "M30"))
+        assert plan is not None
+        plan_id = plan.id
+    state = [LineState.active, LineState.grace, LineState.suspended][move_index]
+    for _ in range(n):
+        line = await give_line(rt, me, state=state, expires_at=datetime_now(rt) - timedelta(
+            days=60))
+        async with unit_of_work(rt.sessions) as s:
+            got = await s.get(Line, line.id)
+            assert got is not None
+            got.plan_id = plan_id
+    count = {"n": 0}
+
+    def counted(*_: Any) -> None:
+        count["n"] += 1
+
+    event.listen(rt.engine.sync_engine, "before_cursor_execute", counted)
+    try:
+        async with unit_of_work(rt.sessions) as s:
+            moved = await lifecycle.apply_move(s, rt.settings, lifecycle.moves(rt.settings)[move_index])
+    finally:
+        event.remove(rt.engine.sync_engine, "before_cursor_execute", counted)
+    assert moved == n
+    return count["n"]
+
+
+def datetime_now(_: Runtime) -> Any:
+    from openmvno import clock
+
+    return clock.now()
+
+
+@pytest.mark.parametrize("move_index", [0, 1, 2])
+async def test_a_batch_costs_the_same_statements_for_3_lines_as_for_60(  # set-based
+    client: httpx.AsyncClient, rt: Runtime, frozen: FrozenClock, move_index: int
+) -> None:
+    await seed_plans(rt)
+    _, me = await subscriber(client)
+    few = await _statements_for_one_batch(rt, me, 3, move_index)
+    many = await _statements_for_one_batch(rt, me, 60, move_index)
+    assert few == many, (few, many)
+    assert many <= 10, many  # begin/commit, move, events, network jobs, plans, notices, quarantine
