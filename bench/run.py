@@ -24,6 +24,7 @@ from typing import Any
 import card_orders
 import reads
 
+import charging as charging_bench
 import ledger as ledger_bench
 import renewals as renewals_bench
 from openmvno.config import Settings
@@ -165,6 +166,7 @@ SECTIONS = {
     "reads": "## Reads through a served process",
     "ledger": "## Ledger batches (post_batch)",
     "renewals": "## Renewal storm",
+    "charging": "## Usage charging through a served process",
 }
 
 
@@ -212,6 +214,8 @@ def main() -> None:
         sections["ledger"] = ledger_bench.markdown(ledger_bench.run(args.postgres))
     if "renewals" in wanted:
         sections["renewals"] = renewals_bench.markdown(renewals_bench.run(args.postgres))
+    if "charging" in wanted:
+        sections["charging"] = charging_bench.markdown(charging_bench.run(args.postgres))
     if args.write:
         args.write.write_text(markdown(sections, args.postgres, sorted(wanted)))
         print(f"wrote {args.write}")
