@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import card_orders
+import charging as charging_bench
 import reads
 
-import charging as charging_bench
 import ledger as ledger_bench
 import renewals as renewals_bench
 from openmvno.config import Settings
