@@ -82,7 +82,8 @@ def status(data_dir: Annotated[Path | None, typer.Option()] = None) -> None:
             await rt.close()
 
     found = asyncio.run(main())
-    table = Table("job", "due now", "claimed", "failing/dead", "last run", "failures", "last error")
+    table = Table("job", "due now", "claimed", "failing/dead", f"last run ({settings.timezone})",
+                  "failures", "last error")
     for j in found.jobs:
         c = j.counts
         table.add_row(
@@ -91,6 +92,9 @@ def status(data_dir: Annotated[Path | None, typer.Option()] = None) -> None:
             j.last_error[:80],
         )
     console.print(table)
+    for j in found.jobs:
+        if j.counts is not None and j.counts.detail:
+            console.print(f"{j.name}: {j.counts.detail}")
     box = Table("outbox kind", "due now", "waiting", "claimed", "sent", "dead")
     for o in found.outbox:
         box.add_row(o.kind, str(o.due), str(o.waiting), str(o.claimed), str(o.sent), str(o.dead))

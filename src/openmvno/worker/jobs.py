@@ -79,21 +79,20 @@ def _upsert(session: AsyncSession, values: dict[str, Any], update_values: dict[s
 
 
 async def record_run(rt: Runtime, job: Job, handled: int, error: str | None) -> None:
-    """Remember a run of ``job``: every failure, a success at most every
-    :data:`RECORD_EVERY` per process (or at once after a failure this process saw)."""
+    """Remember a run of ``job``: every failure at once, successes at most every
+    :data:`RECORD_EVERY` per process (their items added up meanwhile), and the first
+    success after a failure at once."""
     import uuid
 
     name = job_name(job)
     now = clock.now()
-    seen: dict[str, tuple[datetime, bool]] = rt.extras.setdefault("_job_records", {})
+    seen: dict[str, tuple[datetime, bool, int]] = rt.extras.setdefault("_job_records", {})
     last = seen.get(name)
     if error is None and last is not None and not last[1] and now - last[0] < RECORD_EVERY:
+        seen[name] = (last[0], False, last[2] + handled)  # written with the next record
         return
-    if error is None and last is None and handled == 0:
-        # Nothing done and nothing known to be failing: no write on an idle round.
-        seen[name] = (now, False)
-        return
-    seen[name] = (now, error is not None)
+    handled += last[2] if last is not None else 0
+    seen[name] = (now, error is not None, 0)
     t = WorkerJob.__table__.c
     if error is None:
         values = {"id": uuid.uuid4(), "name": name, "last_run_at": now, "last_ok_at": now,
