@@ -33,13 +33,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from sqlalchemy import inspect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from openmvno import clock
 from openmvno.db import UTCDateTime
 from openmvno.errors import NotFound
-from openmvno.ledger.service import InsufficientBalance, Posting, _sync
+from openmvno.ledger.models import Bucket
+from openmvno.ledger.service import InsufficientBalance, Posting
 
 __all__ = ["Applied", "BatchRace", "Status", "post_all", "post_batch"]
 
@@ -121,7 +124,11 @@ async def _lock(conn: AsyncConnection, bucket_ids: list[uuid.UUID]) -> dict[uuid
     rows: Any
     if conn.dialect.name == "postgresql":
         rows = (await conn.exec_driver_sql(_PG_LOCK, (bucket_ids,))).all()
-        return {r[0]: _Balance(r[1], int(r[2]), int(r[3])) for r in rows}
+        # asyncpg's own UUID type compares slowly with uuid.UUID: key by plain UUIDs.
+        return {
+            uuid.UUID(bytes=r[0].bytes): _Balance(uuid.UUID(bytes=r[1].bytes), int(r[2]), int(r[3]))
+            for r in rows
+        }
     ids = json.dumps([b.hex for b in bucket_ids])
     rows = (await conn.exec_driver_sql(_SQLITE_LOCK, (ids,))).all()
     return {uuid.UUID(r[0]): _Balance(uuid.UUID(r[1]), int(r[2]), int(r[3])) for r in rows}
@@ -149,6 +156,10 @@ async def _insert(conn: AsyncConnection, rows: list[_Row], now: datetime) -> int
     return int(result.rowcount)
 
 
+def _as_int(value: uuid.UUID) -> int:
+    return value.int
+
+
 def _row(p: Posting, delta: int) -> _Row:
     return (p.bucket_id, p.account_id, delta, p.reason.name, p.key, p.order_id, p.memo[:200])
 
@@ -158,7 +169,7 @@ async def _prepare(
 ) -> tuple[AsyncConnection, dict[uuid.UUID, _Balance], set[str]]:
     await session.flush()  # the driver statements below do not autoflush pending ORM rows
     conn = await session.connection()
-    balances = await _lock(conn, sorted({p.bucket_id for p in postings}))
+    balances = await _lock(conn, sorted({p.bucket_id for p in postings}, key=_as_int))
     posted = await _posted(conn, list({p.key: None for p in postings}))
     return conn, balances, posted
 
@@ -174,9 +185,13 @@ async def _write(
     inserted = await _insert(conn, rows, clock.now())
     if inserted != len(rows):
         raise BatchRace(f"{len(rows) - inserted} key(s) of the batch were posted meanwhile")
-    for bucket_id, balance in balances.items():
-        if balance.moved:
-            _sync(session, bucket_id, balance.remaining)
+    # Loaded Bucket objects follow (the identity map is small; the batch may be large).
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, Bucket):
+            identity = inspect(obj).identity  # never loads an expired attribute
+            balance = balances.get(identity[0]) if identity else None
+            if balance is not None and balance.moved:
+                set_committed_value(obj, "remaining", balance.remaining)
 
 
 async def post_batch(
@@ -238,7 +253,7 @@ async def post_all(session: AsyncSession, postings: Sequence[Posting]) -> int:
     # Credits first: on SQLite the row trigger applies the entries one by one, and no
     # intermediate balance may dip below the final one.
     rows.sort(key=lambda r: -r[2])
-    for bucket_id, balance in sorted(balances.items()):
+    for bucket_id, balance in sorted(balances.items(), key=lambda kv: kv[0].int):
         if balance.moved and balance.remaining < balance.reserved:
             raise InsufficientBalance(bucket_id=bucket_id)
     await _write(session, conn, rows, balances)
