@@ -204,3 +204,22 @@ def test_peers_cli_creates_lists_and_revokes(settings: object, tmp_path: object)
     assert revoked.exit_code == 0 and "revoked" in revoked.output
     missing = runner.invoke(app, ["peers", "revoke", "nobody"], env=env)
     assert missing.exit_code == 1
+
+
+async def test_simulate_drives_the_usage_api_and_balances_move(rt: Runtime) -> None:
+    from openmvno.app import create_app
+    from openmvno.usage.cli import simulate
+    from tests.usage.helpers import buckets
+
+    plan = await make_plan(rt, "U-SIM", data_bytes=100 * GB, voice_seconds=10**6,
+                           sms_count=10**4)
+    lines = [await line_with_plan(rt, plan) for _ in range(3)]
+    key = await make_peer(rt)
+    transport = httpx.ASGITransport(app=create_app(runtime=rt))
+    totals = await simulate("http://testserver", key, [x.msisdn for x in lines], rate=400,
+                            duration=0.5, batch=50, seed=7, transport=transport)
+    assert totals == {"charged": 200}
+    for x in lines:
+        now = await buckets(rt, x)
+        used = sum(b.initial - b.remaining for kind in ("data", "voice", "sms") for b in now[kind])
+        assert used > 0

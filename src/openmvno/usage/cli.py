@@ -124,10 +124,13 @@ def make_records(
     return out
 
 
-async def _simulate(
+async def simulate(
     url: str, key: str, msisdns: list[str], rate: float, duration: float, batch: int,
-    seed: int,
+    seed: int, *, transport: Any = None,
 ) -> dict[str, int]:
+    """Send ``rate`` records a second for ``duration`` seconds to ``url``'s usage API, in
+    requests of at most ``batch`` records, with a progress bar; the counts per status.
+    (``transport``: an httpx transport, e.g. to an app in the same process.)"""
     import httpx
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -137,7 +140,7 @@ async def _simulate(
     sent = 0
     started = time.monotonic()
     planned = int(rate * duration)
-    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=60, transport=transport) as client:
         with Progress(
             TextColumn("[bold]usage[/bold]"), BarColumn(),
             TextColumn("{task.completed}/{task.total}"),
@@ -213,8 +216,8 @@ def simulate_usage(
         console.print(f"using a new peer {name}")
     numbers = numbers[:lines]
     console.print(f"{len(numbers)} line(s), {rate:g} records/s for {duration:g} s → {url}")
-    totals = asyncio.run(_simulate(url, key, numbers, rate, duration, max(1, batch), seed))
+    totals = asyncio.run(simulate(url, key, numbers, rate, duration, max(1, batch), seed))
     console.print("done: " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items())))
 
 
-__all__ = ["make_records", "peers_app", "simulate_app"]
+__all__ = ["make_records", "peers_app", "simulate", "simulate_app"]
