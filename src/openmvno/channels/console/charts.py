@@ -87,7 +87,7 @@ def hbars(counts: Mapping[str, float], *, title: str, empty: str) -> Markup:
     """Horizontal bars, one per name (counts by state or reason)."""
     items = sorted(counts.items(), key=lambda kv: -kv[1])
     top = max((v for _, v in items), default=0)
-    height = max(60, 28 * len(items) + 16)
+    height = max(140, 28 * len(items) + 16)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {height}" role="img" '
         f'aria-label="{escape(title)}" class="chart-svg"><title>{escape(title)}</title>'

@@ -204,7 +204,11 @@ def render(
     }
     ctx.update(context or {})
     html = env.get_template(name).render(ctx)
-    return _finish(HTMLResponse(html, status_code=status_code))  # type: ignore[return-value]
+    response = HTMLResponse(html, status_code=status_code)
+    if request.query_params.get("lang"):  # the choice sticks (the portal's cookie)
+        response.set_cookie("lang", language, max_age=365 * 86400, httponly=True,
+                            samesite="lax", secure=rt.settings.secure_cookies, path="/")
+    return _finish(response)  # type: ignore[return-value]
 
 
 def redirect(url: str) -> Response:
