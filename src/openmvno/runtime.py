@@ -76,9 +76,11 @@ def build_runtime(settings: Settings) -> Runtime:
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+    sessions = make_sessionmaker(engine)
+    sessions.configure(info={"settings": settings})  # services that get only a session
     return Runtime(
         settings=settings,
         engine=engine,
-        sessions=make_sessionmaker(engine),
+        sessions=sessions,
         passwords=Passwords(settings),
     )

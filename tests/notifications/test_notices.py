@@ -222,3 +222,25 @@ async def test_a_batch_larger_than_a_chunk_is_queued_whole(rt: Runtime) -> None:
     assert len(rows) == 2 * n
     assert {m.kind for m in rows} == {OutboxKind.sms, OutboxKind.email}
     assert len({m.dedupe_key for m in rows}) == 2 * n
+
+
+async def test_the_runtime_settings_reach_notify_through_its_sessions(rt: Runtime) -> None:
+    from openmvno.runtime import build_runtime
+
+    other = build_runtime(rt.settings.model_copy(update={
+        "operator_name": "Harbour Mobile", "timezone": "Europe/London"}))
+    try:
+        a = await account(other, language="en")
+        async with unit_of_work(other.sessions) as s:
+            assert notices.settings_of(s) is other.settings
+            await notices.notify(s, account_id=a, event="restored", key=f"restored:{a}:x",
+                                 params={"plan": "Enjoy 30 days", "expires_at": EXPIRES},
+                                 urgent=True)
+        (sms,) = await outbox(other)
+    finally:
+        await other.close()
+        from openmvno.formatting import use_timezone
+
+        use_timezone(rt.settings.timezone)  # the process's zone back to the test's
+    assert sms.body == (f"Harbour Mobile: {sms.recipient} is working again. Enjoy 30 days "
+                        "runs until 2026-12-01 16:30.")
