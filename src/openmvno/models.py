@@ -26,6 +26,8 @@ from openmvno.payments.cards import CardSetupSession, PaymentCustomer, SavedCard
 from openmvno.payments.models import ExternalEvent, PaymentAttempt, PaymentRefund
 from openmvno.ratelimit.models import RateEvent
 from openmvno.receipts.models import Receipt, Sequence
+from openmvno.renewals.models import AutoRenewSetting
+from openmvno.renewals.runs import RenewalRun
 from openmvno.selfcare.models import InboundMessage, SmsConfirmation
 from openmvno.staff.models import (
     AccountNote,
@@ -34,34 +36,23 @@ from openmvno.staff.models import (
     StaffSession,
     StaffTotp,
 )
-from openmvno.renewals.models import AutoRenewSetting
-from openmvno.renewals.runs import RenewalRun
 from openmvno.usage.models import LineBar, NetworkPeer, UsageRecord
 from openmvno.worker.models import WorkerJob
 
 __all__ = [
+    "Account",
     "AccountNote",
-    "CallerVerification",
-    "RuntimeSetting",
-    "StaffSession",
-    "StaffTotp",
-    "RenewalRun",
+    "AuditEvent",
+    "AuthToken",
+    "AutoRenewSetting",
     "AutoTopup",
     "AutoTopupRun",
-    "CardSetupSession",
-    "PaymentCustomer",
-    "SandboxCard",
-    "SandboxCharge",
-    "SandboxSetup",
-    "SavedCard",
-    "Account",
-    "AuditEvent",
-    "AutoRenewSetting",
-    "AuthToken",
     "BalanceEntry",
     "Base",
     "BindAttempt",
     "Bucket",
+    "CallerVerification",
+    "CardSetupSession",
     "ExternalEvent",
     "InboundMessage",
     "Line",
@@ -76,15 +67,24 @@ __all__ = [
     "Order",
     "OutboxMessage",
     "PaymentAttempt",
+    "PaymentCustomer",
     "PaymentRefund",
     "Plan",
     "RateEvent",
     "Receipt",
+    "RenewalRun",
+    "RuntimeSetting",
+    "SandboxCard",
+    "SandboxCharge",
     "SandboxPayment",
     "SandboxRefund",
+    "SandboxSetup",
+    "SavedCard",
     "Sequence",
     "SmsConfirmation",
     "SmsPart",
-    "WorkerJob",
+    "StaffSession",
+    "StaffTotp",
     "UsageRecord",
+    "WorkerJob",
 ]
