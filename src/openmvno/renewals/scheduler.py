@@ -5,8 +5,9 @@ A round (:func:`run_due`), for at most ``renewal_batch`` lines:
 
 1. **Claim** (one short unit of work): one ``UPDATE … WHERE id IN (SELECT … FOR UPDATE
    SKIP LOCKED) RETURNING`` takes the due settings (``next_attempt_at <= now``), and a
-   second one the suspended lines waiting for a top-up whose wallet now covers the
-   price; one SELECT reads their lines and plans.
+   second one the lapsed lines (grace, suspended) waiting for a top-up whose wallet now
+   covers the price (renewed from the wallet at once); one SELECT reads their lines and
+   plans.
 2. **Decide** in Python: a line renewed another way since (its expiry moved) starts its
    schedule again; a closed, unbound or plan-less line stops; the rest are due.
 3. **Charge cards** (no transaction open): card-funded lines go to
@@ -76,6 +77,8 @@ class Claimed:
     price_minor: int | None
     currency: str | None
     plan_names: dict[str, str] = field(default_factory=dict)
+    topped_up: bool = False
+    """Claimed because its lapsed line's wallet now covers the price (a top-up)."""
     # what this round decided
     changes: dict[str, Any] = field(default_factory=dict)
     fund: Literal["wallet", "card"] | None = None
@@ -138,6 +141,7 @@ def _wallet_covers() -> Any:
         Bucket.kind == BucketKind.money,
         Bucket.currency == Plan.currency,
         Bucket.remaining - Bucket.reserved >= Plan.price_minor,
+        Line.state.in_([LineState.grace, LineState.suspended]),
     )
 
 
@@ -154,7 +158,10 @@ async def claim(rt: Runtime, limit: int) -> list[Claimed]:
             waiting = and_(S.enabled.is_(True), S.waiting_for_wallet.is_(True), _wallet_covers())
             rows = await claim_due(session, S, waiting, order, limit - len(ids), lease,
                                    columns=[S.id], now=now)
-            ids += [r[0] for r in rows]
+            topped_up = {r[0] for r in rows}
+            ids += list(topped_up)
+        else:
+            topped_up = set()
         if not ids:
             return []
         found = await session.execute(
@@ -176,6 +183,7 @@ async def claim(rt: Runtime, limit: int) -> list[Claimed]:
                 line_account_id=r[9], line_auto_renew=r[10], line_state=LineState(r[11]),
                 expires_at=r[12], plan_id=r[13], price_minor=r[14], currency=r[15],
                 plan_names={"zh-CN": r[16] or "", "en": r[17] or ""},
+                topped_up=r[0] in topped_up,
             )
             for r in found.all()
         ]
@@ -212,6 +220,9 @@ def _decide(rt: Runtime, c: Claimed, now: datetime) -> None:
                 c.changes["next_attempt_at"] = at
                 return
     wallet_ok = c.funding is Funding.wallet or c.wallet_fallback
+    if c.topped_up and wallet_ok:
+        c.fund = "wallet"  # the money is there: no card needed
+        return
     if c.line_state is LineState.suspended:
         # Attempts stop at suspension; the wallet is taken as soon as it covers the price.
         if not wallet_ok:
@@ -276,16 +287,18 @@ def _failed(rt: Runtime, c: Claimed, reason: str, now: datetime) -> NoticeReques
     made = c.attempts + 1
     changes: dict[str, Any] = {"attempts": made, "last_failure": reason[:40],
                                "last_attempt_at": now}
+    # Once the line has lapsed, a top-up that covers the price is taken at once.
+    lapsed = c.line_state is not LineState.active or now >= c.expires_at
+    changes["waiting_for_wallet"] = lapsed and (c.funding is Funding.wallet or c.wallet_fallback)
     if c.line_state is LineState.suspended:
-        changes.update(next_attempt_at=schedule.parked_until(settings, now),
-                       waiting_for_wallet=True)
+        changes["next_attempt_at"] = schedule.parked_until(settings, now)
     else:
         changes["next_attempt_at"] = schedule.next_after_failure(
             settings, c.expires_at, made, now
         )
     c.changes.update(changes)
-    if c.line_state is LineState.suspended and c.waiting_for_wallet:
-        return None  # told already when its attempts ran out
+    if c.topped_up:
+        return None  # the wallet covered it a moment ago: no news for the subscriber
     return NoticeRequest(
         account_id=c.account_id,
         event="renewal_failed",
@@ -296,7 +309,9 @@ def _failed(rt: Runtime, c: Claimed, reason: str, now: datetime) -> NoticeReques
             "reason": reason,
             "amount_minor": c.price_minor,
             "currency": c.currency,
-            "expires_at": c.expires_at,
+            # Before expiry: pay before it ends; in grace: before the line is suspended.
+            "expires_at": c.expires_at if stage == schedule.BEFORE
+            else c.expires_at + timedelta(days=settings.grace_days),
         },
         urgent=c.line_state is not LineState.active,
     )
