@@ -11,7 +11,6 @@ import uuid
 
 import httpx
 import pyotp
-import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
@@ -27,7 +26,6 @@ from tests.console.helpers import console_login, csrf_of, make_staff, staff_clie
 from tests.orders.helpers import order, pay
 from tests.sms.helpers import person
 
-pytestmark = pytest.mark.anyio
 USSD_SECRET = "ussd-shared-secret-0123456789"
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 
 import httpx
-import pytest
 from sqlalchemy import select
 
 from openmvno.accounts.models import Role
@@ -35,8 +34,6 @@ from tests.orders.helpers import (
     use_tiny_provider,
     wallet_minor,
 )
-
-pytestmark = pytest.mark.anyio
 
 
 async def _events(rt: Runtime, action: str) -> list[AuditEvent]:

@@ -35,7 +35,6 @@ from tests.test_hostile_input import (
     world,
 )
 
-pytestmark = pytest.mark.anyio
 _ = world  # the fixture
 
 QUERY_NAMES = ("q", "done", "lang", "event", "action", "actor", "account", "from", "to", "next")
