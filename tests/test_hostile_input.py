@@ -205,7 +205,7 @@ class World:
         return {
             "code": "M30", "line_id": self.line_id, "order_id": self.paid_order_id,
             "receipt_id": self.receipt_id, "provider": "sandbox", "reference": self.reference,
-            "event": "wallet_low", "language": "en",
+            "event": "wallet_low", "language": "en", "channel": "sms",
         }.get(name, "x")
 
 

@@ -65,6 +65,7 @@ MATRIX: dict[str, frozenset[str]] = {
     "PUT /api/v1/me/notification-preferences": SIGNED_IN,
     "GET /api/v1/admin/notice-templates": frozenset({"admin"}),
     "PUT /api/v1/admin/notice-templates/{event}/{language}": frozenset({"admin"}),
+    "DELETE /api/v1/admin/notice-templates/{event}/{language}/{channel}": frozenset({"admin"}),
     # API: lines (a subscriber's own; staff use the console)
     "GET /api/v1/me/lines": SIGNED_IN,
     "GET /api/v1/lines/{line_id}": OWNER,
@@ -311,7 +312,7 @@ async def test_every_route_is_in_the_matrix_and_holds(
     a_headers, a_id = await subscriber(client, password=password)
     b_headers, b_id = await subscriber(client, password=password)
     objects: dict[str, str] = {"code": "M30", "provider": "sandbox"}
-    objects.update(event="wallet_low", language="en")  # a notice template
+    objects.update(event="wallet_low", language="en", channel="sms")  # a notice template
     for headers, account in ((a_headers, a_id), (b_headers, b_id)):
         line = await give_line(rt, account)
         async with unit_of_work(rt.sessions) as s:  # an eSIM, so its QR routes exist

@@ -93,3 +93,30 @@ async def test_templates_listed_validated_previewed_audited_and_used(
     assert custom == [{"language": "en", "channel": "sms", "subject": "",
                        "body": "{operator}: only {balance} left, {name}. {{top up}}",
                        "custom": True}]
+
+
+async def test_an_own_text_is_reset_to_the_built_in_one(
+    rt: Runtime, client: httpx.AsyncClient,
+) -> None:
+    admin = await staff_headers(client, rt, Role.admin)
+    agent = await staff_headers(client, rt, Role.agent)
+    r = await client.put(f"{TEMPLATES}/suspended/zh-CN", headers=admin,
+                         json={"channel": "sms", "body": "{msisdn} 停机了"})
+    assert r.status_code == 200, r.text
+    url = f"{TEMPLATES}/suspended/zh-CN/sms"
+    assert (await client.delete(url, headers=agent)).status_code == 403
+    assert (await client.delete(f"{TEMPLATES}/nope/zh-CN/sms", headers=admin)).status_code == 404
+    assert (await client.delete(url, headers=admin)).status_code == 204
+    assert (await client.delete(url, headers=admin)).status_code == 204  # nothing left: fine
+    listed = (await client.get(TEMPLATES, headers=admin)).json()
+    assert not any(t["custom"] for e in listed for t in e["texts"])
+    a = await account(rt, language="zh-CN")
+    async with unit_of_work(rt.sessions) as s:
+        await notices.notify(s, account_id=a, event="suspended", key=f"suspended:{a}",
+                             params={}, urgent=True)
+    (sms,) = await outbox(rt)
+    assert sms.body.startswith("【OpenMVNO Demo Mobile】您的号码") and "续费后立即复机" in sms.body
+    async with unit_of_work(rt.sessions) as s:
+        actions = [e.action for e in (await s.scalars(select(AuditEvent).where(
+            AuditEvent.subject_type == "notice_template")))]
+    assert sorted(actions) == ["notice_template.reset", "notice_template.set"]

@@ -139,4 +139,25 @@ async def set_template(
     return Preview(event.name, language, channel, subject, body, sample.subject, sample.body)
 
 
-__all__ = ["EventTemplates", "Preview", "TemplateText", "list_templates", "set_template"]
+async def reset_template(
+    session: AsyncSession, *, actor: Account, event_name: str, language: str, channel: Channel,
+) -> bool:
+    """Go back to the built-in text (audited); False when there was no own text."""
+    event = event_or_404(event_name)
+    row = (await session.scalars(select(NoticeTemplate).where(
+        NoticeTemplate.event == event.name, NoticeTemplate.language == language,
+        NoticeTemplate.channel == channel))).first()
+    if row is None:
+        return False
+    before = {"subject": row.subject, "body": row.body}
+    await session.delete(row)
+    await session.flush()
+    await audit.record(
+        session, actor=actor, action="notice_template.reset", subject_type="notice_template",
+        subject_id=f"{event.name}/{language}/{channel}", data={"before": before, "after": None},
+    )
+    return True
+
+
+__all__ = ["EventTemplates", "Preview", "TemplateText", "list_templates", "reset_template",
+           "set_template"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Response, status
 from pydantic import BaseModel, Field, StrictBool
 
 from openmvno import fields
@@ -20,6 +20,7 @@ EventName = Annotated[
     fields.text(40, min_length=1, pattern=r"^[a-z_]+$"),
 ]
 LanguageName = Annotated[Literal["zh-CN", "en"], Path(description="`zh-CN` or `en`")]
+ChannelName = Annotated[Literal["sms", "email"], Path(description="`sms` or `email`")]
 
 
 class PreferencesIn(fields.Strict):
@@ -122,3 +123,16 @@ async def set_notice_template(
     return TemplatePreview(event=p.event, language=p.language, channel=p.channel,
                            subject=p.subject, body=p.body, sample_subject=p.sample_subject,
                            sample_body=p.sample_body)
+
+
+@router.delete("/admin/notice-templates/{event}/{language}/{channel}", tags=["admin"],
+               status_code=status.HTTP_204_NO_CONTENT)
+async def reset_notice_template(
+    event: EventName, language: LanguageName, channel: ChannelName, session: Session,
+    admin: Admin,
+) -> Response:
+    """Go back to the built-in text of one event in one language on one channel (audited;
+    nothing to undo is fine)."""
+    await templates.reset_template(session, actor=admin, event_name=event, language=language,
+                                   channel=channel)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
