@@ -1,7 +1,7 @@
 """The month-end storm: every line due for renewal at once, renewed by worker processes.
 
     python bench/renewals.py [--postgres URL] [--lines 100000] [--workers 1,2,4]
-                             [--sqlite-lines 100000]
+                             [--sqlite-lines 10000]
 
 For each run a fresh database (PostgreSQL: ``openmvno_bench_renewals`` on the given
 server; SQLite: a throw-away file, one worker only) gets ``--lines`` subscribers, each with
@@ -288,7 +288,7 @@ def measure(database_url: str, *, lines: int, workers: int) -> dict[str, Any]:
 
 
 def run(postgres: str | None, *, lines: int = 100_000, workers: tuple[int, ...] = (1, 2, 4),
-        sqlite_lines: int = 100_000) -> list[dict[str, Any]]:
+        sqlite_lines: int = 10_000) -> list[dict[str, Any]]:
     results = [measure("sqlite", lines=sqlite_lines, workers=1)]
     if postgres:
         results += [measure(postgres, lines=lines, workers=w) for w in workers]
@@ -330,7 +330,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postgres")
     parser.add_argument("--lines", type=int, default=100_000)
-    parser.add_argument("--sqlite-lines", type=int, default=100_000)
+    parser.add_argument("--sqlite-lines", type=int, default=10_000)
     parser.add_argument("--workers", default="1,2,4")
     args = parser.parse_args()
     workers = tuple(int(w) for w in args.workers.split(","))
