@@ -320,3 +320,38 @@ async def test_unbound_or_closed_lines_stop(
         _, setting = await _state(rt, line_id)
         assert setting.enabled is False and setting.next_attempt_at is None
     assert await wallet_minor(rt, me) == 50000
+
+
+async def test_a_capture_for_a_line_renewed_meanwhile_goes_back_to_the_wallet(
+    client: Any, rt: Runtime, frozen: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The card is captured, and while the provider answered the subscriber renewed the
+    line by hand: the renewal batch says duplicate, so the capture goes back to the wallet
+    (once), and the schedule starts from the new expiry."""
+    await seed_plans(rt)
+    _, me = await subscriber(client)
+    card = await _card(rt, client, me, SAVES)
+    line_id = await _auto_line(rt, me, frozen, funding=Funding.card, card=card)
+    real = scheduler.charge_cards
+
+    async def charge_then_renewed_by_hand(rt_: Runtime, charges: Any) -> Any:
+        answers = await real(rt_, charges)
+        async with unit_of_work(rt.sessions) as s:
+            line = await s.get(Line, line_id)
+            assert line is not None and line.expires_at is not None
+            line.expires_at += timedelta(days=30)
+        return answers
+
+    monkeypatch.setattr(scheduler, "charge_cards", charge_then_renewed_by_hand)
+    frozen.advance(days=29)
+    assert await scheduler.run_due(rt) == 1
+    assert len(await _captures(rt)) == 1
+    assert await _runs(rt) == 0
+    assert await wallet_minor(rt, me) == 5000
+    line, setting = await _state(rt, line_id)
+    assert line.expires_at is not None
+    assert setting.next_attempt_at == line.expires_at - timedelta(hours=24)
+    monkeypatch.setattr(scheduler, "charge_cards", real)
+    assert await scheduler.run_due(rt) == 0
+    async with unit_of_work(rt.sessions) as s:
+        assert await ledger.check(s) == []

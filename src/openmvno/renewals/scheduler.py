@@ -40,13 +40,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openmvno import clock
 from openmvno.catalog.models import Plan
 from openmvno.db import unit_of_work
-from openmvno.ledger.models import Bucket, BucketKind
+from openmvno.ledger import service as ledger
+from openmvno.ledger.models import Bucket, BucketKind, EntryReason
 from openmvno.lines.models import Line, LineState
 from openmvno.notifications.notices import NoticeRequest, notify_many
 from openmvno.payments import cards
 from openmvno.renewals import schedule
 from openmvno.renewals.batch import DueRenewal, renew_batch
 from openmvno.renewals.models import AutoRenewSetting, Funding
+from openmvno.renewals.runs import RenewalRun
 from openmvno.runtime import Runtime
 from openmvno.worker.claims import claim_due
 
@@ -405,6 +407,40 @@ async def _reschedule_renewed(
                          next_attempt_at=max(at, now))
 
 
+async def _return_unspent_captures(
+    session: AsyncSession, due: list[Claimed], outcomes: dict[uuid.UUID, str]
+) -> set[uuid.UUID]:
+    """Card money captured for a period that was not renewed with it (the line was renewed
+    another way meanwhile, or closed) goes back to the subscriber's wallet, once per
+    payment attempt (a ledger entry keyed by it). A ``duplicate`` whose renewal run holds
+    this very capture (a re-run after a crash) spent it: nothing goes back. Returns the
+    lines whose capture went back."""
+    candidates = [c for c in due if c.fund == "card" and c.payment_attempt_id is not None
+                  and outcomes.get(c.line_id) in ("duplicate", "unavailable")]
+    if not candidates:
+        return set()
+    rows = await session.execute(
+        select(RenewalRun.line_id, RenewalRun.period_key, RenewalRun.payment_attempt_id)
+        .where(RenewalRun.line_id.in_([c.line_id for c in candidates]))
+    )
+    spent = {(r[0], r[1]): r[2] for r in rows.all()}
+    returned: set[uuid.UUID] = set()
+    for c in candidates:
+        if spent.get((c.line_id, c.period_key or "")) == c.payment_attempt_id:
+            continue
+        assert c.price_minor is not None
+        assert c.currency is not None
+        await ledger.credit_wallet(
+            session, account_id=c.account_id, currency=c.currency, amount_minor=c.price_minor,
+            reason=EntryReason.refund, key=f"renewal-return:{c.payment_attempt_id}",
+            memo="auto-renewal not needed",
+        )
+        log.warning("card capture returned to the wallet",
+                    extra={"line_id": str(c.line_id), "status": outcomes.get(c.line_id)})
+        returned.add(c.line_id)
+    return returned
+
+
 async def run_due(rt: Runtime) -> int:
     """One batch of due auto-renewals (a worker job); how many lines it handled."""
     batch = await claim(rt, rt.settings.renewal_batch)
@@ -420,20 +456,21 @@ async def run_due(rt: Runtime) -> int:
     due = [c for c in batch if c.fund is not None]
     async with unit_of_work(rt.sessions) as session:
         outcomes = await _renew(session, due)
-        renewed = [c for c in due if outcomes.get(c.line_id) in ("renewed", "duplicate")]
+        returned = await _return_unspent_captures(session, due, outcomes)
+        renewed = [c for c in due if outcomes.get(c.line_id) == "renewed"
+                   or (outcomes.get(c.line_id) == "duplicate" and c.line_id not in returned)]
+        # A capture returned because the line was renewed another way: start again from
+        # its new expiry, like a renewal.
+        renewed += [c for c in due if c.line_id in returned
+                    and outcomes.get(c.line_id) == "duplicate"]
         await _reschedule_renewed(session, rt, renewed, now)
         notices: list[NoticeRequest] = []
         for c in due:
             status = outcomes.get(c.line_id)
             if status in ("renewed", "duplicate"):
                 continue
-            if c.fund == "card":
-                # Captured but not renewed: never a new charge key for this period; the
-                # same attempt runs again later (the provider answers with this capture).
-                log.error("card captured but not renewed",
-                          extra={"line_id": str(c.line_id), "status": status})
-                c.changes.update(next_attempt_at=schedule.parked_until(rt.settings, now),
-                                 last_failure=str(status)[:40])
+            if status == "unavailable":  # closed, unbound or no plan: the next look stops it
+                c.changes.update(next_attempt_at=now, last_failure="unavailable")
                 continue
             c.failure = _reason(c, status)
         for c in batch:
