@@ -139,7 +139,7 @@ EVENT_LIST: tuple[Event, ...] = (
                doc="True/False: auto-renew on or off; None or absent: not mentioned")),
         fires="days before a line's expiry (settings.expiry_reminder_days, default 7, 3, 1); "
               "by notifications/reminders.py",
-        key="expiry_reminder:{line_id}:{expires_at ISO}:{days_left}",
+        key="expiry_reminder:{line_id}:{expires_at ISO}:{threshold days}",
         sample={"days_left": 3, "plan": "Monthly 30 GB", "expires_at": _SAMPLE_AT,
                 "amount_minor": 3000, "currency": "CNY", "auto_renew": True},
     ),
