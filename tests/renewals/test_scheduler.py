@@ -7,6 +7,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from openmvno.adapters.payments.sandbox import SandboxProvider
