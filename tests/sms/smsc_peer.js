@@ -39,10 +39,14 @@ function stamp(d) {
 function flushReceipts() {
   if (!opts.receipts) return;
   while (pendingReceipts.length) {
-    const sessions = [...bound];
+    const sessions = [...bound].filter((s) => !s.dead);
     if (!sessions.length) return;
     const r = pendingReceipts.shift();
     const session = sessions.find((s) => s.bindNo === r.bindNo) || sessions[0];
+    // Like an SMSC: a receipt is kept until the ESME answers it; a session that goes
+    // first hands it back to be sent again over the next bind.
+    session.unanswered = session.unanswered || new Map();
+    session.unanswered.set(r.id, r);
     const failed = opts.fail_to.includes(r.to);
     const stat = failed ? 'UNDELIV' : 'DELIVRD';
     const err = failed ? '001' : '000';
@@ -53,7 +57,10 @@ function flushReceipts() {
         `done date:${now} stat:${stat} err:${err} text:`,
       receipted_message_id: r.id, message_state: failed ? 5 : 2,
       user_message_reference: r.ref,
-    }, (resp) => emit({event: 'receipt_resp', id: r.id, status: resp.command_status}));
+    }, (resp) => {
+      session.unanswered.delete(r.id);
+      emit({event: 'receipt_resp', id: r.id, status: resp.command_status});
+    });
     emit({event: 'receipt', id: r.id, to: r.to, stat});
   }
 }
@@ -139,6 +146,8 @@ const server = smpp.createServer({debug: false}, (session) => {
   });
   session.on('close', () => {
     bound.delete(session);
+    for (const r of (session.unanswered || new Map()).values()) pendingReceipts.push(r);
+    if (session.unanswered) session.unanswered.clear();
     emit({event: 'closed', bind: session.bindNo});
   });
   session.on('error', () => {});

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import uuid
@@ -119,6 +120,7 @@ class SmppSender:
         self.link = SmppLink(link_config(rt.settings, self.name),
                              on_receipt=self.on_receipt, on_inbound=self._inbound)
         self._busy: set[asyncio.Task[None]] = set()
+        self._inflight: set[uuid.UUID] = set()
         self.submitted = 0
 
     # -------------------------------------------------------------- running
@@ -146,11 +148,18 @@ class SmppSender:
             self.wake.clear()  # before the claim: a reply queued meanwhile wakes us again
             batch = await claim(self.rt, free) if free > 0 else []
             for message in batch:
+                if message.id in self._inflight:
+                    continue  # its lease ran out while this process still works on it
+                self._inflight.add(message.id)
                 task = asyncio.create_task(self._deliver_safely(message))
                 self._busy.add(task)
                 task.add_done_callback(self._busy.discard)
+                task.add_done_callback(functools.partial(self._done, message.id))
             if not batch:
                 await _first(stop.wait(), self.wake.wait(), asyncio.sleep(poll))
+
+    def _done(self, outbox_id: uuid.UUID, _: object) -> None:
+        self._inflight.discard(outbox_id)
 
     async def _inbound(self, message: Inbound) -> None:
         if self._on_inbound is None:
