@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from openmvno.db import unit_of_work
 from openmvno.notifications import notices
-from openmvno.notifications.models import Notice, OutboxKind
+from openmvno.notifications.models import Notice, OutboxKind, OutboxMessage, OutboxState
 from openmvno.notifications.notices import NoticeRequest
 from openmvno.notifications.preferences import set_preferences
 from openmvno.runtime import Runtime
@@ -244,3 +244,23 @@ async def test_the_runtime_settings_reach_notify_through_its_sessions(rt: Runtim
         use_timezone(rt.settings.timezone)  # the process's zone back to the test's
     assert sms.body == (f"Harbour Mobile: {sms.recipient} is working again. Enjoy 30 days "
                         "runs until 2026-12-01 16:30.")
+
+
+async def test_rows_written_by_the_batch_path_read_back_through_the_models(
+    rt: Runtime, frozen: FrozenClock
+) -> None:
+    a = await account(rt, email="rows@example.com")
+    ln = await line(rt, a)
+    assert await _notify(rt, a, "suspended:rows", event="suspended", params={},
+                         line_id=ln.id, urgent=True)
+    async with unit_of_work(rt.sessions) as s:
+        n = (await s.scalars(select(Notice))).one()
+        messages = (await s.scalars(select(OutboxMessage))).all()
+    assert (n.created_at, n.account_id, n.line_id, n.urgent, n.channels) == (
+        frozen.now, a, ln.id, True, "sms,email")
+    assert len(messages) == 2
+    for m in messages:
+        assert (m.created_at, m.next_attempt_at, m.account_id, m.attempts) == (
+            frozen.now, frozen.now, a, 0)
+        assert m.payload == {"notice": str(n.id), "event": "suspended", "language": "zh-CN"}
+        assert m.state is OutboxState.pending and m.claimed_until is None and m.sent_at is None
