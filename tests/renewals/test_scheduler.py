@@ -356,3 +356,22 @@ async def test_a_capture_for_a_line_renewed_meanwhile_goes_back_to_the_wallet(
     assert await scheduler.run_due(rt) == 0
     async with unit_of_work(rt.sessions) as s:
         assert await ledger.check(s) == []
+
+
+async def test_jobs_status_and_retry(client: Any, rt: Runtime, frozen: FrozenClock) -> None:
+    """``openmvno jobs status`` shows the failing settings; ``jobs retry`` makes them due."""
+    await seed_plans(rt)
+    _, me = await subscriber(client)
+    line_id = await _auto_line(rt, me, frozen)
+    frozen.advance(days=29)
+    assert await scheduler.run_due(rt) == 1  # the wallet is empty
+    status, retry = scheduler.run_due.status, scheduler.run_due.retry  # type: ignore[attr-defined]
+    async with unit_of_work(rt.sessions) as s:
+        counts = await status(s, frozen.now)
+    assert (counts.due, counts.claimed, counts.failing) == (0, 0, 1)
+    async with unit_of_work(rt.sessions) as s:
+        assert await retry(s) == 1
+    async with unit_of_work(rt.sessions) as s:
+        assert (await status(s, frozen.now)).due == 1
+    _, setting = await _state(rt, line_id)
+    assert setting.next_attempt_at == frozen.now

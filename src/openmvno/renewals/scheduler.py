@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Table, and_, bindparam, exists, select, update
+from sqlalchemy import Table, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmvno import clock
@@ -51,6 +51,7 @@ from openmvno.renewals.models import AutoRenewSetting, Funding
 from openmvno.renewals.runs import RenewalRun
 from openmvno.runtime import Runtime
 from openmvno.worker.claims import claim_due
+from openmvno.worker.jobs import JobCounts, describe
 
 log = logging.getLogger("openmvno.renewals")
 
@@ -483,6 +484,36 @@ async def run_due(rt: Runtime) -> int:
     log.info("renewals round", extra={"claimed": len(batch), "renewed": len(renewed),
                                        "failed": len(notices)})
     return len(batch)
+
+
+async def _status(session: AsyncSession, now: datetime) -> JobCounts:
+    """For ``openmvno jobs status``: settings due now, held by a worker, and failing (the
+    last attempt failed), with the lapsed ones waiting for a top-up."""
+    on = S.enabled.is_(True)
+    free = or_(S.claimed_until.is_(None), S.claimed_until < now)
+
+    async def count(*where: Any) -> int:
+        return int(await session.scalar(select(func.count()).select_from(S).where(*where)) or 0)
+
+    due = await count(on, S.next_attempt_at <= now, free)
+    claimed = await count(S.claimed_until >= now)
+    failing = await count(on, S.last_failure != "")
+    waiting = await count(on, S.waiting_for_wallet.is_(True))
+    return JobCounts(due=due, claimed=claimed, failing=failing,
+                     detail=f"waiting for a top-up {waiting}")
+
+
+async def _retry(session: AsyncSession) -> int:
+    """For ``openmvno jobs retry``: every failing setting is due again now."""
+    result = await session.execute(
+        update(S).where(S.enabled.is_(True), S.last_failure != "")
+        .values(next_attempt_at=clock.now(), claimed_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+describe(run_due, name="renewals.auto_renew", status=_status, retry=_retry)
 
 
 __all__ = ["CardAnswer", "CardCharge", "charge_cards", "charge_key", "claim", "run_due"]
