@@ -25,6 +25,7 @@ from tests.portal.conftest import PortalServer
 
 pytestmark = pytest.mark.browser
 DEMO_LOGIN = "+8613800000000"
+DEMO_LINE = "17020200900"  # the demo subscriber's eSIM (openmvno.demo)
 STAFF_PASSWORD = "Console-staff-2026"
 
 
@@ -147,3 +148,156 @@ def test_dashboard_charts_on_a_phone(browser: Browser, portal_server: PortalServ
         expect(page.locator("h1")).to_have_text(title)
     finally:
         context.close()
+
+
+def _new_caller(server: PortalServer, name: str, wallet: int) -> tuple[str, str, str]:
+    """A verified subscriber with an active line and a data card: (phone, msisdn, serial)."""
+    from openmvno.accounts.identity import normalize_phone
+    from openmvno.accounts.models import Account
+    from openmvno.ledger import service as ledger
+    from openmvno.ledger.models import EntryReason
+    from openmvno.lines.models import LineKind, LineState
+
+    phone = f"+86139{uuid.uuid4().int % 10**8:08d}"
+    serial = f"MV{uuid.uuid4().int % 10**10:010d}"
+    msisdn = f"+86172{uuid.uuid4().int % 10**8:08d}"
+
+    async def work(session: AsyncSession, rt: Runtime) -> None:
+        from openmvno import clock
+
+        account = Account(name=name, phone=normalize_phone(phone, "CN"), language="zh-CN",
+                          password_hash=rt.passwords.hash("Unused-pass-2026"),
+                          verified_at=clock.now())
+        session.add(account)
+        await session.flush()
+        session.add(Line(kind=LineKind.datacard, iccid=f"8986009{uuid.uuid4().int % 10**12:012d}",
+                         msisdn=msisdn, device_serial=serial, account_id=account.id,
+                         state=LineState.active))
+        if wallet:
+            await ledger.credit_wallet(session, account_id=account.id, currency="CNY",
+                                       amount_minor=wallet, reason=EntryReason.adjust,
+                                       key=f"browser-fund:{uuid.uuid4()}")
+
+    server.run(work)
+    return phone, msisdn, serial
+
+
+def test_agent_moves_a_misdirected_topup(page: Page, browser: Browser,
+                                         portal_server: PortalServer) -> None:
+    server = portal_server
+    _wrong_phone, wrong_msisdn, wrong_serial = _new_caller(server, "错号码", 0)
+    _right_phone, right_msisdn, _ = _new_caller(server, "对号码", 1000)
+    # a guest tops up the wrong number on the site
+    guest = browser.new_context(base_url=server.base_url)
+    try:
+        g = guest.new_page()
+        g.goto("/topup?lang=zh-CN")
+        g.fill(t("msisdn"), wrong_msisdn.removeprefix("+86"))
+        g.click(t("lookup"))
+        g.fill(t("amount"), "30")
+        g.check(t("method-card"))
+        g.click(t("pay"))
+        expect(g).to_have_url(re.compile(r"/sandbox/pay/sbx_"))
+        g.fill(t("card-number"), "4242424242424242")
+        g.fill(t("card-expiry"), "12/39")
+        g.fill(t("card-cvc"), "123")
+        g.click(t("pay"))
+        expect(g.locator(t("order-state"))).to_have_text("已完成")
+        number = g.locator(t("order-number")).inner_text().strip().split()[-1]
+    finally:
+        guest.close()
+    console_log_in(page, make_staff(server, Role.agent))
+    page.fill(t("search"), wrong_serial)
+    page.click(t("search-submit"))
+    page.click(t("open-account"))
+    page.fill(t("caller-serial"), wrong_serial)
+    page.fill(t("caller-name"), "错号码")
+    page.click(t("check-device"))
+    expect(page.locator(t("verified"))).to_be_visible()
+    expect(page.locator(t("wallet"))).to_have_text("¥30.00")
+    page.click(f"{t('orders')} a:has-text('{number[-6:]}')")
+    page.fill(t("move-msisdn"), right_msisdn)
+    page.fill(t("move-reason"), "付款人输错了一位")
+    page.click(t("move-topup"))
+    expect(page.locator(t("flash"))).to_be_visible()
+    expect(page.locator(t("moved-to"))).to_have_text(right_msisdn)
+    page.click(t("back-to-caller"))
+    expect(page.locator(t("wallet"))).to_have_text("¥0.00")
+    page.goto("/console?q=" + right_msisdn.replace("+", "%2B"))
+    page.click(t("open-account"))
+    expect(page.locator(t("wallet"))).to_have_text("¥40.00")
+    # the admin sees one audit event with both wallets before and after
+    admin = browser.new_context(base_url=server.base_url)
+    try:
+        a = admin.new_page()
+        console_log_in(a, make_staff(server, Role.admin))
+        a.goto("/console/admin/audit?action=topup.moved")
+        row = a.locator('[data-test="audit-topup.moved"]')
+        expect(row).to_have_count(1)
+        expect(row).to_contain_text("付款人输错了一位")
+        expect(row).to_contain_text('"from_wallet_minor": 3000')
+        expect(row).to_contain_text('"to_wallet_minor": 4000')
+    finally:
+        admin.close()
+
+
+def test_admin_retires_a_plan_and_turns_alipay_off(page: Page, browser: Browser,
+                                                   portal_server: PortalServer) -> None:
+    from openmvno.catalog import service as catalog
+    from openmvno.catalog.schemas import PlanIn
+    from openmvno.channels.sms.commands import handle
+
+    server = portal_server
+    code = f"BT-RET-{uuid.uuid4().hex[:4].upper()}"
+
+    async def plan(session: AsyncSession, rt: Runtime) -> None:
+        await catalog.create_plan(session, PlanIn(
+            code=code, kind="data", name_zh="即将下架包", name_en="Soon retired", price_minor=900,
+            validity_days=7, data_gb=1, terms_zh="", terms_en=""), actor=None,
+            default_currency="CNY")
+
+    server.run(plan)
+    phone, _msisdn, _ = _new_caller(server, "短信用户", 0)
+
+    def sms_plans() -> str:
+        async def work(session: AsyncSession, rt: Runtime) -> str:
+            reply = await handle(rt, sender=phone, text="PLANS", channel="test")
+            assert reply is not None
+            return reply.body
+
+        return server.run(work)
+
+    visitor = browser.new_context(base_url=server.base_url)
+    try:
+        v = visitor.new_page()
+        v.goto("/plans?lang=zh-CN")
+        expect(v.locator("body")).to_contain_text("即将下架包")
+        assert code in sms_plans()
+        console_log_in(page, make_staff(server, Role.admin))
+        page.goto("/console/admin/plans")
+        page.locator(t(f"plan-{code}")).locator("input[name=reason]").last.fill("旧套餐")
+        page.click(t(f"retire-{code}"))
+        expect(page.locator(t(f"plan-{code}"))).to_contain_text("已下架")
+        v.goto("/plans?lang=zh-CN")
+        expect(v.locator("body")).not_to_contain_text("即将下架包")
+        assert code not in sms_plans()
+
+        # Alipay off: gone from the API's list and the site's top-up form
+        def offered() -> list[str]:
+            r = httpx.get(f"{server.base_url}/api/v1/payment-methods", timeout=10)
+            return [m["method"] for m in r.json()]
+
+        assert "alipay" in offered()
+        page.goto("/console/admin/payment-methods")
+        page.click(t("toggle-alipay"))
+        expect(page.locator(t("state-alipay"))).to_have_text(re.compile("关"))
+        assert "alipay" not in offered()
+        v.goto("/topup?lang=zh-CN")
+        v.fill(t("msisdn"), DEMO_LINE)
+        v.click(t("lookup"))
+        expect(v.locator(t("method-card"))).to_have_count(1)
+        expect(v.locator(t("method-alipay"))).to_have_count(0)
+        page.click(t("toggle-alipay"))  # on again for the other tests
+        expect(page.locator(t("state-alipay"))).to_have_text(re.compile("开"))
+    finally:
+        visitor.close()
