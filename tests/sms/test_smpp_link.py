@@ -80,6 +80,22 @@ async def test_a_failed_receipt_marks_the_row_failed_with_the_smsc_reason(
     oid = await queue(smpp_rt, "+8613800000003", "hello")
     assert await until(lambda: _is(smpp_rt, oid, "failed"))
     assert await delivery(smpp_rt, oid) == "failed: UNDELIV err:001"
+    # The operator sees it in `openmvno outbox status`, with the SMSC's reason.
+    import asyncio
+    import os
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENMVNO_")}
+    env.update({"OPENMVNO_ENVIRONMENT": "development",
+                "OPENMVNO_DATABASE_URL": smpp_rt.settings.database_url,
+                "OPENMVNO_DATA_DIR": str(smpp_rt.settings.data_dir), "COLUMNS": "200"})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from openmvno.cli import app; app()", "outbox", "status",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    text = out.decode()
+    assert "failed 1" in text and "+8613800000003: UNDELIV err:001" in text
 
 
 async def test_throttled_submits_are_sent_again_and_arrive_once(
