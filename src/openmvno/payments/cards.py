@@ -356,7 +356,8 @@ async def finish_open_setups(rt: Runtime, *, account_id: uuid.UUID) -> int:
     """Finish the account's setups still open from the last day (an app that never
     followed the return link); returns how many were asked about."""
     since = clock.now() - timedelta(days=1)
-    async with unit_of_work(rt.sessions) as session:
+    # Read on a read-only connection: a page view takes no write lock unless a setup is open.
+    async with unit_of_work(rt.sessions, readonly=True) as session:
         ids = list((await session.scalars(
             select(CardSetupSession.id).where(
                 CardSetupSession.account_id == account_id,
