@@ -202,7 +202,13 @@ def _parse_time(value: Any) -> datetime | None:
 
 
 def _uuid(value: Any) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+    """A plain ``uuid.UUID`` (SQLite gives hex text; asyncpg its own UUID type, which
+    compares and hashes slowly against plain ones, e.g. in the ledger's dicts)."""
+    if type(value) is uuid.UUID:
+        return value
+    if isinstance(value, str):
+        return uuid.UUID(value)
+    return uuid.UUID(bytes=value.bytes)
 
 
 @lru_cache(maxsize=1024)

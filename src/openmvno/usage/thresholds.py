@@ -103,9 +103,10 @@ async def after_batch(
                 bars.append(barring.BarTarget(
                     info.id, info.account_id, info.msisdn, info.iccid, "allowance_used"
                 ))
+    barring_now = {t.line_id for t in bars}
     for line_id in refused_data:
         info = lines[line_id]
-        if all(t.line_id != line_id for t in bars):
+        if line_id not in barring_now:
             reason = "wallet_empty" if plan_pays_data(info, home) else "allowance_used"
             bars.append(barring.BarTarget(
                 info.id, info.account_id, info.msisdn, info.iccid, reason
