@@ -77,8 +77,16 @@ async def test_price_change_keeps_history_and_bought_prices(rt: Runtime,
     app = create_app(runtime=rt)
     admin, csrf = await staff_client(app, rt, Role.admin)
     r = await admin.post("/console/admin/plans/M30", data={"csrf": csrf, "amount": "60",
-                                                           "reason": "new season"})
+                                                           "zones": "cn, hk", "reason": "new season"})
     assert r.status_code == 303
+    r = await admin.post("/console/admin/plans", data={
+        "csrf": csrf, "code": "NEW10", "kind": "data", "name_zh": "新包", "name_en": "New pack",
+        "amount": "19.9", "validity_days": "30", "data_gb": "10", "zones": "CN，MO"})
+    assert r.status_code == 303, r.text
+    plans = {p["code"]: p for p in (await client.get("/api/v1/plans")).json()}
+    assert plans["NEW10"]["price"]["minor"] == 1990
+    assert plans["NEW10"]["roaming_zones"] == ["CN", "MO"]
+    assert plans["M30"]["roaming_zones"] == ["CN", "HK"]
     page = await admin.get("/console/admin/plans?lang=en")
     assert "50.00 → CN¥60.00" in page.text or ("50.00 → ¥60.00" in page.text and "new season" in page.text)
     async with unit_of_work(rt.sessions, readonly=True) as s:

@@ -80,6 +80,12 @@ def _yuan(text: str) -> int:
     return value
 
 
+def _zones(text: str) -> list[str]:
+    """Roaming zones as typed: ``CN, HK mo`` → ``["CN", "HK", "MO"]``."""
+    return [z.strip().upper() for z in text.replace("，", ",").replace(" ", ",").split(",")
+            if z.strip()]
+
+
 def _invalid(exc: ValidationError) -> InvalidInput:
     errors = exc.errors()
     if not errors:
@@ -234,9 +240,10 @@ async def plan_create(request: Request, desk: AdminDesk, session: Session, rt: R
             "name_en": form.get("name_en", ""),
             "price_minor": _yuan(form.get("amount", "")),
             "validity_days": int(form.get("validity_days") or 30),
-            "data_gb": float(form.get("data_gb") or 0),
+            "data_bytes": round(float(form.get("data_gb") or 0) * 1024**3),
             "terms_zh": form.get("terms_zh", ""),
             "terms_en": form.get("terms_en", ""),
+            "roaming_zones": _zones(form.get("zones", "")),
         }
         try:
             plan_in = PlanIn.model_validate(data)
@@ -278,6 +285,8 @@ async def plan_edit(request: Request, code: str, desk: AdminDesk, session: Sessi
         for name in ("name_zh", "name_en"):
             if form.get(name):
                 changes[name] = form[name]
+        if form.get("zones"):
+            changes["roaming_zones"] = _zones(form["zones"])
         try:
             patch = PlanPatch.model_validate(changes)
         except ValidationError as exc:
