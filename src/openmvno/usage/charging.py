@@ -453,7 +453,7 @@ async def charge_batch(
         )
         postings.append(Posting(
             bucket_id=bucket_id, account_id=owner, delta=-used, reason=EntryReason.usage,
-            key=f"usage:{batch_id}:{bucket_id}", memo=f"usage batch {batch_id}",
+            key=f"usage:{batch_id.hex}:{bucket_id.hex}", memo="usage",
         ))
     if postings:
         await post_postings(session, postings)
