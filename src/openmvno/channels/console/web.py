@@ -71,7 +71,26 @@ class CsrfRefused(Exception):
     """A console form without its session's CSRF token: a 403 page."""
 
 
+class AddressRefused(Exception):
+    """A path or query value no console page accepts (a NUL, a control character, too
+    long): a 404 for a path, a 400 for a query, before anything reads it."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__("address")
+        self.status = status
+
+
+def _check_address(request: Request) -> None:
+    for values, status in ((request.path_params, 404), (request.query_params, 400)):
+        for value in values.values():
+            try:
+                fields.clean_text(str(value), max_length=2000, form="NFC")
+            except ValueError as exc:
+                raise AddressRefused(status) from exc
+
+
 async def _desk(request: Request, session: Session, rt: RT) -> Desk:
+    _check_address(request)
     found = await staff_sessions.lookup(session, request.cookies.get(COOKIE))
     if found is None:
         return Desk(None)
@@ -344,6 +363,15 @@ def install(app: FastAPI) -> None:
             N_("This form has expired"),
             translate(request.state.language, "Reload the page and send the form again."),
         )
+
+    @app.exception_handler(AddressRefused)
+    async def _address(request: Request, exc: AddressRefused) -> Response:
+        lang = request.state.language
+        if exc.status == 404:
+            return error_page(request, Desk(None), 404, N_("Not found"),
+                              translate(lang, "There is no page at this address."))
+        return error_page(request, Desk(None), 400, N_("This address is not valid"),
+                          translate(lang, "Something in the address was not valid."))
 
     @app.exception_handler(FormRefused)
     async def _refused(request: Request, exc: FormRefused) -> Response:
