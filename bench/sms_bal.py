@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import statistics
 import sys
@@ -47,17 +48,18 @@ SCRIPT = ROOT / "tests" / "sms" / "smsc_peer.js"
 
 async def seed(rt: Runtime, n: int) -> list[str]:
     numbers = []
+    run = secrets.randbelow(10)  # a database used before keeps its numbers
     async with unit_of_work(rt.sessions) as s:
         plan = Plan(code=f"B{uuid.uuid4().hex[:6]}", kind=PlanKind.mixed, name_zh="基准套餐",
                     name_en="Bench plan", price_minor=3000, currency="CNY", validity_days=30)
         s.add(plan)
         await s.flush()
         for i in range(n):
-            account = Account(name=f"Bench {i}", phone=f"+86150{i:08d}", password_hash="!",  # noqa: S106 - no login
+            account = Account(name=f"Bench {i}", phone=f"+8615{run}{i:08d}", password_hash="!",  # noqa: S106 - no login
                               language="zh-CN" if i % 2 else "en")
             s.add(account)
             await s.flush()
-            line = Line(kind=LineKind.sim, iccid=f"8986009{i:012d}", msisdn=f"+86151{i:08d}",
+            line = Line(kind=LineKind.sim, iccid=f"898600{run}{i:012d}", msisdn=f"+8618{run}{i:08d}",
                         account_id=account.id, state=LineState.active, plan_id=plan.id)
             s.add(line)
             await ledger.credit_wallet(s, account_id=account.id, currency="CNY",
