@@ -59,7 +59,8 @@ async def seed(rt: Runtime, n: int) -> list[str]:
                               language="zh-CN" if i % 2 else "en")
             s.add(account)
             await s.flush()
-            line = Line(kind=LineKind.sim, iccid=f"898600{run}{i:012d}", msisdn=f"+8618{run}{i:08d}",
+            line = Line(kind=LineKind.sim, iccid=f"898600{run}{i:012d}",
+                        msisdn=f"+8618{run}{i:08d}",
                         account_id=account.id, state=LineState.active, plan_id=plan.id)
             s.add(line)
             await ledger.credit_wallet(s, account_id=account.id, currency="CNY",
