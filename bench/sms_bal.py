@@ -31,10 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from openmvno.accounts.models import Account  # noqa: E402
-from openmvno.adapters.sms.smpp import Inbound  # noqa: E402
-from openmvno.adapters.sms.smpp_outbox import SmppSender  # noqa: E402
 from openmvno.catalog.models import Plan, PlanKind  # noqa: E402
-from openmvno.channels.sms.commands import handle  # noqa: E402
+from openmvno.channels.sms.cli import sender_for  # noqa: E402
 from openmvno.config import Settings  # noqa: E402
 from openmvno.db import unit_of_work  # noqa: E402
 from openmvno.ledger import service as ledger  # noqa: E402
@@ -91,10 +89,7 @@ async def measure(settings: Settings, *, rate: float, seconds: float, subscriber
     rt = build_runtime(settings)
     numbers = await seed(rt, subscribers)
 
-    async def on_inbound(message: Inbound) -> None:
-        await handle(rt, sender=message.sender, text=message.text, channel="smpp")
-
-    sender = SmppSender(rt, name="bench", on_inbound=on_inbound)
+    sender = sender_for(rt, "bench")  # what `openmvno smpp` runs
     stop = asyncio.Event()
     task = asyncio.create_task(sender.run(stop))
     await asyncio.wait_for(sender.link.bound.wait(), timeout=30)

@@ -7,10 +7,13 @@ marketing consent is ``notifications.preferences``). Channels only parse and ren
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -76,6 +79,65 @@ async def subscriber_for(session: AsyncSession, rt: Runtime, raw: str) -> Subscr
     if account is None or not account.active or account.role != Role.subscriber:
         return None
     return Subscriber(account, line, number)
+
+
+async def subscribers_for(session: AsyncSession, rt: Runtime, raws: Sequence[str]
+                          ) -> dict[str, Subscriber | None]:
+    """:func:`subscriber_for` of many sender addresses: the lines and their owners in two
+    SELECTs whatever their number (a number with no line of its own falls back to
+    :func:`subscriber_for`)."""
+    numbers = {raw: phone(rt, raw) for raw in set(raws)}
+    wanted = sorted({n for n in numbers.values() if n is not None})
+    lines: dict[str, Line] = {}
+    if wanted:
+        for row in (await session.scalars(
+                select(Line).where(Line.msisdn.in_(wanted), Line.account_id.is_not(None),
+                                   Line.state != LineState.terminated))).all():
+            lines.setdefault(row.msisdn, row)
+    owners = sorted({x.account_id for x in lines.values() if x.account_id})
+    accounts = {a.id: a for a in (await session.scalars(
+        select(Account).where(Account.id.in_(owners)))).all()} if owners else {}
+    found: dict[str, Subscriber | None] = {}
+    for raw, number in numbers.items():
+        if number is None:
+            found[raw] = None
+            continue
+        line = lines.get(number)
+        if line is None or line.account_id is None:
+            found[raw] = await subscriber_for(session, rt, raw)
+            continue
+        account = accounts.get(line.account_id)
+        ok = account is not None and account.active and account.role == Role.subscriber
+        found[raw] = Subscriber(account, line, number) if ok and account else None
+    return found
+
+
+@dataclass(frozen=True)
+class InboundRow:
+    channel: str
+    external_id: str
+    sender: str
+    account_id: uuid.UUID | None
+
+
+async def take_inbound_many(session: AsyncSession, rows: Sequence[InboundRow]
+                            ) -> list[uuid.UUID | None]:
+    """:func:`take_inbound` of many messages in one INSERT (``ON CONFLICT DO NOTHING``):
+    per message its id, None when that (channel, id) was already taken (or repeats in
+    ``rows``)."""
+    if not rows:
+        return []
+    now = clock.now()
+    ids = [uuid.uuid4() for _ in rows]
+    values = [{"id": i, "channel": r.channel, "external_id": r.external_id[:120],
+               "sender": r.sender[:20], "account_id": r.account_id, "created_at": now}
+              for i, r in zip(ids, rows, strict=True)]
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = (insert(InboundMessage).values(values)
+                 .on_conflict_do_nothing(index_elements=["channel", "external_id"])
+                 .returning(InboundMessage.id))
+    taken = set((await session.execute(statement)).scalars().all())
+    return [i if i in taken else None for i in ids]
 
 
 async def take_inbound(session: AsyncSession, *, channel: str, external_id: str, sender: str,

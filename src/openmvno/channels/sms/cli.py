@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import signal
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -22,18 +23,22 @@ import typer
 
 from openmvno.adapters.sms.smpp import Inbound
 from openmvno.adapters.sms.smpp_outbox import SmppSender
-from openmvno.channels.sms.commands import handle
+from openmvno.channels.sms.commands import Incoming, handle, handle_many
 from openmvno.commandline import refuse, settings_for
 from openmvno.runtime import Runtime, build_runtime
 
 
 def sender_for(rt: Runtime, name: str | None = None) -> SmppSender:
-    """A sender whose inbound messages run as SMS commands."""
+    """A sender whose inbound messages run as SMS commands (those that arrive together in
+    one transaction: see ``Coalescer``)."""
 
     async def on_inbound(message: Inbound) -> None:
         await handle(rt, sender=message.sender, text=message.text, channel="smpp")
 
-    return SmppSender(rt, name=name, on_inbound=on_inbound)
+    async def on_inbound_many(messages: Sequence[Inbound]) -> None:
+        await handle_many(rt, [Incoming(m.sender, m.text, "smpp") for m in messages])
+
+    return SmppSender(rt, name=name, on_inbound=on_inbound, on_inbound_many=on_inbound_many)
 
 
 async def run(rt: Runtime, stop: asyncio.Event, name: str | None = None) -> None:

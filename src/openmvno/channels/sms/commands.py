@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -86,12 +87,46 @@ async def handle(rt: Runtime, *, sender: str, text: str, channel: str,
                              external_id=external_id or uuid.uuid4().hex)
 
 
+@dataclass(frozen=True)
+class Incoming:
+    sender: str
+    text: str
+    channel: str
+    external_id: str | None = None
+
+
+async def handle_many(rt: Runtime, messages: Sequence[Incoming]) -> list[Reply | None]:
+    """Run a batch of inbound SMS in one transaction (one commit for all, the replies
+    queued in the outbox in it); the same per message as :func:`handle`. Should the batch
+    fail, nothing of it is kept and it raises (the caller runs them one at a time)."""
+    async with unit_of_work(rt.sessions) as session:
+        subs = await selfcare.subscribers_for(session, rt, [m.sender for m in messages])
+        known = [(subs[m.sender], m) for m in messages]
+        taken = await selfcare.take_inbound_many(session, [selfcare.InboundRow(
+            m.channel, m.external_id or uuid.uuid4().hex, _reply_to(rt, sub, m.sender),
+            sub.account.id if sub else None) for sub, m in known])
+        return [await _handle(session, rt, sender=m.sender, text=m.text, channel=m.channel,
+                              external_id="", known=(sub, inbound))
+                for (sub, m), inbound in zip(known, taken, strict=True)]
+
+
+def _reply_to(rt: Runtime, sub: Subscriber | None, sender: str) -> str:
+    return sub.msisdn if sub else (selfcare.phone(rt, sender) or sender)
+
+
 async def _handle(session: AsyncSession, rt: Runtime, *, sender: str, text: str,
-                  channel: str, external_id: str) -> Reply | None:
-    sub = await selfcare.subscriber_for(session, rt, sender)
-    to = sub.msisdn if sub else (selfcare.phone(rt, sender) or sender)
-    inbound = await selfcare.take_inbound(session, channel=channel, external_id=external_id,
-                                          sender=to, account_id=sub.account.id if sub else None)
+                  channel: str, external_id: str,
+                  known: tuple[Subscriber | None, uuid.UUID | None] | None = None
+                  ) -> Reply | None:
+    if known is not None:  # looked up and taken for a whole batch (handle_many)
+        sub, inbound = known
+        to = _reply_to(rt, sub, sender)
+    else:
+        sub = await selfcare.subscriber_for(session, rt, sender)
+        to = _reply_to(rt, sub, sender)
+        inbound = await selfcare.take_inbound(session, channel=channel,
+                                              external_id=external_id, sender=to,
+                                              account_id=sub.account.id if sub else None)
     if inbound is None:
         return None
     key = f"sms-reply:{inbound}"
