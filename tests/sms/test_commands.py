@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from openmvno.channels.sms.commands import handle, parse
+from openmvno.channels.sms.commands import Incoming, handle, handle_many, parse
 from openmvno.db import unit_of_work
 from openmvno.notifications import preferences
 from openmvno.renewals import service as renewals
@@ -162,3 +162,30 @@ async def test_a_replayed_message_runs_once(rt: Runtime, client: httpx.AsyncClie
     first = await handle(rt, sender=p.msisdn, text="BAL", channel="test", external_id="m-1")
     assert first is not None
     assert await handle(rt, sender=p.msisdn, text="BAL", channel="test", external_id="m-1") is None
+
+
+async def test_a_batch_of_messages_is_answered_as_one_at_a_time_would_be(
+    rt: Runtime, client: httpx.AsyncClient
+) -> None:
+    """``openmvno smpp`` hands the messages that arrive together to ``handle_many`` (one
+    transaction): each gets the reply ``handle`` gives it, a replay in the batch runs once."""
+    english = await person(client, rt)
+    chinese = await person(client, rt, language="zh-CN", seed=False)
+    stranger = "+8613912345678"
+    batch = [
+        Incoming(english.msisdn, "BAL", "test", "b-1"),
+        Incoming(chinese.msisdn, "余额", "test", "b-2"),
+        Incoming(stranger, "BAL", "test", "b-3"),
+        Incoming(english.msisdn, "BAL", "test", "b-1"),  # the gateway sent it twice
+        Incoming(chinese.msisdn, "HELP", "test", "b-4"),
+    ]
+    replies = await handle_many(rt, batch)
+    assert replies[3] is None  # the replay
+    alone = [await handle(rt, sender=m.sender, text=m.text, channel="test", external_id=f"a-{i}")
+             for i, m in enumerate(batch) if i != 3]
+    got = [r for i, r in enumerate(replies) if i != 3]
+    assert all(r is not None for r in got)
+    assert [(r.to, r.body) for r in got if r] == [(r.to, r.body) for r in alone if r]
+    assert "¥150.00" in (got[0].body if got[0] else "")
+    assert "畅享30天" in (got[1].body if got[1] else "")
+    assert "not registered" in (got[2].body if got[2] else "")
