@@ -65,7 +65,7 @@ def test_turn_auto_renew_on_with_a_saved_card_and_see_the_next_renewal(
     expect(page.locator(t("auto-renew-funding"))).to_contain_text("then the wallet")
 
     page.goto("/account?lang=zh-CN")
-    expect(card.locator(t("auto-renew-link"))).to_have_text("自动续费: 已开启")
+    expect(card.locator(t("auto-renew-link"))).to_have_text("自动续费： 已开启")
     card.locator(t("auto-renew-link")).click()
     expect(page.locator(t("auto-renew-state"))).to_have_text("已开启")
     expect(page.locator(t("next-renewal"))).to_have_text(local.strftime("%Y-%m-%d %H:%M"))

@@ -44,7 +44,7 @@ from openmvno.errors import NotFound
 from openmvno.ledger.models import Bucket
 from openmvno.ledger.service import InsufficientBalance, Posting
 
-__all__ = ["Applied", "BatchRace", "Status", "post_all", "post_batch"]
+__all__ = ["Applied", "BatchRace", "Status", "post_all", "post_batch", "post_new"]
 
 Status = Literal["applied", "partial", "refused", "duplicate"]
 
@@ -258,3 +258,20 @@ async def post_all(session: AsyncSession, postings: Sequence[Posting]) -> int:
             raise InsufficientBalance(bucket_id=bucket_id)
     await _write(session, conn, rows, balances)
     return len(rows)
+
+
+async def post_new(session: AsyncSession, postings: Sequence[Posting]) -> None:
+    """Credits to buckets created in the caller's transaction under keys made in it (a
+    renewal's grants: new buckets, keys of a new order): nobody else can see either, so
+    there is nothing to lock or look up; the entries go in with one insert (the trigger
+    moves the balances as always). A key found taken raises :class:`BatchRace`."""
+    if not postings:
+        return
+    if any(p.delta < 0 for p in postings):
+        raise ValueError("post_new only credits new buckets")
+    await session.flush()
+    conn = await session.connection()
+    rows = [_row(p, p.delta) for p in postings]
+    inserted = await _insert(conn, rows, clock.now())
+    if inserted != len(rows):
+        raise BatchRace(f"{len(rows) - inserted} key(s) of the batch were posted meanwhile")

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
@@ -50,7 +50,8 @@ from openmvno import clock
 from openmvno.accounts.models import Account
 from openmvno.catalog.models import Plan
 from openmvno.db import Base
-from openmvno.ledger.batch import post_batch
+from openmvno.formatting import to_operator
+from openmvno.ledger.batch import post_batch, post_new
 from openmvno.ledger.models import Bucket, BucketKind, EntryReason
 from openmvno.ledger.service import _GRANT_NAMESPACE, Posting, _allowances
 from openmvno.lines import lifecycle
@@ -111,17 +112,6 @@ ACCOUNTS = _table(Account)
 BARS = _table(LineBar)
 
 _LAPSED = (LineState.grace.value, LineState.suspended.value)
-_SET_LINE = (
-    update(LINES)
-    .where(LINES.c.id == bindparam("b_id"))
-    .values(expires_at=bindparam("b_until"), plan_id=bindparam("b_plan"),
-            updated_at=bindparam("b_now"))
-)
-_LINK_ATTEMPT = (
-    update(ATTEMPTS)
-    .where(ATTEMPTS.c.id == bindparam("b_id"), ATTEMPTS.c.order_id.is_(None))
-    .values(order_id=bindparam("b_order"), updated_at=bindparam("b_now"))
-)
 
 
 def period_key(expires_at: datetime) -> str:
@@ -142,6 +132,124 @@ def _iso(value: datetime | None) -> str | None:
 def _insert(session: AsyncSession, table: Table) -> Any:
     name = session.get_bind().dialect.name
     return postgresql.insert(table) if name == "postgresql" else sqlite.insert(table)
+
+
+_ARRAY_CASTS: dict[tuple[str, str], tuple[str, tuple[str, ...], tuple[Any, ...]]] = {}
+
+
+def _insert_plan(
+    dialect: Any, table: Table, columns: tuple[str, ...], suffix: str
+) -> tuple[str, tuple[str, ...], tuple[Any, ...]]:
+    """The SQL of a many-row insert into ``table`` (its ``columns``) for ``dialect``, with
+    the columns' own bind processors (SQLAlchemy's, taken once): PostgreSQL ``INSERT …
+    SELECT FROM unnest($1::type[], …)`` (one statement, one array per column; JSON goes
+    as text and is cast back), SQLite one ``executemany``."""
+    key = (dialect.name, f"{table.name}:{','.join(columns)}:{suffix}")
+    plan = _ARRAY_CASTS.get(key)
+    if plan is None:
+        cols = [table.c[name] for name in columns]
+        procs = tuple(c.type._cached_bind_processor(dialect) for c in cols)
+        names = ", ".join(f'"{c.name}"' for c in cols)
+        if dialect.name == "postgresql":
+            types = [c.type.compile(dialect=dialect) for c in cols]
+            arrays = ", ".join(
+                f"${i}::{'text' if t in ('JSON', 'JSONB') else t}[]"
+                for i, t in enumerate(types, 1)
+            )
+            picks = ", ".join(
+                f"c{i}::{t}" if t in ("JSON", "JSONB") else f"c{i}"
+                for i, t in enumerate(types, 1)
+            )
+            aliases = ", ".join(f"c{i}" for i in range(1, len(cols) + 1))
+            head = f"INSERT INTO {table.name} ({names}) SELECT {picks}"
+            sql = f"{head} FROM unnest({arrays}) AS t({aliases}) {suffix}"
+        else:
+            marks = ", ".join("?" for _ in cols)
+            sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks}) {suffix}"  # noqa: S608
+        plan = _ARRAY_CASTS[key] = (sql, columns, procs)
+    return plan
+
+
+def _defaults(table: Table, given: Sequence[str]) -> dict[str, Any]:
+    """The scalar defaults of the columns a row leaves out (what Core would fill in)."""
+    out: dict[str, Any] = {}
+    for column in table.columns:
+        if column.name in given:
+            continue
+        default = column.default
+        if default is None:
+            out[column.name] = None
+        elif getattr(default, "is_scalar", False):
+            out[column.name] = default.arg  # type: ignore[attr-defined]
+        else:
+            raise ValueError(f"{table.name}.{column.name} needs a value")
+    return out
+
+
+async def _insert_many(
+    session: AsyncSession, table: Table, rows: list[dict[str, Any]], suffix: str = ""
+) -> None:
+    """``rows`` (dicts with the same keys) into ``table`` in one statement straight to the
+    driver: no per-row compilation (see :func:`_insert_plan`)."""
+    if not rows:
+        return
+    extra = _defaults(table, list(rows[0]))
+    columns = tuple(rows[0]) + tuple(extra)
+    conn = await session.connection()
+    sql, names, procs = _insert_plan(conn.dialect, table, columns, suffix)
+    values = [[r[n] for n in names[: len(rows[0])]] + list(extra.values()) for r in rows]
+    cols = [
+        [v if proc is None or v is None else proc(v) for v in column]
+        for proc, column in zip(procs, zip(*values, strict=True), strict=True)
+    ]
+    if conn.dialect.name == "postgresql":
+        await conn.exec_driver_sql(sql, tuple(cols))
+    else:
+        await conn.exec_driver_sql(sql, list(zip(*cols, strict=True)))
+
+
+_PG_SET_LINES = (
+    "UPDATE lines SET expires_at = t.u, plan_id = t.p, updated_at = $4::timestamptz "
+    "FROM unnest($1::uuid[], $2::timestamptz[], $3::uuid[]) AS t(i, u, p) WHERE lines.id = t.i"
+)
+_PG_LINK_ATTEMPTS = (
+    "UPDATE payment_attempts SET order_id = t.o, updated_at = $3::timestamptz "
+    "FROM unnest($1::uuid[], $2::uuid[]) AS t(i, o) "
+    "WHERE payment_attempts.id = t.i AND payment_attempts.order_id IS NULL"
+)
+_SQLITE_SET_LINES = "UPDATE lines SET expires_at = ?, plan_id = ?, updated_at = ? WHERE id = ?"
+_SQLITE_LINK_ATTEMPTS = (
+    "UPDATE payment_attempts SET order_id = ?, updated_at = ? WHERE id = ? AND order_id IS NULL"
+)
+
+
+async def _update_many(
+    session: AsyncSession, pg: str, lite: str, ids: list[uuid.UUID],
+    values: list[tuple[Any, ...]], now: datetime,
+) -> None:
+    """One UPDATE of many rows by id straight to the driver: PostgreSQL ``UPDATE … FROM
+    unnest(ids, values…)`` with ``now`` as the last parameter; SQLite one ``executemany``
+    of ``(values…, now, id)`` (uuids and times bound by SQLAlchemy's own processors)."""
+    if not ids:
+        return
+    conn = await session.connection()
+    if conn.dialect.name == "postgresql":
+        await conn.exec_driver_sql(pg, (ids, *map(list, zip(*values, strict=True)), now))
+        return
+    uid = LINES.c.id.type._cached_bind_processor(conn.dialect)
+    when = LINES.c.expires_at.type._cached_bind_processor(conn.dialect)
+
+    def bind(v: Any) -> Any:
+        if isinstance(v, uuid.UUID):
+            return uid(v) if uid else v
+        if isinstance(v, datetime):
+            return when(v) if when else v
+        return v
+
+    at = bind(now)
+    await conn.exec_driver_sql(lite, [
+        (*(bind(v) for v in row), at, bind(i)) for i, row in zip(ids, values, strict=True)
+    ])
 
 
 @dataclass(slots=True)
@@ -282,7 +390,8 @@ async def _receipt_numbers(session: AsyncSession, count: int, now: datetime) -> 
             .on_conflict_do_nothing(index_elements=["name"])
         )
         last = (await session.execute(bump)).scalar_one()
-    return [format_number(now.year, v) for v in range(int(last) - count + 1, int(last) + 1)]
+    year = to_operator(now).year  # the operator's calendar year, as receipts.issue numbers
+    return [format_number(year, v) for v in range(int(last) - count + 1, int(last) + 1)]
 
 
 def _names(plan: Plan) -> dict[str, Any]:
@@ -338,7 +447,7 @@ async def _carry_out(
             "paid_at": now, "fulfilled_at": now, "cancelled_at": None, "refunded_at": None,
             "created_at": now, "updated_at": now,
         })
-    await session.execute(insert(ORDERS), order_rows)
+    await _insert_many(session, ORDERS, order_rows)
 
     # Their payments: the wallet's attempt is made here; a captured card's is linked.
     wallet_attempts: list[dict[str, Any]] = [
@@ -351,14 +460,11 @@ async def _carry_out(
         for r in todo if r.due.funding == "wallet"
     ]
     if wallet_attempts:
-        await session.execute(insert(ATTEMPTS), wallet_attempts)
-    card_links = [
-        {"b_id": r.attempt_id, "b_order": r.order_id, "b_now": now}
-        for r in todo if r.due.funding == "card"
-    ]
-    if card_links:
-        await session.execute(_LINK_ATTEMPT.execution_options(synchronize_session=False),
-                              card_links)
+        await _insert_many(session, ATTEMPTS, wallet_attempts)
+    card_links = [(r.attempt_id, r.order_id) for r in todo
+                  if r.due.funding == "card" and r.attempt_id is not None]
+    await _update_many(session, _PG_LINK_ATTEMPTS, _SQLITE_LINK_ATTEMPTS,
+                       [a for a, _o in card_links], [(o,) for _a, o in card_links], now)
     debits = [
         Posting(wallets[(r.due.account_id, r.plan.currency)][0], r.due.account_id,
                 -r.plan.price_minor, EntryReason.payment, f"order:{r.order_id}:wallet",
@@ -371,7 +477,7 @@ async def _carry_out(
             raise RuntimeError("a renewal's wallet debit was refused after the check")
 
     # Exactly once per line and period.
-    await session.execute(insert(RUNS), [
+    await _insert_many(session, RUNS, [
         {"id": uuid.uuid4(), "line_id": r.due.line_id, "account_id": r.due.account_id,
          "plan_id": r.plan.id, "period_key": r.due.period_key, "order_id": r.order_id,
          "funding": RunFunding(r.due.funding), "payment_attempt_id": r.attempt_id,
@@ -381,7 +487,7 @@ async def _carry_out(
 
     # The plan's buckets, filled by grant entries.
     if grants:
-        await session.execute(insert(BUCKETS), [
+        await _insert_many(session, BUCKETS, [
             {"id": bucket_id, "account_id": r.due.account_id, "line_id": r.due.line_id,
              "kind": kind, "currency": None, "plan_id": r.plan.id, "order_id": r.order_id,
              "valid_from": r.valid_from, "valid_until": r.until, "priority": 100,
@@ -389,18 +495,15 @@ async def _carry_out(
              "created_at": now, "updated_at": now}
             for r, kind, amount, bucket_id, _key in grants
         ])
-        await post_batch(session, [
+        await post_new(session, [  # new buckets, keys of new orders: nothing to lock
             Posting(bucket_id, r.due.account_id, amount, EntryReason.grant, key,
                     order_id=r.order_id, memo=r.plan.code)
             for r, _kind, amount, bucket_id, key in grants
         ])
 
     # The expiry moves on (stacking), the plan is the one renewed.
-    await session.execute(
-        _SET_LINE.execution_options(synchronize_session=False),
-        [{"b_id": r.due.line_id, "b_until": r.until, "b_plan": r.plan.id, "b_now": now}
-         for r in todo],
-    )
+    await _update_many(session, _PG_SET_LINES, _SQLITE_SET_LINES,
+                       [r.due.line_id for r in todo], [(r.until, r.plan.id) for r in todo], now)
     for r in todo:
         obj = session.identity_map.get(identity_key(Line, r.due.line_id))
         if obj is not None:
@@ -427,7 +530,7 @@ async def _carry_out(
         await barring.lift_if_barred(session, line_id)
 
     # Receipts, numbered from the gapless sequence.
-    await session.execute(insert(RECEIPTS), [
+    await _insert_many(session, RECEIPTS, [
         {"id": receipt_id, "number": r.receipt_number, "order_id": r.order_id,
          "account_id": r.due.account_id, "buyer": str(people[r.due.account_id].name)[:100],
          "msisdn": r.line.msisdn,
@@ -437,14 +540,15 @@ async def _carry_out(
         for r, receipt_id in zip(todo, receipt_ids, strict=True)
     ])
     # The order's provisioning job, as for every plan order.
-    await session.execute(
-        _insert(session, OUTBOX).on_conflict_do_nothing(index_elements=["dedupe_key"]),
+    await _insert_many(
+        session, OUTBOX,
         [{"id": uuid.uuid4(), "kind": OutboxKind.provision,
           "dedupe_key": f"provision:{r.order_id}", "account_id": r.due.account_id,
           "recipient": r.line.msisdn, "subject": "", "body": "",
           "payload": {"order_id": str(r.order_id)}, "attempts": 0, "next_attempt_at": now,
           "last_error": "", "created_at": now}
          for r in todo],
+        "ON CONFLICT (dedupe_key) DO NOTHING",
     )
     await notify_many(session, [
         NoticeRequest(
