@@ -21,8 +21,11 @@ def test_swagger_ui_renders_offline_under_the_strict_script_policy(
 
     page.on("request", note)
     page.goto("/docs")
-    # The operation list comes from /openapi.json, so it shows only once Swagger UI runs.
-    expect(page.locator(".opblock-summary-path", has_text="/api/v1/plans").first).to_be_visible()
+    # The operation list comes from /openapi.json, so it shows only once Swagger UI runs;
+    # it renders every route of a large document first (slow on a loaded machine).
+    expect(page.locator(".opblock-summary-path", has_text="/api/v1/plans").first).to_be_visible(
+        timeout=60_000
+    )
     assert foreign == []
     assert [e for e in errors if "Content Security Policy" in e] == []
 
