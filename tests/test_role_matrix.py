@@ -214,6 +214,7 @@ MATRIX: dict[str, frozenset[str]] = {
     "POST /console/admin/payment-methods": frozenset({"admin"}),
     "GET /console/admin/notices": frozenset({"admin"}),
     "POST /console/admin/notices/{event}/{language}": frozenset({"admin"}),
+    "POST /console/admin/reminders": frozenset({"admin"}),
     "GET /console/admin/staff": frozenset({"admin"}),
     "POST /console/admin/staff": frozenset({"admin"}),
     "POST /console/admin/staff/{staff_id}": frozenset({"admin"}),

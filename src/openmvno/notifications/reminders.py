@@ -1,5 +1,7 @@
 """The expiry reminders job: a line's ``expiry_reminder`` some days before its plan ends
-(``settings.expiry_reminder_days``, default 7, 3 and 1), once per (line, expiry,
+(the schedule an admin sets on the console, ``runtime_settings`` key ``reminders.days``,
+read through ``staff.runtime_settings`` at most ``runtime_settings_cache_seconds`` old;
+until one is set ``settings.expiry_reminder_days``, default 7, 3 and 1), once per (line, expiry,
 threshold) by the notice key ``expiry_reminder:{line_id}:{expires_at ISO}:{days}``; the
 text says the whole days actually left.
 
@@ -27,6 +29,7 @@ from openmvno.lines.models import Line, LineState
 from openmvno.notifications.models import Notice
 from openmvno.notifications.notices import NoticeRequest, notify_many
 from openmvno.runtime import Runtime
+from openmvno.staff import runtime_settings
 
 EVENT = "expiry_reminder"
 BATCH = 1000
@@ -89,13 +92,13 @@ async def due(session: AsyncSession, *, days: int, smaller: int, now: datetime,
 
 async def run_due(rt: Runtime) -> int:
     """One batch of due reminders per threshold, in one short transaction; how many were
-    queued (0: nothing due)."""
-    thresholds = sorted({d for d in rt.settings.expiry_reminder_days if d > 0}, reverse=True)
-    if not thresholds:
-        return 0
+    queued (0: nothing due). The schedule is the run-time one, refreshed through this
+    job's own session when this process's copy is older than the cache time."""
     now = clock.now()
     done = 0
     async with unit_of_work(rt.sessions) as session:
+        await runtime_settings.refresh(session, rt)
+        thresholds = runtime_settings.reminder_days(rt)
         for i, days in enumerate(thresholds):
             smaller = thresholds[i + 1] if i + 1 < len(thresholds) else 0
             batch = await due(session, days=days, smaller=smaller, now=now, limit=BATCH)

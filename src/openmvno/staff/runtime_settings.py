@@ -1,9 +1,15 @@
 """Operator settings changed at run time, stored in ``runtime_settings`` so every process
 (web, worker, SMS, USSD) sees them: each keeps a copy at most
 ``runtime_settings_cache_seconds`` old (:func:`refresh` reads the table again when its
-copy is older). Today: which payment methods are switched off (``payment_methods.off``).
-The environment's ``payment_methods`` stays the outer limit: a method it leaves out is
-never offered, whatever this table says."""
+copy is older). Today: which payment methods are switched off (``payment_methods.off``)
+and the expiry reminder schedule (``reminders.days``). The environment's
+``payment_methods`` stays the outer limit: a method it leaves out is never offered,
+whatever this table says; ``expiry_reminder_days`` is the schedule until an admin sets one.
+
+This module imports only the core and ``staff.models`` (no other domain), so any domain
+(payments, notifications, renewals) may read the settings through it without an import
+cycle; the services that *change* a setting (audited) live elsewhere (``staff.schedule``,
+the admin console)."""
 
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from openmvno.runtime import Runtime
 from openmvno.staff.models import RuntimeSetting
 
 METHODS_OFF = "payment_methods.off"
+REMINDER_DAYS = "reminders.days"
 _CACHE = "runtime_settings"
 
 
@@ -48,6 +55,25 @@ def methods_off(rt: Runtime) -> set[str]:
     cached = _cached(rt)
     found = cached[1].get(METHODS_OFF) if cached else None
     return {str(m) for m in found} if isinstance(found, list) else set()
+
+
+def reminder_days(rt: Runtime) -> list[int]:
+    """The days before expiry on which reminders go out, largest first, as of this process's
+    last read: the admin's schedule when one is stored (and well-formed), else the
+    environment's ``expiry_reminder_days``."""
+    cached = _cached(rt)
+    found = cached[1].get(REMINDER_DAYS) if cached else None
+    if isinstance(found, list) and all(type(d) is int and d > 0 for d in found):
+        days = found
+    else:
+        days = list(rt.settings.expiry_reminder_days)
+    return sorted({int(d) for d in days if int(d) > 0}, reverse=True)
+
+
+def reminder_days_stored(rt: Runtime) -> bool:
+    """Whether an admin's schedule is stored (else the environment's applies)."""
+    cached = _cached(rt)
+    return bool(cached and isinstance(cached[1].get(REMINDER_DAYS), list))
 
 
 async def set_value(

@@ -41,7 +41,7 @@ from openmvno.orders import refunds as order_refunds
 from openmvno.orders.models import Order, OrderState
 from openmvno.payments.models import PaymentMethodKind
 from openmvno.receipts.service import method_name
-from openmvno.staff import actions, dashboard, runtime_settings
+from openmvno.staff import actions, dashboard, runtime_settings, schedule
 from openmvno.staff import sessions as staff_sessions
 from openmvno.usage import peers
 from openmvno.web.deps import RT, Session
@@ -369,21 +369,65 @@ async def methods_save(request: Request, desk: AdminDesk, session: Session, rt: 
 async def notices_page(request: Request, desk: AdminDesk, session: Session, rt: RT) -> Response:
     wanted = request.query_params.get("event", "expiry_reminder")
     event = EVENTS.get(wanted) or EVENTS["expiry_reminder"]
+    return await _notices(request, desk, session, rt, event.name)
+
+
+async def _notices(
+    request: Request,
+    desk: Desk,
+    session: Session,
+    rt: RT,
+    event_name: str,
+    *,
+    preview: Any = None,
+    error: str | None = None,
+    typed: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    """The reminders page: the schedule (run time, else the environment's) and the texts."""
+    await runtime_settings.refresh(session, rt, force=True)
+    days = runtime_settings.reminder_days(rt)
     listed = await notice_templates.list_templates(session)
-    current = next(e for e in listed if e.event.name == event.name)
+    current = next(e for e in listed if e.event.name == event_name)
     return render(
         request,
         desk,
         "notices.html",
         {
             "events": list(EVENTS),
-            "event": event,
+            "event": current.event,
             "texts": current.texts,
-            "reminder_days": rt.settings.expiry_reminder_days,
-            "preview": None,
+            "reminder_days": days,
+            "reminder_days_typed": typed if typed is not None else ", ".join(map(str, days)),
+            "reminder_days_stored": runtime_settings.reminder_days_stored(rt),
+            "reminder_max_values": schedule.MAX_VALUES,
+            "reminder_max_days": schedule.MAX_DAYS,
+            "preview": preview,
             "languages": LANGUAGES,
+            "error": error,
         },
+        status_code=status_code,
     )
+
+
+@router.post(ADMIN + "/reminders")
+async def reminders_save(request: Request, desk: AdminDesk, session: Session, rt: RT) -> Response:
+    """The expiry reminder schedule, at run time (every process within the cache time)."""
+    form = await read_form(request, desk)
+    typed = form.get("days", "")
+    try:
+        await _savepoint(
+            session,
+            schedule.set_reminder_days(
+                session, rt, actor=staff_of(desk).account, text=typed,
+                reason=form.get("reason", ""),
+            ),
+        )
+    except DomainError as exc:
+        return await _notices(request, desk, session, rt, "expiry_reminder",
+                              error=describe(request, exc), typed=typed,
+                              status_code=exc.status)
+    return done(ADMIN + "/notices", "saved")
 
 
 @router.post(ADMIN + "/notices/{event}/{language}")
@@ -412,21 +456,7 @@ async def notice_save(
         )
     except DomainError as exc:
         return _refused(request, desk, exc)
-    listed = await notice_templates.list_templates(session)
-    current = next(e for e in listed if e.event.name == event)
-    return render(
-        request,
-        desk,
-        "notices.html",
-        {
-            "events": list(EVENTS),
-            "event": current.event,
-            "texts": current.texts,
-            "reminder_days": rt.settings.expiry_reminder_days,
-            "preview": preview,
-            "languages": LANGUAGES,
-        },
-    )
+    return await _notices(request, desk, session, rt, event, preview=preview)
 
 
 # ---------------------------------------------------------------- staff

@@ -295,6 +295,7 @@ LIMITS: dict[str, tuple[int, fields.Form, bool]] = {
     "name_en": (100, "NFC", False),
     "terms_zh": (2000, "NFC", True),
     "terms_en": (2000, "NFC", True),
+    "days": (64, "NFKC", False),  # the reminder schedule, "7, 3, 1"
 }
 DEFAULT_LIMIT: tuple[int, fields.Form, bool] = (200, "NFC", False)
 SECRETS = ("password",)
