@@ -3,10 +3,10 @@
     python bench/ledger.py [--postgres URL] [--buckets 100000] [--batches 10] [--batch 10000]
 
 For each database (a throw-away SQLite file; PostgreSQL when ``--postgres`` is given, in a
-fresh database ``openmvno_bench_ledger`` on that server) this creates ``--buckets`` data
-buckets (one account; filled through the ledger, set-based) and then posts ``--batches``
-batches of ``--batch`` debits through ``post_batch`` (one transaction per batch, through
-the same SQLAlchemy session a service uses), twice:
+fresh database ``openmvno_bench_ledger`` on that server, or ``--db-name``) this creates
+``--buckets`` data buckets (one account; filled through the ledger, set-based) and then
+posts ``--batches`` batches of ``--batch`` debits through ``post_batch`` (one transaction
+per batch, through the same SQLAlchemy session a service uses), twice:
 
 * **spread**: every posting names a random one of all the buckets;
 * **hot**: every posting names one of the first 100 buckets.
@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert, text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import charging
+from common import fresh_postgres_url, load_average, measured_line, now_utc
 
 from openmvno import clock
 from openmvno.db import make_engine, make_sessionmaker, unit_of_work
@@ -47,15 +47,6 @@ from openmvno.migrate import upgrade
 BENCH_DB = "openmvno_bench_ledger"
 FULL = 1 << 40
 NO_LOGIN = "!"  # no password hash matches it: nobody logs in as the bench account
-
-
-async def fresh_postgres(url: str) -> str:
-    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)'))
-        await conn.execute(text(f'CREATE DATABASE "{BENCH_DB}"'))
-    await admin.dispose()
-    return url.rsplit("/", 1)[0] + "/" + BENCH_DB
 
 
 async def seed(database_url: str, n: int) -> tuple[uuid.UUID, list[uuid.UUID]]:
@@ -140,13 +131,15 @@ async def books_ok(database_url: str) -> bool:
         await engine.dispose()
 
 
-def measure(database_url: str, *, buckets: int, batches: int, batch: int) -> list[dict[str, Any]]:
+def measure(database_url: str, *, buckets: int, batches: int, batch: int,
+            db_name: str = BENCH_DB) -> list[dict[str, Any]]:
     name = "PostgreSQL" if database_url.startswith("postgresql") else "SQLite"
     data_dir = Path(tempfile.mkdtemp(prefix="openmvno-bench-ledger-"))
+    before, at = load_average(), now_utc()
     if name == "SQLite":
         database_url = f"sqlite+aiosqlite:///{data_dir / 'ledger.db'}"
     else:
-        database_url = asyncio.run(fresh_postgres(database_url))
+        database_url = fresh_postgres_url(database_url, db_name)
     account, ids = asyncio.run(seed(database_url, buckets))
     results = []
     for scenario, hot in (("spread", False), ("hot", True)):
@@ -164,14 +157,19 @@ def measure(database_url: str, *, buckets: int, batches: int, batch: int) -> lis
         print(f"{name:<10} {scenario:<7} post_batch {ledger:>9,.0f} records/s   "
               f"raw {raw:>9,.0f} records/s   {ledger / raw:6.1%}", flush=True)
     assert asyncio.run(books_ok(database_url)), "ledger check found drift"
+    after = load_average()
+    for r in results:
+        r.update(load_before=before, load_after=after, measured_at=at)
     return results
 
 
 def run(postgres: str | None, *, buckets: int = 100_000, batches: int = 10,
-        batch: int = 10_000) -> list[dict[str, Any]]:
+        batch: int = 10_000, db_name: str = BENCH_DB) -> list[dict[str, Any]]:
+    """SQLite, then PostgreSQL (database ``db_name``, fresh) when a server is given."""
     results = measure("sqlite", buckets=buckets, batches=batches, batch=batch)
     if postgres:
-        results += measure(postgres, buckets=buckets, batches=batches, batch=batch)
+        results += measure(postgres, buckets=buckets, batches=batches, batch=batch,
+                           db_name=db_name)
     return results
 
 
@@ -200,7 +198,10 @@ clean after the run.
 |---|---|---:|---:|---:|
 {rows}
 
-Command: `python bench/ledger.py --postgres URL` (or `scripts/bench --only ledger`).
+Command: `python bench/ledger.py --postgres URL` (or `scripts/bench --only ledger`;
+`--buckets 100000 --batches 10 --batch 10000` are the defaults).
+
+{measured_line(results[::2])}
 """
 
 
@@ -210,9 +211,11 @@ def main() -> None:
     parser.add_argument("--buckets", type=int, default=100_000)
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--db-name", default=BENCH_DB,
+                        help="the PostgreSQL database to (re)create for the run")
     args = parser.parse_args()
     print(markdown(run(args.postgres, buckets=args.buckets, batches=args.batches,
-                       batch=args.batch)))
+                       batch=args.batch, db_name=args.db_name)))
 
 
 if __name__ == "__main__":

@@ -3,14 +3,18 @@ English, SMS + email each) queued in batches, as the renewal storm does, on SQLi
 (optionally) PostgreSQL; beside it the raw rate of inserting the same outbox rows with no
 rendering (one multi-row INSERT per batch, same driver stack) in the same run.
 
-    python bench/notices.py [--postgres URL] [--n 20000] [--batch 1000]
+    python bench/notices.py [--postgres URL] [--n 20000] [--batch 1000] [--db-name NAME]
+
+PostgreSQL runs in a fresh database ``openmvno_bench_notices`` (``--db-name``) on the
+given server; SQLite in a throw-away file. Prints the docs/BENCHMARKS.md section.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
+import os
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -18,6 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import load_average, measured_line, now_utc, targets
 
 from openmvno.accounts.models import Account
 from openmvno.config import Settings
@@ -29,6 +37,7 @@ from openmvno.runtime import build_runtime
 
 PLAN = {"zh-CN": "畅享30天", "en": "Enjoy 30 days"}
 UNTIL = datetime(2027, 1, 1, 4, 0, tzinfo=UTC)
+BENCH_DB = "openmvno_bench_notices"
 
 
 async def measure(settings: Settings, n: int, batch: int) -> dict[str, Any]:
@@ -80,23 +89,57 @@ async def measure(settings: Settings, n: int, batch: int) -> dict[str, Any]:
             "outbox_rows": queued}
 
 
+def run(postgres: str | None, *, n: int = 20000, batch: int = 1000,
+        db_name: str = BENCH_DB) -> list[dict[str, Any]]:
+    """SQLite, then PostgreSQL (database ``db_name``, fresh) when a server is given."""
+    results = []
+    for settings in targets(postgres, db_name, prefix="openmvno-bench-notices-"):
+        before, at = load_average(), now_utc()
+        r = asyncio.run(measure(settings, n, batch))
+        r.update(load_before=before, load_after=load_average(), measured_at=at)
+        print(f"{r['database']:<10} {r['notices_per_s']:>7} notices/s   "
+              f"raw {r['raw_per_s']:>7} outbox pairs/s", flush=True)
+        results.append(r)
+    return results
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
+    """The docs/BENCHMARKS.md section."""
+    first = results[0]
+    rows = "\n".join(
+        f"| {r['database']} | {r['n']} | {r['batch']} | {r['notices_per_s']} | "
+        f"{r['raw_per_s']} | {r['notices_per_s'] / r['raw_per_s']:.0%} |" for r in results)
+    return f"""## Notices in batches (notify_many)
+
+`bench/notices.py`: N `renewal_succeeded` notices for N subscribers (half Chinese, half
+English, SMS + email each: 2 outbox rows per notice) queued through `notify_many` in
+batches of {first['batch']:,}, one transaction per batch, as the renewal storm does; **raw** is the
+same run's rate of inserting the same outbox row pairs with nothing rendered (SQLAlchemy
+multi-row INSERT, same driver stack). Per chunk of 500 requests `notify_many` runs a fixed
+number of statements (subscribers + preferences, line numbers, template overrides, one
+`INSERT … ON CONFLICT DO NOTHING RETURNING` of the keys, one INSERT of the outbox rows).
+
+```sh
+python bench/notices.py --n {first['n']} --batch {first['batch']} [--postgres URL]
+```
+
+| database | notices | batch | notices/s (SMS + email each) | raw outbox pairs/s | notices / raw |
+|---|---:|---:|---:|---:|---:|
+{rows}
+
+{measured_line(results)}
+"""
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--postgres", default="")
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser.add_argument("--postgres", default=os.environ.get("OPENMVNO_BENCH_POSTGRES"))
     parser.add_argument("--n", type=int, default=20000)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--db-name", default=BENCH_DB,
+                        help="the PostgreSQL database to (re)create for the run")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="openmvno-bench-notices-"))
-    targets = [Settings(data_dir=tmp, database_url=f"sqlite+aiosqlite:///{tmp / 'b.db'}")]
-    if args.postgres:
-        targets.append(Settings(database_url=args.postgres))
-    print("| database | notices | batch | notices/s (SMS + email each) | raw outbox pairs/s "
-          "| notices / raw |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for settings in targets:
-        r = asyncio.run(measure(settings, args.n, args.batch))
-        print(f"| {r['database']} | {r['n']} | {r['batch']} | {r['notices_per_s']} | "
-              f"{r['raw_per_s']} | {r['notices_per_s'] / r['raw_per_s']:.0%} |")
+    print(markdown(run(args.postgres, n=args.n, batch=args.batch, db_name=args.db_name)))
 
 
 if __name__ == "__main__":

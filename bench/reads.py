@@ -2,9 +2,9 @@
 
     python bench/reads.py [--postgres URL] [--seconds 10] [--rate 500]
 
-For each database (a throw-away SQLite file; PostgreSQL when ``--postgres`` is given,
-in a fresh database ``openmvno_bench_reads`` on that server) this loads the demo
-operator, starts ``openmvno serve --no-worker`` (development, one process), logs the
+For each database (a throw-away SQLite file; PostgreSQL when ``--postgres`` is given, in a
+fresh database ``openmvno_bench_reads`` on that server, or ``--db-name``) this loads the
+demo operator, starts ``openmvno serve --no-worker`` (development, one process), logs the
 demo subscriber in over HTTP and then, against that same process:
 
 * ``wrk`` with 8 connections for ``--seconds`` each on ``/healthz``,
@@ -39,8 +39,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import fresh_postgres_url, load_average
 
 from openmvno.config import Settings
 from openmvno.demo import SUBSCRIBER_PHONE, load_demo
@@ -58,16 +59,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-async def fresh_postgres(url: str) -> str:
-    """A new empty database on the server of ``url``; its URL."""
-    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)'))
-        await conn.execute(text(f'CREATE DATABASE "{BENCH_DB}"'))
-    await admin.dispose()
-    return url.rsplit("/", 1)[0] + "/" + BENCH_DB
 
 
 async def prepare(database_url: str, data_dir: Path) -> str:
@@ -300,18 +291,12 @@ async def paced(
 # --- one database -------------------------------------------------------------------
 
 
-def load_average() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
-
-
-def measure(database_url: str, *, seconds: int, rate: int) -> dict[str, Any]:
+def measure(database_url: str, *, seconds: int, rate: int, db_name: str = BENCH_DB
+            ) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix="openmvno-reads-"))
     name = "postgresql" if database_url.startswith("postgresql") else "sqlite"
     if name == "postgresql":
-        database_url = asyncio.run(fresh_postgres(database_url))
+        database_url = fresh_postgres_url(database_url, db_name)
     password = asyncio.run(prepare(database_url, data_dir))
     result: dict[str, Any] = {"database": name, "load_before": load_average()}
     with serving(database_url, data_dir) as (port, pid):
@@ -339,11 +324,13 @@ def measure(database_url: str, *, seconds: int, rate: int) -> dict[str, Any]:
     return result
 
 
-def run(postgres: str | None, *, seconds: int = 10, rate: int = 500) -> list[dict[str, Any]]:
+def run(postgres: str | None, *, seconds: int = 10, rate: int = 500,
+        db_name: str = BENCH_DB) -> list[dict[str, Any]]:
+    """SQLite, then PostgreSQL (database ``db_name``, fresh) when a server is given."""
     urls = [f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix='openmvno-reads-db-')}/reads.db"]
     if postgres:
         urls.append(postgres)
-    return [measure(url, seconds=seconds, rate=rate) for url in urls]
+    return [measure(url, seconds=seconds, rate=rate, db_name=db_name) for url in urls]
 
 
 def markdown(results: list[dict[str, Any]], *, seconds: int, rate: int) -> str:
@@ -413,8 +400,10 @@ def main() -> None:
     parser.add_argument("--postgres", default=os.environ.get("OPENMVNO_BENCH_POSTGRES"))
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rate", type=int, default=500)
+    parser.add_argument("--db-name", default=BENCH_DB,
+                        help="the PostgreSQL database to (re)create for the run")
     args = parser.parse_args()
-    results = run(args.postgres, seconds=args.seconds, rate=args.rate)
+    results = run(args.postgres, seconds=args.seconds, rate=args.rate, db_name=args.db_name)
     print(markdown(results, seconds=args.seconds, rate=args.rate))
 
 

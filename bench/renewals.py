@@ -1,25 +1,26 @@
 """The month-end storm: every line due for renewal at once, renewed by worker processes.
 
     python bench/renewals.py [--postgres URL] [--lines 100000] [--workers 1,2,4]
-                             [--sqlite-lines 10000]
+                             [--sqlite-lines 10000] [--db-name NAME]
 
 For each run a fresh database (PostgreSQL: ``openmvno_bench_renewals`` on the given
-server; SQLite: a throw-away file, one worker only) gets ``--lines`` subscribers, each with
-one active line on a 30-day plan expiring in an hour and auto-renew on: half funded by
-the wallet (topped up through the ledger), half by a saved card at the sandbox provider
-(``saved_cards`` + the sandbox's own card, which always succeeds). Then N worker processes
-(``--workers``) each run the real schedule job (``renewals.scheduler.run_due``, the job
-``openmvno worker`` runs) until nothing is due: claim a batch (``FOR UPDATE SKIP
-LOCKED``), charge the card half through ``payments.cards.charge_cards`` (the sandbox's
-set-based ``charge_saved``, no transaction open), renew the batch with
-``renewals.batch.renew_batch`` (orders, buckets, expiry, receipts, notices: a fixed
-number of statements per batch), write the settings back. Counted: from the moment the
-workers are told to start until the last one is done; afterwards every line must have
-exactly one ``renewal_runs`` row and ``openmvno ledger check`` must be clean.
+server, or ``--db-name``; SQLite: a throw-away file, one worker only) gets ``--lines``
+subscribers, each with one active line on a 30-day plan expiring in an hour and
+auto-renew on: half funded by the wallet (topped up through the ledger), half by a saved
+card at the sandbox provider (``saved_cards`` + the sandbox's own card, which always
+succeeds). Then N worker processes (``--workers``) each run the real schedule job
+(``renewals.scheduler.run_due``, the job ``openmvno worker`` runs) until nothing is due:
+claim a batch (``FOR UPDATE SKIP LOCKED``), charge the card half through
+``payments.cards.charge_cards`` (the sandbox's set-based ``charge_saved``, no
+transaction open), renew the batch with ``renewals.batch.renew_batch`` (orders, buckets,
+expiry, receipts, notices: a fixed number of statements per batch), write the settings
+back. Counted: from the moment the workers are told to start until the last one is done;
+afterwards every line must have exactly one ``renewal_runs`` row and ``openmvno ledger
+check`` must be clean.
 
 **Raw** is the same server's ``pgbench`` single-row ``UPDATE … SET bal = bal - 1`` tps
-with as many clients as workers, measured in the same run (SQLite: one ``UPDATE`` per
-commit through ``sqlite3``, WAL, ``synchronous=NORMAL``).
+with as many clients as workers (its table in the bench database), measured in the same
+run (SQLite: one ``UPDATE`` per commit through ``sqlite3``, WAL, ``synchronous=NORMAL``).
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, insert, select, text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import fresh_postgres_url, load_average, measured_line, now_utc
 
 from openmvno import clock
 from openmvno.config import Settings
@@ -54,15 +56,6 @@ NO_LOGIN = "!"  # no password hash matches it
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
 CHUNK = 5000
 BENCH_SECRET = "bench-only-secret-key-0123456789abcdef"  # noqa: S105  every worker the same
-
-
-async def fresh_postgres(url: str) -> str:
-    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)'))
-        await conn.execute(text(f'CREATE DATABASE "{BENCH_DB}"'))
-    await admin.dispose()
-    return url.rsplit("/", 1)[0] + "/" + BENCH_DB
 
 
 async def seed(database_url: str, n: int) -> None:
@@ -264,34 +257,39 @@ def sqlite_commits(path: Path, seconds: float = 3.0) -> float:
         conn.close()
 
 
-def measure(database_url: str, *, lines: int, workers: int) -> dict[str, Any]:
+def measure(database_url: str, *, lines: int, workers: int, db_name: str = BENCH_DB
+            ) -> dict[str, Any]:
     name = "PostgreSQL" if database_url.startswith("postgresql") else "SQLite"
     data_dir = Path(tempfile.mkdtemp(prefix="openmvno-bench-renewals-"))
-    server = database_url
+    before, at = load_average(), now_utc()
     if name == "SQLite":
         database_url = f"sqlite+aiosqlite:///{data_dir / 'renewals.db'}"
     else:
-        database_url = asyncio.run(fresh_postgres(database_url))
+        database_url = fresh_postgres_url(database_url, db_name)
     t0 = time.perf_counter()
     asyncio.run(seed(database_url, lines))
     print(f"{name}: {lines:,} lines seeded in {time.perf_counter() - t0:.0f} s", flush=True)
     elapsed = storm(database_url, workers, data_dir)
     asyncio.run(verify(database_url, lines))
-    raw = (pgbench_tps(server, workers) if name == "PostgreSQL"
+    raw = (pgbench_tps(database_url, workers) if name == "PostgreSQL"
            else sqlite_commits(data_dir / "raw.db"))
     result = {"database": name, "workers": workers, "lines": lines,
               "seconds": round(elapsed, 1), "per_s": round(lines / elapsed),
-              "raw": round(raw) if raw else None}
+              "raw": round(raw) if raw else None, "load_before": before,
+              "load_after": load_average(), "measured_at": at}
     print(f"{name:<10} {workers} worker(s) {result['per_s']:>8,} renewals/s "
           f"({elapsed:.1f} s)   raw {result['raw'] or 'n/a'} single-row UPDATE tps", flush=True)
     return result
 
 
 def run(postgres: str | None, *, lines: int = 100_000, workers: tuple[int, ...] = (1, 2, 4),
-        sqlite_lines: int = 10_000) -> list[dict[str, Any]]:
+        sqlite_lines: int = 10_000, db_name: str = BENCH_DB) -> list[dict[str, Any]]:
+    """SQLite (one worker), then PostgreSQL with each number of ``workers``, every run in
+    a fresh database ``db_name`` on the server."""
     results = [measure("sqlite", lines=sqlite_lines, workers=1)]
     if postgres:
-        results += [measure(postgres, lines=lines, workers=w) for w in workers]
+        results += [measure(postgres, lines=lines, workers=w, db_name=db_name)
+                    for w in workers]
     return results
 
 
@@ -322,7 +320,10 @@ per commit through `sqlite3`). Target on PostgreSQL: 100,000 renewals in under 6
 |---|---:|---:|---:|---:|---:|---:|
 {rows}
 
-Command: `python bench/renewals.py --postgres URL` (or `scripts/bench --only renewals`).
+Command: `python bench/renewals.py --postgres URL` (or `scripts/bench --only renewals`;
+`--lines 100000 --workers 1,2,4 --sqlite-lines 10000` are the defaults).
+
+{measured_line([{**r, "database": f"{r['database']} × {r['workers']}"} for r in results])}
 """
 
 
@@ -332,10 +333,12 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=100_000)
     parser.add_argument("--sqlite-lines", type=int, default=10_000)
     parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--db-name", default=BENCH_DB,
+                        help="the PostgreSQL database to (re)create for each run")
     args = parser.parse_args()
     workers = tuple(int(w) for w in args.workers.split(","))
     print(markdown(run(args.postgres, lines=args.lines, workers=workers,
-                       sqlite_lines=args.sqlite_lines)))
+                       sqlite_lines=args.sqlite_lines, db_name=args.db_name)))
 
 
 if __name__ == "__main__":

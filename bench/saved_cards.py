@@ -1,14 +1,16 @@
 """Off-session charges of saved cards: ``payments.cards.charge_cards`` on the sandbox.
 
     python bench/saved_cards.py [--postgres URL] [--cards 50000] [--batch 250]
+                                [--db-name NAME]
 
-A fresh database (PostgreSQL: ``openmvno_bench_cards`` on the given server; SQLite: a
-throw-away file) gets ``--cards`` accounts, each with one saved sandbox card (always
-charges). Then every card is charged once through ``charge_cards`` in batches of
-``--batch`` (what a renewal batch of twice that many lines asks for): attempts recorded in
-one unit of work, the sandbox's set-based ``charge_saved`` (one statement), the answers in
-one unit of work. Then the same keys again (a retry after a crash: nothing is charged a
-second time). Printed: charges/s and the statements per batch; every card charged exactly
+A fresh database (PostgreSQL: ``openmvno_bench_cards`` on the given server, or
+``--db-name``; SQLite: a throw-away file) gets ``--cards`` accounts, each with one saved
+sandbox card (always charges). Then every card is charged once through ``charge_cards``
+in batches of ``--batch`` (what a renewal batch of twice that many lines asks for):
+attempts recorded in one unit of work, the sandbox's set-based ``charge_saved`` (one
+statement), the answers in one unit of work. Then the same keys again (a retry after a
+crash: nothing is charged a second time). Printed: the docs/BENCHMARKS.md section
+(charges/s, the statements per batch, the replay's rate); every card charged exactly
 once is checked.
 """
 
@@ -16,17 +18,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, insert, select, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import event, func, insert, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import database, load_average, measured_line, now_utc, targets
 
 from openmvno.config import Settings
 from openmvno.db import unit_of_work
@@ -35,15 +38,6 @@ from openmvno.runtime import build_runtime
 
 BENCH_DB = "openmvno_bench_cards"
 SECRET = "bench-only-secret-key-0123456789abcdef"  # noqa: S105
-
-
-async def _fresh_postgres(url: str) -> str:
-    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)'))
-        await conn.execute(text(f'CREATE DATABASE "{BENCH_DB}"'))
-    await admin.dispose()
-    return url.rsplit("/", 1)[0] + "/" + BENCH_DB
 
 
 async def _seed(rt: Any, n: int) -> list[uuid.UUID]:
@@ -71,7 +65,7 @@ async def _seed(rt: Any, n: int) -> list[uuid.UUID]:
     return ids
 
 
-async def run(url: str, data_dir: Path, n: int, batch: int) -> dict[str, Any]:
+async def measure(url: str, data_dir: Path, n: int, batch: int) -> dict[str, Any]:
     from openmvno.adapters.payments.sandbox_models import SandboxCharge
     from openmvno.payments.cards import CardCharge, charge_cards
 
@@ -112,19 +106,64 @@ async def run(url: str, data_dir: Path, n: int, batch: int) -> dict[str, Any]:
         await rt.close()
 
 
+def run(postgres: str | None, *, cards: int = 50_000, batch: int = 250,
+        db_name: str = BENCH_DB) -> list[dict[str, Any]]:
+    """SQLite, then PostgreSQL (database ``db_name``, fresh) when a server is given."""
+    results = []
+    for settings in targets(postgres, db_name, prefix="openmvno-bench-cards-"):
+        before, at = load_average(), now_utc()
+        r = asyncio.run(measure(settings.database_url, settings.data_dir, cards, batch))
+        r.update(database=database(settings), load_before=before, load_after=load_average(),
+                 measured_at=at)
+        print(f"{r['database']:<10} {r['per_s']:>8.0f} charges/s   "
+              f"{r['statements_per_batch']:.0f} statements per batch   "
+              f"replay {r['replay_per_s']:>8.0f}/s", flush=True)
+        results.append(r)
+    return results
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
+    """The docs/BENCHMARKS.md section."""
+    first = results[0]
+    rows = "\n".join(
+        f"| {r['database']} | {r['cards']} | {r['batch']} | {r['per_s']:.0f} | "
+        f"{r['statements_per_batch']:.0f} | {r['replay_per_s']:.0f} |" for r in results)
+    return f"""## Saved-card charges (charge_cards on the sandbox)
+
+`bench/saved_cards.py`: N accounts with one saved sandbox card each, every card charged
+once through `payments.cards.charge_cards` in batches of {first['batch']:,} (what a renewal batch of
+{2 * first['batch']:,} lines, half card-funded, asks for), then the same keys again (a retry after a
+crash: nothing is charged twice, the recorded answers come back). Per batch: the cards
+read, the attempts' `INSERT … SELECT` over one JSON parameter returning every key's
+attempt, the sandbox's one-statement `charge_saved` (in its own transaction, as an outside
+company), one `UPDATE … FROM` the answers `RETURNING` what changed — three short units of
+work, none open while the provider is asked. The bench checks every card was charged
+exactly once.
+
+```sh
+python bench/saved_cards.py --cards {first['cards']} --batch {first['batch']} [--postgres URL]
+```
+
+| database | cards | batch | charges/s | statements per batch | replay (same keys) /s |
+|---|---:|---:|---:|---:|---:|
+{rows}
+
+(SQLite counts the `BEGIN IMMEDIATE` of each unit of work as a statement.)
+
+{measured_line(results)}
+"""
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--postgres", default="")
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser.add_argument("--postgres", default=os.environ.get("OPENMVNO_BENCH_POSTGRES"))
     parser.add_argument("--cards", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=250)
+    parser.add_argument("--db-name", default=BENCH_DB,
+                        help="the PostgreSQL database to (re)create for the run")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="openmvno-bench-cards-"))
-    sqlite = asyncio.run(run(f"sqlite+aiosqlite:///{tmp / 'bench.db'}", tmp, args.cards,
-                             args.batch))
-    print("sqlite", sqlite)
-    if args.postgres:
-        url = asyncio.run(_fresh_postgres(args.postgres))
-        print("postgresql", asyncio.run(run(url, tmp, args.cards, args.batch)))
+    print(markdown(run(args.postgres, cards=args.cards, batch=args.batch,
+                       db_name=args.db_name)))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,98 @@
+"""What the benchmarks share: where they run and the line that says when and how loaded.
+
+Every benchmark runs on a throw-away SQLite file in a temp dir and, when a PostgreSQL
+server is given, in a fresh database of its own on that server (dropped and created
+again at the start of each run, so a run never sees an earlier run's rows):
+
+    targets(postgres, "openmvno_bench_notices")  # [SQLite Settings, PostgreSQL Settings]
+
+``python bench/run.py --db-prefix`` names those databases (default ``openmvno_bench_``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from openmvno.config import Settings
+
+PREFIX = "openmvno_bench_"
+"""Start of every bench database's name (``run.py --db-prefix`` changes it)."""
+
+
+def temp_dir(prefix: str = "openmvno-bench-") -> Path:
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+def sqlite_url(data_dir: Path, name: str = "b.db") -> str:
+    return f"sqlite+aiosqlite:///{data_dir / name}"
+
+
+def sqlite_settings(prefix: str = "openmvno-bench-") -> Settings:
+    """A Settings on a new SQLite file in a new temp dir (also its data dir)."""
+    tmp = temp_dir(prefix)
+    return Settings(data_dir=tmp, database_url=sqlite_url(tmp))
+
+
+async def fresh_postgres(url: str, name: str) -> str:
+    """Drop and create database ``name`` on the server of ``url``; the new database's URL."""
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"bench database name {name!r}: letters, digits and _ only")
+    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        await admin.dispose()
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
+def fresh_postgres_url(url: str, name: str) -> str:
+    """``fresh_postgres`` for code that is not in an event loop."""
+    return asyncio.run(fresh_postgres(url, name))
+
+
+def targets(postgres: str | None, name: str, *, prefix: str = "openmvno-bench-"
+            ) -> list[Settings]:
+    """SQLite in a temp dir, and PostgreSQL database ``name`` (fresh) when a server is
+    given. Call it outside an event loop."""
+    found = [sqlite_settings(prefix)]
+    if postgres:
+        found.append(Settings(data_dir=temp_dir(prefix),
+                              database_url=fresh_postgres_url(postgres, name)))
+    return found
+
+
+def database(url_or_settings: str | Settings) -> str:
+    """``sqlite`` or ``postgresql``."""
+    url = url_or_settings if isinstance(url_or_settings, str) else url_or_settings.database_url
+    return "postgresql" if url.startswith("postgresql") else "sqlite"
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+def now_utc() -> str:
+    return f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def measured_line(results: list[dict[str, Any]]) -> str:
+    """When the run was and the machine's load average before → after each database's
+    part (results carry ``database``, ``load_before``, ``load_after``, ``measured_at``)."""
+    loads = "; ".join(
+        f"{r['database']} {r.get('load_before', '?')} → {r.get('load_after', '?')}"
+        for r in results
+    )
+    when = results[0].get("measured_at") if results else None
+    return f"Measured {when or now_utc()}; load average (1, 5, 15 min) before → after: {loads}."
