@@ -335,6 +335,8 @@ REASONS = {
     "insufficient_funds": N_("your wallet does not have enough money"),
     "card_declined": N_("your card was declined"),
     "no_payment_method": N_("no payment method is set"),
+    "card_switched_off": N_("payment by card is switched off for now"),
+    "wallet_switched_off": N_("payment from the wallet is switched off for now"),
     "allowance_used": N_("the plan's allowance is used up"),
     "wallet_empty": N_("your wallet cannot pay for more use"),
 }

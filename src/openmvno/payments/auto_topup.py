@@ -17,6 +17,10 @@ The worker job :func:`run_due` (contract 2) does one batch:
    ``auto-topup:<top-up key>``: once ever), settles the top-ups, queues the
    ``auto_topup_done`` notices, and releases the claims. A declined card backs off
    (``auto_topup_retry_hours``) and counts toward the month's N.
+
+While the card method is switched off on the admin console (``runtime_settings``, read
+once per batch in the claim's unit of work) nothing is claimed and no card is charged:
+the top-ups wait (a top-up a crash left ``charging`` too) and go ahead when it is on again.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from openmvno.db import Base, IdMixin, TimestampMixin, str_enum, unit_of_work
 from openmvno.errors import InvalidInput
 from openmvno.i18n import N_
 from openmvno.runtime import Runtime
+from openmvno.staff import runtime_settings
 
 log = logging.getLogger("openmvno.payments.auto_topup")
 
@@ -292,6 +297,9 @@ async def _claim(rt: Runtime, now: datetime, period: str) -> list[_Due]:
         ),
     )
     async with unit_of_work(rt.sessions) as session:
+        await runtime_settings.refresh(session, rt)
+        if not runtime_settings.method_on(rt, "card"):
+            return []  # no saved card is charged off-session while cards are switched off
         claimed = await claim_due(
             session, AutoTopup, due, [AutoTopup.updated_at], rt.settings.auto_topup_batch,
             timedelta(minutes=5), now=now,

@@ -23,6 +23,14 @@ A round (:func:`run_due`), for at most ``renewal_batch`` lines:
    setting is written back in one statement (the next period's first attempt, or the
    next retry) and the ``renewal_failed`` notices are queued in one call (key per line,
    period and stage, so each is sent once per stage).
+
+**Payment methods switched off** on the admin console (``runtime_settings``, read once
+per batch in the claim's unit of work) hold here too: with the card method off no saved
+card is charged — a card-funded line falls back to the wallet when its holder allowed it,
+else the attempt fails as ``card_switched_off`` (``renewal_failed`` names it) and is
+retried on the usual schedule; with the wallet method off no wallet is debited (a
+wallet-funded line fails as ``wallet_switched_off``, a declined card does not fall back,
+a lapsed line waiting for a top-up is not taken, a suspended one stays parked).
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ from openmvno.renewals.batch import DueRenewal, renew_batch
 from openmvno.renewals.models import AutoRenewSetting, Funding
 from openmvno.renewals.runs import RenewalRun
 from openmvno.runtime import Runtime
+from openmvno.staff import runtime_settings
 from openmvno.worker.claims import claim_due
 from openmvno.worker.jobs import JobCounts, describe
 
@@ -57,6 +66,23 @@ log = logging.getLogger("openmvno.renewals")
 
 S = AutoRenewSetting
 Status = Literal["succeeded", "declined", "pending"]
+CARD_OFF = "card_switched_off"
+WALLET_OFF = "wallet_switched_off"
+
+
+def methods_on(rt: Runtime) -> frozenset[str]:
+    """Which of the two off-session funding methods (``card``, ``wallet``) may be used now,
+    as of this process's last read of the run-time settings (no database round trip)."""
+    return frozenset(m for m in ("card", "wallet") if runtime_settings.method_on(rt, m))
+
+
+def switched_off(rt: Runtime, *, funding: str, wallet_fallback: bool) -> list[str]:
+    """The methods a line's auto-renewal would use (its funding, and the wallet when a card
+    may fall back to it) that are switched off now, for the portal and the API to say so
+    (call ``runtime_settings.refresh`` first)."""
+    on = methods_on(rt)
+    used = [funding] + (["wallet"] if funding == "card" and wallet_fallback else [])
+    return [m for m in used if m not in on]
 
 
 @dataclass
@@ -153,11 +179,16 @@ async def claim(rt: Runtime, limit: int) -> list[Claimed]:
     now = clock.now()
     lease = _lease(rt)
     async with unit_of_work(rt.sessions) as session:
+        # The payment methods switched on or off, once per batch (at most one SELECT, and
+        # none while this process's copy is fresh): see methods_on.
+        await runtime_settings.refresh(session, rt)
         order = [S.next_attempt_at, S.id]
         due = and_(S.enabled.is_(True), S.next_attempt_at <= now)
         rows = await claim_due(session, S, due, order, limit, lease, columns=[S.id], now=now)
         ids = [r[0] for r in rows]
-        if len(ids) < limit:
+        # A lapsed line waiting for a top-up is renewed from the wallet: not while the
+        # wallet method is switched off (it stays waiting).
+        if len(ids) < limit and "wallet" in methods_on(rt):
             waiting = and_(S.enabled.is_(True), S.waiting_for_wallet.is_(True), _wallet_covers())
             rows = await claim_due(session, S, waiting, order, limit - len(ids), lease,
                                    columns=[S.id], now=now)
@@ -195,10 +226,13 @@ async def claim(rt: Runtime, limit: int) -> list[Claimed]:
 # ---------------------------------------------------------------- decide
 
 
-def _decide(rt: Runtime, c: Claimed, now: datetime) -> None:
+def _decide(rt: Runtime, c: Claimed, now: datetime, on: frozenset[str] | None = None) -> None:
     """What to do with one claimed line: ``c.fund`` set means "attempt it now";
-    otherwise ``c.changes`` says how its setting is written back."""
+    otherwise ``c.changes`` says how its setting is written back (``c.failure`` set: the
+    attempt failed already). ``on``: the funding methods switched on (:func:`methods_on`,
+    computed once per batch)."""
     settings = rt.settings
+    on = methods_on(rt) if on is None else on
     if (
         c.line_account_id != c.account_id
         or not c.line_auto_renew
@@ -223,7 +257,8 @@ def _decide(rt: Runtime, c: Claimed, now: datetime) -> None:
                 c.changes["next_attempt_at"] = at
                 return
     wallet_ok = c.funding is Funding.wallet or c.wallet_fallback
-    if c.topped_up and wallet_ok:
+    wallet_on = "wallet" in on
+    if c.topped_up and wallet_ok and wallet_on:
         c.fund = "wallet"  # the money is there: no card needed
         return
     if c.line_state is LineState.suspended:
@@ -232,7 +267,21 @@ def _decide(rt: Runtime, c: Claimed, now: datetime) -> None:
             c.changes.update(next_attempt_at=schedule.parked_until(settings, now),
                              waiting_for_wallet=False)
             return
+        if not wallet_on:  # stays waiting for the wallet to be switched on again
+            c.changes.update(next_attempt_at=schedule.parked_until(settings, now),
+                             waiting_for_wallet=True)
+            return
         c.fund = "wallet"
+        return
+    if c.funding is Funding.card and "card" not in on:
+        # No saved card is charged off-session while the card method is off.
+        if c.wallet_fallback and wallet_on:
+            c.fund = "wallet"
+        else:
+            c.failure = CARD_OFF
+        return
+    if c.funding is Funding.wallet and not wallet_on:
+        c.failure = WALLET_OFF
         return
     c.fund = c.funding.value
 
@@ -242,8 +291,12 @@ def charge_key(c: Claimed) -> str:
     return f"renewal:{c.line_id}:{c.period_key}:{c.attempts}"
 
 
-async def _charge(rt: Runtime, batch: list[Claimed]) -> list[Claimed]:
-    """Charge the card-funded lines; returns those still waiting for the provider."""
+async def _charge(
+    rt: Runtime, batch: list[Claimed], on: frozenset[str] | None = None
+) -> list[Claimed]:
+    """Charge the card-funded lines; returns those still waiting for the provider. A
+    declined card falls back to the wallet only while the wallet method is on."""
+    on = methods_on(rt) if on is None else on
     wanted = [c for c in batch if c.fund == "card"]
     charges: list[CardCharge] = []
     asked: list[Claimed] = []
@@ -271,7 +324,7 @@ async def _charge(rt: Runtime, batch: list[Claimed]) -> list[Claimed]:
             c.card_declined = answer.decline_code or "card_declined"
     for c in wanted:
         if c.card_declined is not None:
-            if c.wallet_fallback:
+            if c.wallet_fallback and "wallet" in on:
                 c.fund = "wallet"  # same batch, from the wallet
             else:
                 c.fund = None
@@ -448,9 +501,10 @@ async def run_due(rt: Runtime) -> int:
     if not batch:
         return 0
     now = clock.now()
+    on = methods_on(rt)  # as read by claim, once for the whole batch
     for c in batch:
-        _decide(rt, c, now)
-    pending = await _charge(rt, batch)
+        _decide(rt, c, now, on)
+    pending = await _charge(rt, batch, on)
     for c in pending:
         c.changes.update(next_attempt_at=now + timedelta(
             minutes=rt.settings.renewal_pending_recheck_minutes))
@@ -516,4 +570,7 @@ async def _retry(session: AsyncSession) -> int:
 describe(run_due, name="renewals.auto_renew", status=_status, retry=_retry)
 
 
-__all__ = ["CardAnswer", "CardCharge", "charge_cards", "charge_key", "claim", "run_due"]
+__all__ = [
+    "CARD_OFF", "WALLET_OFF", "CardAnswer", "CardCharge", "charge_cards", "charge_key", "claim",
+    "methods_on", "run_due", "switched_off",
+]

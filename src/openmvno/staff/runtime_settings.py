@@ -57,6 +57,13 @@ def methods_off(rt: Runtime) -> set[str]:
     return {str(m) for m in found} if isinstance(found, list) else set()
 
 
+def method_on(rt: Runtime, method: str) -> bool:
+    """Whether payment method ``method`` may be used now, as of this process's last read:
+    configured (``settings.payment_methods``) and not switched off on the admin console.
+    Off-session payers (auto-renewal, auto top-up) ask this once per batch."""
+    return method in rt.settings.payment_methods and method not in methods_off(rt)
+
+
 def reminder_days(rt: Runtime) -> list[int]:
     """The days before expiry on which reminders go out, largest first, as of this process's
     last read: the admin's schedule when one is stored (and well-formed), else the

@@ -27,6 +27,7 @@ from openmvno.channels.portal.web import (
 )
 from openmvno.errors import DomainError, InvalidInput, NotFound
 from openmvno.i18n import N_, translate
+from openmvno.renewals import scheduler
 from openmvno.renewals import service as renewals
 from openmvno.renewals.service import AutoRenewView
 from openmvno.runtime import Runtime
@@ -43,7 +44,38 @@ FAILURES = {
     "card_declined": N_("The last attempt failed: the card was declined."),
     "insufficient_funds": N_("The last attempt failed: the wallet did not have enough money."),
     "no_payment_method": N_("The last attempt failed: the card can no longer be charged."),
+    scheduler.CARD_OFF: N_("The last attempt was not made: payment by card is switched off "
+                           "for now."),
+    scheduler.WALLET_OFF: N_("The last attempt was not made: payment from the wallet is "
+                             "switched off for now."),
 }
+SWITCHED_OFF = {
+    # (funding, what is off) -> what the subscriber is told (the operator switched it off)
+    ("card", "card+wallet_used"): N_("Payment by card is switched off for now: renewals are "
+                                     "paid from the wallet until it is back."),
+    ("card", "card"): N_("Payment by card is switched off for now: this line is not renewed "
+                         "automatically until it is back. Renew it yourself to keep it."),
+    ("card", "wallet"): N_("Payment from the wallet is switched off for now: a declined card "
+                           "does not fall back to it."),
+    ("wallet", "wallet"): N_("Payment from the wallet is switched off for now: this line is not "
+                             "renewed automatically until it is back. Renew it yourself to "
+                             "keep it."),
+}
+
+
+def _switched_note(rt: Runtime, view: AutoRenewView) -> str | None:
+    """What the subscriber is told when the renewal's payment method is switched off."""
+    if not view.enabled:
+        return None
+    funding = view.funding.value
+    off = scheduler.switched_off(rt, funding=funding, wallet_fallback=view.wallet_fallback)
+    if not off:
+        return None
+    if funding == "card" and "card" in off:
+        what = "card+wallet_used" if view.wallet_fallback and "wallet" not in off else "card"
+    else:
+        what = "wallet"
+    return SWITCHED_OFF[(funding, what)]
 OTHER_FAILURE = N_("The last attempt did not go through.")
 
 
@@ -75,6 +107,7 @@ def _context(request: Request, rt: Runtime, view: AutoRenewView,
         "next_attempt_at": _local(rt, view.next_attempt_at),
         "expires_at": _local(rt, view.next_renewal_at),
         "failure": failure,
+        "switched_off": translate(lang, note) if (note := _switched_note(rt, view)) else None,
         "chosen": f"card:{view.card.id}" if view.funding.value == "card" and view.card
         else "wallet",
     }
