@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from openmvno import db
-from openmvno.accounts.models import Account
+from openmvno.accounts.models import Account, AuthToken, TokenKind
 from openmvno.app import create_app
 from openmvno.db import make_engine, make_sessionmaker, unit_of_work
 from openmvno.ledger import service as ledger
@@ -246,7 +246,7 @@ async def _count(client: httpx.AsyncClient, rt: Runtime, url: str, headers: dict
     return seen
 
 
-async def test_balance_is_two_statements_in_one_transaction_whatever_it_holds(
+async def test_balance_is_one_statement_in_one_transaction_whatever_it_holds(
     client: httpx.AsyncClient, rt: Runtime, frozen: FrozenClock
 ) -> None:
     headers = await register_and_login(client)
@@ -264,8 +264,37 @@ async def test_balance_is_two_statements_in_one_transaction_whatever_it_holds(
     big = await _count(client, rt, url, headers)
     r = await client.get(url, headers=headers)
     assert len(r.json()["buckets"]) == 9
-    assert len(small.statements) == len(big.statements) == 2  # the token, the balance
+    assert len(small.statements) == len(big.statements) == 1  # the token checked inside
     assert small.transactions == big.transactions == 1
+
+
+async def test_the_one_statement_balance_refuses_every_token_authenticate_refuses(
+    client: httpx.AsyncClient, rt: Runtime, frozen: FrozenClock
+) -> None:
+    headers = await register_and_login(client)
+    account_id = await _account_of(rt, headers)
+    (line_id,) = await _give_lines(rt, account_id, 1, frozen)
+    url = f"/api/v1/lines/{line_id}/balance"
+    assert (await client.get(url, headers=headers)).status_code == 200
+    tokens_table = AuthToken.__table__
+    async with unit_of_work(rt.sessions) as s:  # the account switched off
+        await s.execute(update(Account).where(Account.id == account_id).values(active=False))
+    r = await client.get(url, headers=headers)
+    assert (r.status_code, r.json()["code"]) == (401, "token_invalid")
+    async with unit_of_work(rt.sessions) as s:  # on again, but its access token revoked
+        await s.execute(update(Account).where(Account.id == account_id).values(active=True))
+        await s.execute(update(tokens_table).where(
+            tokens_table.c.account_id == account_id, tokens_table.c.kind == TokenKind.access
+        ).values(revoked_at=frozen.now))
+    r = await client.get(url, headers=headers)
+    assert (r.status_code, r.json()["code"]) == (401, "token_invalid")
+    r = await client.post("/api/v1/auth/token",
+                          json={"login": headers["X-Phone"], "password": "Harbour-Lights-2026"})
+    fresh = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    assert (await client.get(url, headers=fresh)).status_code == 200
+    frozen.advance(days=2)  # an access token lives minutes, not days
+    r = await client.get(url, headers=fresh)
+    assert (r.status_code, r.json()["code"]) == (401, "token_invalid")
 
 
 async def test_my_lines_takes_the_same_statements_for_one_line_or_five(

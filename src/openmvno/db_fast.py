@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql import Select
 
 from openmvno import db_inline
@@ -42,6 +42,18 @@ class _Plan:
     binds: tuple[Processor, ...]
     results: tuple[Processor, ...]
     row: Any
+
+
+async def _session_driver(session: AsyncSession) -> tuple[AsyncConnection, Any]:
+    # Each hop through SQLAlchemy's async layer costs: look the connection up once per
+    # transaction of the session (a new transaction may hold another connection).
+    found = session.info.get(_DRIVER)
+    transaction = session.sync_session.get_transaction()
+    if found is None or transaction is None or found[0] is not transaction:
+        conn = await session.connection()
+        raw = await conn.get_raw_connection()
+        found = session.info[_DRIVER] = (session.sync_session.get_transaction(), conn, raw)
+    return found[1], found[2]
 
 
 class FastSelect:
@@ -75,17 +87,18 @@ class FastSelect:
             self._plans[dialect.name] = plan
         return plan
 
-    async def all(self, session: AsyncSession, params: Mapping[str, Any]) -> Sequence[Any]:
-        """Every row for ``params`` (each named bind parameter of the statement)."""
-        # Each hop through SQLAlchemy's async layer costs: look the connection up once per
-        # transaction of the session (a new transaction may hold another connection).
-        found = session.info.get(_DRIVER)
-        transaction = session.sync_session.get_transaction()
-        if found is None or transaction is None or found[0] is not transaction:
-            conn = await session.connection()
-            raw = await conn.get_raw_connection()
-            found = session.info[_DRIVER] = (session.sync_session.get_transaction(), conn, raw)
-        _, conn, raw = found
+    async def all(
+        self, source: AsyncSession | AsyncConnection, params: Mapping[str, Any]
+    ) -> Sequence[Any]:
+        """Every row for ``params`` (each named bind parameter of the statement), read
+        through ``source``: a session, or a connection of :func:`openmvno.db.read_connection`."""
+        if isinstance(source, AsyncConnection):
+            conn = source
+            sync_conn = conn.sync_connection
+            fairy = sync_conn._dbapi_connection if sync_conn is not None else None
+            raw = fairy if fairy is not None else await conn.get_raw_connection()
+        else:
+            conn, raw = await _session_driver(source)
         driver: Any = raw.driver_connection
         dialect = conn.dialect
         plan = self._plan(dialect)

@@ -7,9 +7,10 @@ import functools
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import String, bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ScalarSelect, String, bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import configure_mappers, make_transient_to_detached
 from sqlalchemy.orm.base import manager_of_class
 
@@ -91,33 +92,51 @@ async def lookup(session: AsyncSession, raw: str, kind: TokenKind) -> AuthToken 
 _ACCOUNTS = Account.__table__
 _TOKENS = AuthToken.__table__
 _ACCOUNT_MANAGER = manager_of_class(Account)
-_AUTHENTICATE = (
-    select(*_ACCOUNTS.c)
-    .select_from(_TOKENS.join(_ACCOUNTS, _ACCOUNTS.c.id == _TOKENS.c.account_id))
-    .where(
-        _TOKENS.c.token_hash == bindparam("token_hash", type_=String()),
-        _TOKENS.c.kind == bindparam("kind", type_=_TOKENS.c.kind.type),
-        _TOKENS.c.revoked_at.is_(None),
-        _TOKENS.c.expires_at > bindparam("now", type_=UTCDateTime()),
-        _ACCOUNTS.c.active.is_(True),
-    )
+_TOKEN_OF_ACCOUNT = _TOKENS.join(_ACCOUNTS, _ACCOUNTS.c.id == _TOKENS.c.account_id)
+_LIVE_TOKEN = (
+    _TOKENS.c.token_hash == bindparam("token_hash", type_=String()),
+    _TOKENS.c.kind == bindparam("kind", type_=_TOKENS.c.kind.type),
+    _TOKENS.c.revoked_at.is_(None),
+    _TOKENS.c.expires_at > bindparam("now", type_=UTCDateTime()),
+    _ACCOUNTS.c.active.is_(True),
 )
+"""What makes a token good: the one of ``:token_hash`` and ``:kind``, not revoked, not
+expired at ``:now``, of an active account."""
+_AUTHENTICATE = select(*_ACCOUNTS.c).select_from(_TOKEN_OF_ACCOUNT).where(*_LIVE_TOKEN)
 """Built once; every request reuses it and its compiled form."""
 _AUTHENTICATE_FAST = FastSelect(_AUTHENTICATE)
 
 
-async def authenticate(session: AsyncSession, raw: str, kind: TokenKind) -> Account | None:
+def live_token_account() -> ScalarSelect[Any]:
+    """The id of the active account behind the live token ``:token_hash`` of ``:kind`` at
+    ``:now`` (the checks of :func:`authenticate`) as a scalar subquery, for a hot read
+    that authenticates inside its own SELECT; bind the parameters with
+    :func:`token_params`."""
+    return (
+        select(_TOKENS.c.account_id).select_from(_TOKEN_OF_ACCOUNT).where(*_LIVE_TOKEN)
+    ).scalar_subquery()
+
+
+def token_params(raw: str, kind: TokenKind) -> dict[str, Any]:
+    """The parameters of :func:`live_token_account` for the token ``raw``."""
+    return {"token_hash": sha256(raw), "kind": kind, "now": clock.now()}
+
+
+async def authenticate(
+    session: AsyncSession | AsyncConnection, raw: str, kind: TokenKind
+) -> Account | None:
     """The active account behind a live token of ``kind`` (else None), in one SELECT of
-    the token joined to its account. The account comes back detached, as if loaded in a
-    transaction already ended: reading it needs no session, changing it needs one."""
-    params = {"token_hash": sha256(raw), "kind": kind, "now": clock.now()}
-    rows = await _AUTHENTICATE_FAST.all(session, params)
+    the token joined to its account, through a session or a read connection
+    (:func:`openmvno.db.read_connection`). The account comes back detached, as if loaded
+    in a transaction already ended: reading it needs no session, changing it needs one."""
+    rows = await _AUTHENTICATE_FAST.all(session, token_params(raw, kind))
     if not rows:
         return None
     row = rows[0]
-    loaded = session.sync_session.identity_map.get((Account, (row.id,), None))
-    if isinstance(loaded, Account):
-        return loaded
+    if isinstance(session, AsyncSession):
+        loaded = session.sync_session.identity_map.get((Account, (row.id,), None))
+        if isinstance(loaded, Account):
+            return loaded
     # As a query loads it (no attribute events), then marked as loaded and detached.
     _configure_mappers_once()  # a Core query does not do it
     account: Account = _ACCOUNT_MANAGER.new_instance()

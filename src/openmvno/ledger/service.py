@@ -53,11 +53,13 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from openmvno import clock
+from openmvno.accounts import tokens
+from openmvno.accounts.models import TokenKind
 from openmvno.catalog.models import Plan
 from openmvno.db import Base, UTCDateTime
 from openmvno.db_fast import FastSelect
@@ -706,6 +708,9 @@ _BALANCE = _balance_select()
 _BALANCE_OF_LINE_SQL = _BALANCE.where(_LINES.c.id == bindparam("line_id", type_=Uuid()))
 _BALANCE_OF_LINE = FastSelect(_BALANCE_OF_LINE_SQL)
 _BALANCE_OF_OWNED_LINE = FastSelect(_BALANCE_OF_LINE_SQL.where(_LINES.c.account_id == _ACCOUNT_ID))
+_BALANCE_OF_TOKEN_LINE = FastSelect(
+    _BALANCE_OF_LINE_SQL.where(_LINES.c.account_id == tokens.live_token_account())
+)
 _BALANCES_OF_OWNED_LINES = _BALANCE.where(
     _LINES.c.id.in_(bindparam("line_ids", type_=Uuid(), expanding=True)),
     _LINES.c.account_id == _ACCOUNT_ID,
@@ -778,15 +783,21 @@ def _balances(rows: Sequence[Any], language: str, now: datetime) -> dict[uuid.UU
 
 
 async def _read_balances(
-    session: AsyncSession, statement: Any, *, language: str, currency: str, **params: Any
+    session: AsyncSession | AsyncConnection,
+    statement: Any,
+    *,
+    language: str,
+    currency: str,
+    **params: Any,
 ) -> dict[uuid.UUID, LineBalance]:
-    await session.flush()  # a Core SELECT does not autoflush pending ORM changes
+    if isinstance(session, AsyncSession):
+        await session.flush()  # a Core SELECT does not autoflush pending ORM changes
     now = clock.now()
     values = {"now": now, "currency": currency, **params}
     if isinstance(statement, FastSelect):
         rows = await statement.all(session, values)
     else:
-        conn = await session.connection()
+        conn = session if isinstance(session, AsyncConnection) else await session.connection()
         rows = (await conn.execute(statement, values)).all()
     return _balances(rows, language, now)
 
@@ -808,15 +819,16 @@ async def line_balance(
 
 
 async def owned_line_balance(
-    session: AsyncSession,
+    session: AsyncSession | AsyncConnection,
     *,
     account_id: uuid.UUID,
     line_id: uuid.UUID,
     language: str,
     currency: str = "CNY",
 ) -> LineBalance:
-    """:func:`line_balance` of one of this account's lines, in one SELECT; anyone else's
-    line (or no line) is "not found", so existence never leaks."""
+    """:func:`line_balance` of one of this account's lines, in one SELECT (through a
+    session or a read connection); anyone else's line (or no line) is "not found", so
+    existence never leaks."""
     found = await _read_balances(
         session, _BALANCE_OF_OWNED_LINE, language=language, currency=currency,
         line_id=line_id, account_id=account_id,
@@ -824,6 +836,25 @@ async def owned_line_balance(
     if line_id not in found:
         raise NotFound("line_not_found", "There is no such line on your account.")
     return found[line_id]
+
+
+async def token_line_balance(
+    conn: AsyncSession | AsyncConnection,
+    *,
+    token: str,
+    line_id: uuid.UUID,
+    language: str,
+    currency: str = "CNY",
+) -> LineBalance | None:
+    """:func:`owned_line_balance` for the caller of a live access token ``token``, the
+    token checked inside the same SELECT (the hottest read: one round trip). None when
+    the token is not good or the line is not its account's: ask
+    :func:`openmvno.accounts.tokens.authenticate` which, to answer 401 or 404."""
+    found = await _read_balances(
+        conn, _BALANCE_OF_TOKEN_LINE, language=language, currency=currency,
+        line_id=line_id, **tokens.token_params(token, TokenKind.access),
+    )
+    return found.get(line_id)
 
 
 async def line_balances(

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from openmvno.accounts import tokens
 from openmvno.accounts.models import Account, Role, TokenKind
@@ -95,7 +95,7 @@ BEARER_SECURITY: dict[str, Any] = {"security": [{"HTTPBearer": []}]}
 """``openapi_extra`` of a route that reads the bearer token itself (see :func:`bearer_caller`)."""
 
 
-async def bearer_caller(request: Request, session: AsyncSession) -> Account:
+async def bearer_caller(request: Request, session: AsyncSession | AsyncConnection) -> Account:
     """The caller of a hot read route that takes no dependencies (FastAPI resolving them
     costs about as much CPU as the read itself): the same checks and answers as :data:`Me`."""
     scheme, _, raw = request.headers.get("authorization", "").partition(" ")
