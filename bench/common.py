@@ -34,10 +34,16 @@ def sqlite_url(data_dir: Path, name: str = "b.db") -> str:
     return f"sqlite+aiosqlite:///{data_dir / name}"
 
 
+def bench_settings(database_url: str, data_dir: Path) -> Settings:
+    """Development settings (a secret key generated into the throw-away data dir, as
+    ``scripts/start`` does) on ``database_url``."""
+    return Settings(environment="development", data_dir=data_dir, database_url=database_url)
+
+
 def sqlite_settings(prefix: str = "openmvno-bench-") -> Settings:
-    """A Settings on a new SQLite file in a new temp dir (also its data dir)."""
+    """Settings on a new SQLite file in a new temp dir (also its data dir)."""
     tmp = temp_dir(prefix)
-    return Settings(data_dir=tmp, database_url=sqlite_url(tmp))
+    return bench_settings(sqlite_url(tmp), tmp)
 
 
 async def fresh_postgres(url: str, name: str) -> str:
@@ -65,8 +71,7 @@ def targets(postgres: str | None, name: str, *, prefix: str = "openmvno-bench-"
     given. Call it outside an event loop."""
     found = [sqlite_settings(prefix)]
     if postgres:
-        found.append(Settings(data_dir=temp_dir(prefix),
-                              database_url=fresh_postgres_url(postgres, name)))
+        found.append(bench_settings(fresh_postgres_url(postgres, name), temp_dir(prefix)))
     return found
 
 

