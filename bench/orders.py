@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
+import sys
 import time
 import uuid
 from pathlib import Path
 
 from sqlalchemy import text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common
 
 from openmvno.accounts.models import Account
 from openmvno.catalog.models import Plan, PlanKind
@@ -126,11 +130,11 @@ async def measure(
 
 
 def scratch_settings() -> Settings:
-    """OPENMVNO_DATABASE_URL if set, else a throw-away SQLite file."""
+    """OPENMVNO_DATABASE_URL if set, else a throw-away SQLite file (development settings,
+    as every bench target: ``common.sqlite_settings``)."""
     settings = Settings()
     if "openmvno-data" in settings.database_url:
-        tmp = Path(tempfile.mkdtemp(prefix="openmvno-bench-"))
-        settings = Settings(data_dir=tmp, database_url=f"sqlite+aiosqlite:///{tmp / 'b.db'}")
+        settings = common.sqlite_settings()
     return settings
 
 
