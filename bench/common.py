@@ -96,7 +96,7 @@ def measured_line(results: list[dict[str, Any]]) -> str:
     """When the run was and the machine's load average before → after each database's
     part (results carry ``database``, ``load_before``, ``load_after``, ``measured_at``)."""
     loads = "; ".join(
-        f"{r['database']} {r.get('load_before', '?')} → {r.get('load_after', '?')}"
+        f"{r['database']}: {r.get('load_before', '?')} → {r.get('load_after', '?')}"
         for r in results
     )
     when = results[0].get("measured_at") if results else None

@@ -323,7 +323,8 @@ per commit through `sqlite3`). Target on PostgreSQL: 100,000 renewals in under 6
 Command: `python bench/renewals.py --postgres URL` (or `scripts/bench --only renewals`;
 `--lines 100000 --workers 1,2,4 --sqlite-lines 10000` are the defaults).
 
-{measured_line([{**r, "database": f"{r['database']} ({r['workers']} w.)"} for r in results])}
+{measured_line([{**r, "database": f"{r['database']}, {r['workers']} worker(s)"}
+                for r in results])}
 """
 
 
