@@ -25,6 +25,7 @@ from openmvno.channels.console.web import (
     PATH,
     AdminDesk,
     Desk,
+    act,
     describe,
     done,
     error_page,
@@ -33,6 +34,8 @@ from openmvno.channels.console.web import (
     render,
     staff_of,
 )
+from openmvno.channels.console.web import refused as _refused
+from openmvno.channels.console.web import savepoint as _savepoint
 from openmvno.errors import DomainError, InvalidInput
 from openmvno.i18n import LANGUAGES, translate
 from openmvno.notifications import templates as notice_templates
@@ -48,24 +51,6 @@ from openmvno.web.deps import RT, Session
 
 router = APIRouter(include_in_schema=False)
 ADMIN = PATH + "/admin"
-
-
-def _refused(request: Request, desk: Desk, exc: DomainError) -> Response:
-    return error_page(request, desk, exc.status, "The action was refused", describe(request, exc))
-
-
-async def _savepoint(session: Session, work: Any) -> Any:
-    nested = await session.begin_nested()
-    try:
-        result = await work
-    except DomainError as exc:
-        await (nested.commit() if exc.keep_changes else nested.rollback())
-        raise
-    except BaseException:
-        await nested.rollback()
-        raise
-    await nested.commit()
-    return result
 
 
 def _yuan(text: str) -> int:
@@ -611,31 +596,31 @@ async def refunds_page(request: Request, desk: AdminDesk, session: Session) -> R
 async def refund_approve(
     request: Request, event_id: str, desk: AdminDesk, session: Session, rt: RT
 ) -> Response:
-    form = await read_form(request, desk)
-    eid = parse_uuid(event_id)
-    event = await session.get(AuditEvent, eid) if eid else None
-    if event is None or event.action != "refund.requested":
-        return error_page(
-            request,
-            desk,
-            404,
-            "Not found",
-            translate(request.state.language, "There is no such request."),
+    async def load(form: dict[str, str]) -> tuple[AuditEvent, Order] | Response:
+        eid = parse_uuid(event_id)
+        event = await session.get(AuditEvent, eid) if eid else None
+        if event is None or event.action != "refund.requested":
+            return error_page(
+                request,
+                desk,
+                404,
+                "Not found",
+                translate(request.state.language, "There is no such request."),
+            )
+        order = await session.get(Order, uuid.UUID(event.subject_id))
+        if order is None or order.state != OrderState.fulfilled:
+            return done(ADMIN + "/refunds", "saved")  # settled meanwhile: nothing to do
+        return event, order
+
+    async def work(form: dict[str, str], found: tuple[AuditEvent, Order]) -> None:
+        event, order = found
+        reason = f"{event.reason} (approved: {form.get('reason', '')})".strip()
+        await order_refunds.refund(
+            session, rt, order, actor=staff_of(desk).account, reason=reason[:500]
         )
-    order = await session.get(Order, uuid.UUID(event.subject_id))
-    if order is None or order.state != OrderState.fulfilled:
-        return done(ADMIN + "/refunds", "saved")
-    reason = f"{event.reason} (approved: {form.get('reason', '')})".strip()
-    try:
-        await _savepoint(
-            session,
-            order_refunds.refund(
-                session, rt, order, actor=staff_of(desk).account, reason=reason[:500]
-            ),
-        )
-    except DomainError as exc:
-        return _refused(request, desk, exc)
-    return done(ADMIN + "/refunds", "refunded")
+
+    return await act(request, desk, session, load, work,
+                     lambda _found, _result: done(ADMIN + "/refunds", "refunded"))
 
 
 # ---------------------------------------------------------------- audit log

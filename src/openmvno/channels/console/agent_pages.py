@@ -7,7 +7,9 @@ an unverified caller."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -20,11 +22,11 @@ from openmvno.channels.console.web import (
     PATH,
     Desk,
     StaffDesk,
+    act,
     describe,
     done,
     error_page,
     parse_uuid,
-    read_form,
     redirect,
     render,
     staff_of,
@@ -66,22 +68,78 @@ async def _account(session: Session, raw: str) -> Account | None:
         return None
 
 
-async def _savepoint(session: Session, work: Any) -> Any:
-    nested = await session.begin_nested()
-    try:
-        result = await work
-    except DomainError as exc:
-        await (nested.commit() if exc.keep_changes else nested.rollback())
-        raise
-    except BaseException:
-        await nested.rollback()
-        raise
-    await nested.commit()
-    return result
-
-
 def _back(account: Account) -> str:
     return f"{PATH}/accounts/{account.id}"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What an agent's action is about: the caller's account, and one of their orders."""
+
+    account: Account
+    order: Order | None = None
+
+    @property
+    def url(self) -> str:
+        """Where the action's answer goes back to: the order's page, or the caller's."""
+        return _order_url(self.account, self.order) if self.order else _back(self.account)
+
+    @property
+    def the_order(self) -> Order:
+        assert self.order is not None
+        return self.order
+
+
+R = TypeVar("R")
+
+
+async def _for_caller(
+    request: Request,
+    desk: Desk,
+    session: Session,
+    account_id: str,
+    work: Callable[[dict[str, str], Target], Awaitable[R]],
+    then: str | Callable[[Target, R], Response | Awaitable[Response]],
+    *,
+    verified: bool = True,
+    order_id: str | None = None,
+) -> Response:
+    """An agent's action for a caller (:func:`web.act`): the form, the account named in
+    the address (else 404), the caller verified now unless ``verified=False`` (else the
+    "verify the caller first" page), the order named (else 404), ``work`` in a savepoint
+    (refused: the "action was refused" page), then ``then`` — a done code (back to the
+    order's or the caller's page) or a function answering the response."""
+
+    async def load(form: dict[str, str]) -> Target | Response:
+        account = await _account(session, account_id)
+        if account is None:
+            return _not_found(request, desk)
+        if verified:
+            try:
+                await verification.require(
+                    session, staff_id=staff_of(desk).account.id, account_id=account.id
+                )
+            except DomainError as exc:
+                return error_page(
+                    request, desk, exc.status, "Verify the caller first", describe(request, exc)
+                )
+        if order_id is None:
+            return Target(account)
+        oid = parse_uuid(order_id)
+        try:
+            order = await actions.order_of(session, account, oid) if oid else None
+        except NotFound:
+            order = None
+        if order is None:
+            return _not_found(request, desk)
+        return Target(account, order)
+
+    def answer(target: Target, _result: R) -> Response:
+        assert isinstance(then, str)
+        return done(target.url, then)
+
+    return await act(request, desk, session, load, work,
+                     answer if isinstance(then, str) else then)
 
 
 # ---------------------------------------------------------------- search
@@ -173,29 +231,23 @@ async def caller(
 async def reveal(
     request: Request, account_id: str, desk: StaffDesk, session: Session, rt: RT
 ) -> Response:
-    form = await read_form(request, desk)
-    account = await _account(session, account_id)
-    if account is None:
-        return _not_found(request, desk)
-    field = form.get("field", "")
-    try:
-        value = await _savepoint(
+    async def work(form: dict[str, str], target: Target) -> tuple[str, str]:
+        field = form.get("field", "")
+        value = await search.reveal(
             session,
-            search.reveal(
-                session,
-                staff=staff_of(desk).account,
-                account=account,
-                field=field,
-                reason=form.get("reason", ""),
-            ),
+            staff=staff_of(desk).account,
+            account=target.account,
+            field=field,
+            reason=form.get("reason", ""),
         )
-    except DomainError as exc:
-        return error_page(
-            request, desk, exc.status, "The action was refused", describe(request, exc)
-        )
-    ctx = await _screen(session, rt, desk, account, request.state.language)
-    ctx["revealed"] = {"field": field, "value": value}
-    return render(request, desk, "caller.html", ctx)
+        return field, value
+
+    async def then(target: Target, revealed: tuple[str, str]) -> Response:
+        ctx = await _screen(session, rt, desk, target.account, request.state.language)
+        ctx["revealed"] = {"field": revealed[0], "value": revealed[1]}
+        return render(request, desk, "caller.html", ctx)
+
+    return await _for_caller(request, desk, session, account_id, work, then, verified=False)
 
 
 @router.get(PATH + "/accounts/{account_id}/messages")
@@ -253,102 +305,45 @@ async def messages(
 async def verify_send(
     request: Request, account_id: str, desk: StaffDesk, session: Session, rt: RT
 ) -> Response:
-    form = await read_form(request, desk)
-    account = await _account(session, account_id)
-    if account is None:
-        return _not_found(request, desk)
-    channel = Channel.email if form.get("channel") == "email" else Channel.sms
-    try:
-        await _savepoint(
-            session,
-            verification.send_code(
-                session, rt, staff=staff_of(desk).account, account=account, channel=channel
-            ),
+    async def work(form: dict[str, str], target: Target) -> None:
+        channel = Channel.email if form.get("channel") == "email" else Channel.sms
+        await verification.send_code(
+            session, rt, staff=staff_of(desk).account, account=target.account, channel=channel
         )
-    except DomainError as exc:
-        return error_page(
-            request, desk, exc.status, "The action was refused", describe(request, exc)
-        )
-    return done(_back(account), "code_sent")
+
+    return await _for_caller(request, desk, session, account_id, work, "code_sent",
+                             verified=False)
 
 
 @router.post(PATH + "/accounts/{account_id}/verify/code")
 async def verify_code(
     request: Request, account_id: str, desk: StaffDesk, session: Session, rt: RT
 ) -> Response:
-    form = await read_form(request, desk)
-    account = await _account(session, account_id)
-    if account is None:
-        return _not_found(request, desk)
-    try:
-        await _savepoint(
-            session,
-            verification.check_code(
-                session,
-                rt,
-                staff=staff_of(desk).account,
-                account=account,
-                code=form.get("code", ""),
-            ),
+    async def work(form: dict[str, str], target: Target) -> None:
+        await verification.check_code(
+            session, rt, staff=staff_of(desk).account, account=target.account,
+            code=form.get("code", ""),
         )
-    except DomainError as exc:
-        return error_page(
-            request, desk, exc.status, "The action was refused", describe(request, exc)
-        )
-    return done(_back(account), "verified")
+
+    return await _for_caller(request, desk, session, account_id, work, "verified",
+                             verified=False)
 
 
 @router.post(PATH + "/accounts/{account_id}/verify/device")
 async def verify_device(
     request: Request, account_id: str, desk: StaffDesk, session: Session, rt: RT
 ) -> Response:
-    form = await read_form(request, desk)
-    account = await _account(session, account_id)
-    if account is None:
-        return _not_found(request, desk)
-    try:
-        await _savepoint(
-            session,
-            verification.check_device(
-                session,
-                rt,
-                staff=staff_of(desk).account,
-                account=account,
-                serial=form.get("serial", ""),
-                name=form.get("name", ""),
-            ),
+    async def work(form: dict[str, str], target: Target) -> None:
+        await verification.check_device(
+            session, rt, staff=staff_of(desk).account, account=target.account,
+            serial=form.get("serial", ""), name=form.get("name", ""),
         )
-    except DomainError as exc:
-        return error_page(
-            request, desk, exc.status, "The action was refused", describe(request, exc)
-        )
-    return done(_back(account), "verified")
+
+    return await _for_caller(request, desk, session, account_id, work, "verified",
+                             verified=False)
 
 
 # ---------------------------------------------------------------- actions (verified callers)
-
-
-async def _verified(
-    request: Request, account_id: str, desk: Desk, session: Session
-) -> tuple[Account | None, Response | None, dict[str, str]]:
-    """The form, the account, and a refusal page unless the caller is verified now."""
-    form = await read_form(request, desk)
-    account = await _account(session, account_id)
-    if account is None:
-        return None, _not_found(request, desk), form
-    try:
-        await verification.require(
-            session, staff_id=staff_of(desk).account.id, account_id=account.id
-        )
-    except DomainError as exc:
-        return (
-            account,
-            error_page(
-                request, desk, exc.status, "Verify the caller first", describe(request, exc)
-            ),
-            form,
-        )
-    return account, None, form
 
 
 def _amount(text: str) -> int:
@@ -368,32 +363,26 @@ def _amount(text: str) -> int:
 async def payment_link(
     request: Request, account_id: str, desk: StaffDesk, session: Session, rt: RT
 ) -> Response:
-    account, refused, form = await _verified(request, account_id, desk, session)
-    if refused is not None or account is None:
-        return refused or _not_found(request, desk)
-    kind = form.get("kind", "plan")
-    try:
+    async def work(form: dict[str, str], target: Target) -> actions.PaymentLink:
+        kind = form.get("kind", "plan")
         amount = _amount(form.get("amount", "")) if kind == "topup" else None
-        link = await _savepoint(
+        return await actions.send_payment_link(
             session,
-            actions.send_payment_link(
-                session,
-                rt,
-                staff=staff_of(desk).account,
-                account=account,
-                kind=kind,
-                line_id=parse_uuid(form.get("line_id", "")),
-                plan_code=form.get("plan") or None,
-                amount_minor=amount,
-                channel=Channel.email if form.get("channel") == "email" else Channel.sms,
-                key=form.get("key") or uuid.uuid4().hex,
-            ),
+            rt,
+            staff=staff_of(desk).account,
+            account=target.account,
+            kind=kind,
+            line_id=parse_uuid(form.get("line_id", "")),
+            plan_code=form.get("plan") or None,
+            amount_minor=amount,
+            channel=Channel.email if form.get("channel") == "email" else Channel.sms,
+            key=form.get("key") or uuid.uuid4().hex,
         )
-    except DomainError as exc:
-        return error_page(
-            request, desk, exc.status, "The action was refused", describe(request, exc)
-        )
-    return redirect(f"{PATH}/accounts/{account.id}/orders/{link.order.id}?done=link_sent")
+
+    def then(target: Target, link: actions.PaymentLink) -> Response:
+        return done(_order_url(target.account, link.order), "link_sent")
+
+    return await _for_caller(request, desk, session, account_id, work, then)
 
 
 @router.post(PATH + "/accounts/{account_id}/orders")
@@ -401,29 +390,24 @@ async def new_order(
     request: Request, account_id: str, desk: StaffDesk, session: Session, rt: RT
 ) -> Response:
     """A renewal order the agent then pays from the wallet or by a bank transfer."""
-    account, refused, form = await _verified(request, account_id, desk, session)
-    if refused is not None or account is None:
-        return refused or _not_found(request, desk)
-    try:
-        order = await _savepoint(
+
+    async def work(form: dict[str, str], target: Target) -> Order:
+        return await actions.create_order(
             session,
-            actions.create_order(
-                session,
-                rt,
-                staff=staff_of(desk).account,
-                account=account,
-                kind="plan",
-                line_id=parse_uuid(form.get("line_id", "")),
-                plan_code=form.get("plan") or None,
-                amount_minor=None,
-                key=form.get("key") or uuid.uuid4().hex,
-            ),
+            rt,
+            staff=staff_of(desk).account,
+            account=target.account,
+            kind="plan",
+            line_id=parse_uuid(form.get("line_id", "")),
+            plan_code=form.get("plan") or None,
+            amount_minor=None,
+            key=form.get("key") or uuid.uuid4().hex,
         )
-    except DomainError as exc:
-        return error_page(
-            request, desk, exc.status, "The action was refused", describe(request, exc)
-        )
-    return redirect(f"{PATH}/accounts/{account.id}/orders/{order.id}")
+
+    def then(target: Target, order: Order) -> Response:
+        return redirect(_order_url(target.account, order))
+
+    return await _for_caller(request, desk, session, account_id, work, then)
 
 
 @router.get(PATH + "/accounts/{account_id}/orders/{order_id}")
@@ -461,22 +445,6 @@ async def order_page(
     )
 
 
-async def _order_action(
-    request: Request, account_id: str, order_id: str, desk: Desk, session: Session
-) -> tuple[Account | None, Order | None, Response | None, dict[str, str]]:
-    account, refused, form = await _verified(request, account_id, desk, session)
-    if refused is not None or account is None:
-        return account, None, refused or _not_found(request, desk), form
-    oid = parse_uuid(order_id)
-    try:
-        order = await actions.order_of(session, account, oid) if oid else None
-    except NotFound:
-        order = None
-    if order is None:
-        return account, None, _not_found(request, desk), form
-    return account, order, None, form
-
-
 def _order_url(account: Account, order: Order) -> str:
     return f"{PATH}/accounts/{account.id}/orders/{order.id}"
 
@@ -485,158 +453,83 @@ def _order_url(account: Account, order: Order) -> str:
 async def pay_wallet(
     request: Request, account_id: str, order_id: str, desk: StaffDesk, session: Session, rt: RT
 ) -> Response:
-    account, order, refused, _form = await _order_action(
-        request, account_id, order_id, desk, session
-    )
-    if refused is not None or account is None or order is None:
-        return refused or _not_found(request, desk)
-    try:
-        await _savepoint(
-            session,
-            actions.pay_from_wallet(
-                session, rt, staff=staff_of(desk).account, account=account, order=order
-            ),
+    async def work(form: dict[str, str], target: Target) -> None:
+        await actions.pay_from_wallet(
+            session, rt, staff=staff_of(desk).account, account=target.account,
+            order=target.the_order,
         )
-    except DomainError as exc:
-        return error_page(
-            request, desk, exc.status, "The action was refused", describe(request, exc)
-        )
-    return done(_order_url(account, order), "paid")
+
+    return await _for_caller(request, desk, session, account_id, work, "paid",
+                             order_id=order_id)
 
 
 @router.post(PATH + "/accounts/{account_id}/orders/{order_id}/bank-transfer")
 async def bank_transfer(
     request: Request, account_id: str, order_id: str, desk: StaffDesk, session: Session, rt: RT
 ) -> Response:
-    account, order, refused, form = await _order_action(
-        request, account_id, order_id, desk, session
-    )
-    if refused is not None or account is None or order is None:
-        return refused or _not_found(request, desk)
-    try:
-        await _savepoint(
-            session,
-            actions.record_bank_transfer(
-                session,
-                rt,
-                staff=staff_of(desk).account,
-                account=account,
-                order=order,
-                reference=form.get("reference", ""),
-                reason=form.get("reason", ""),
-            ),
+    async def work(form: dict[str, str], target: Target) -> None:
+        await actions.record_bank_transfer(
+            session, rt, staff=staff_of(desk).account, account=target.account,
+            order=target.the_order, reference=form.get("reference", ""),
+            reason=form.get("reason", ""),
         )
-    except DomainError as exc:
-        return error_page(
-            request, desk, exc.status, "The action was refused", describe(request, exc)
-        )
-    return done(_order_url(account, order), "paid")
+
+    return await _for_caller(request, desk, session, account_id, work, "paid",
+                             order_id=order_id)
 
 
 @router.post(PATH + "/accounts/{account_id}/orders/{order_id}/cancel")
 async def cancel(
     request: Request, account_id: str, order_id: str, desk: StaffDesk, session: Session
 ) -> Response:
-    account, order, refused, form = await _order_action(
-        request, account_id, order_id, desk, session
-    )
-    if refused is not None or account is None or order is None:
-        return refused or _not_found(request, desk)
-    try:
-        await _savepoint(
-            session,
-            actions.cancel_order(
-                session,
-                staff=staff_of(desk).account,
-                account=account,
-                order=order,
-                reason=form.get("reason", ""),
-            ),
+    async def work(form: dict[str, str], target: Target) -> None:
+        await actions.cancel_order(
+            session, staff=staff_of(desk).account, account=target.account,
+            order=target.the_order, reason=form.get("reason", ""),
         )
-    except DomainError as exc:
-        return error_page(
-            request, desk, exc.status, "The action was refused", describe(request, exc)
-        )
-    return done(_order_url(account, order), "cancelled")
+
+    return await _for_caller(request, desk, session, account_id, work, "cancelled",
+                             order_id=order_id)
 
 
 @router.post(PATH + "/accounts/{account_id}/orders/{order_id}/move")
 async def move(
     request: Request, account_id: str, order_id: str, desk: StaffDesk, session: Session, rt: RT
 ) -> Response:
-    account, order, refused, form = await _order_action(
-        request, account_id, order_id, desk, session
-    )
-    if refused is not None or account is None or order is None:
-        return refused or _not_found(request, desk)
-    try:
-        await _savepoint(
-            session,
-            actions.move_topup(
-                session,
-                rt,
-                staff=staff_of(desk).account,
-                order=order,
-                to_msisdn=form.get("msisdn", ""),
-                reason=form.get("reason", ""),
-            ),
+    async def work(form: dict[str, str], target: Target) -> None:
+        await actions.move_topup(
+            session, rt, staff=staff_of(desk).account, order=target.the_order,
+            to_msisdn=form.get("msisdn", ""), reason=form.get("reason", ""),
         )
-    except DomainError as exc:
-        return error_page(
-            request, desk, exc.status, "The action was refused", describe(request, exc)
-        )
-    return done(_order_url(account, order), "moved")
+
+    return await _for_caller(request, desk, session, account_id, work, "moved",
+                             order_id=order_id)
 
 
 @router.post(PATH + "/accounts/{account_id}/orders/{order_id}/refund")
 async def refund(
     request: Request, account_id: str, order_id: str, desk: StaffDesk, session: Session, rt: RT
 ) -> Response:
-    account, order, refused, form = await _order_action(
-        request, account_id, order_id, desk, session
-    )
-    if refused is not None or account is None or order is None:
-        return refused or _not_found(request, desk)
-    try:
-        outcome = await _savepoint(
-            session,
-            actions.refund_or_request(
-                session,
-                rt,
-                staff=staff_of(desk).account,
-                account=account,
-                order=order,
-                reason=form.get("reason", ""),
-            ),
+    async def work(form: dict[str, str], target: Target) -> str:
+        return await actions.refund_or_request(
+            session, rt, staff=staff_of(desk).account, account=target.account,
+            order=target.the_order, reason=form.get("reason", ""),
         )
-    except DomainError as exc:
-        return error_page(
-            request, desk, exc.status, "The action was refused", describe(request, exc)
-        )
-    return done(
-        _order_url(account, order), "refunded" if outcome == "refunded" else "refund_requested"
-    )
+
+    def then(target: Target, outcome: str) -> Response:
+        return done(target.url, "refunded" if outcome == "refunded" else "refund_requested")
+
+    return await _for_caller(request, desk, session, account_id, work, then, order_id=order_id)
 
 
 @router.post(PATH + "/accounts/{account_id}/notes")
 async def add_note(
     request: Request, account_id: str, desk: StaffDesk, session: Session
 ) -> Response:
-    account, refused, form = await _verified(request, account_id, desk, session)
-    if refused is not None or account is None:
-        return refused or _not_found(request, desk)
-    try:
-        await _savepoint(
-            session,
-            notes.add(
-                session,
-                author=staff_of(desk).account,
-                account_id=account.id,
-                body=form.get("note", ""),
-            ),
+    async def work(form: dict[str, str], target: Target) -> None:
+        await notes.add(
+            session, author=staff_of(desk).account, account_id=target.account.id,
+            body=form.get("note", ""),
         )
-    except DomainError as exc:
-        return error_page(
-            request, desk, exc.status, "The action was refused", describe(request, exc)
-        )
-    return done(_back(account), "noted")
+
+    return await _for_caller(request, desk, session, account_id, work, "noted")

@@ -4,10 +4,12 @@ portal (no import of it: channels stay independent)."""
 
 from __future__ import annotations
 
+import inspect
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import Depends, FastAPI, Request
@@ -253,6 +255,57 @@ def error_page(request: Request, desk: Desk, status: int, title: str, message: s
         {"title": translate(lang, title), "message": message},
         status_code=status,
     )
+
+
+def refused(request: Request, desk: Desk, exc: DomainError) -> HTMLResponse:
+    """The page for a staff action a service refused (its status, its localised reason)."""
+    return error_page(request, desk, exc.status, "The action was refused", describe(request, exc))
+
+
+async def savepoint(session: Session, work: Awaitable[Any]) -> Any:
+    """Run ``work`` in a savepoint of the request's transaction: a :class:`DomainError`
+    undoes it (unless raised with ``keep_changes``, e.g. a wrong code that is counted),
+    so the refused page commits nothing of it; anything else undoes it and propagates."""
+    nested = await session.begin_nested()
+    try:
+        result = await work
+    except DomainError as exc:
+        await (nested.commit() if exc.keep_changes else nested.rollback())
+        raise
+    except BaseException:
+        await nested.rollback()
+        raise
+    await nested.commit()
+    return result
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+async def act(
+    request: Request,
+    desk: Desk,
+    session: Session,
+    load: Callable[[dict[str, str]], Awaitable[T | Response]],
+    work: Callable[[dict[str, str], T], Awaitable[R]],
+    then: Callable[[T, R], Response | Awaitable[Response]],
+) -> Response:
+    """The console's one way to act on a posted form: read the form (CSRF and field limits,
+    :func:`read_form`); ``load`` what the address names (it answers a page instead to stop
+    there: not found, verify the caller first...); run ``work`` in a :func:`savepoint` (a
+    :class:`DomainError` answers the :func:`refused` page); then answer ``then`` (usually
+    post/redirect/get with a done code, :func:`done`)."""
+    form = await read_form(request, desk)
+    target = await load(form)
+    if isinstance(target, Response):
+        return target
+    try:
+        result = await savepoint(session, work(form, target))
+    except DomainError as exc:
+        return refused(request, desk, exc)
+    answer = then(target, result)
+    return await answer if inspect.isawaitable(answer) else answer
 
 
 def safe_next(value: str | None) -> str:
