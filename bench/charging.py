@@ -1,7 +1,8 @@
 """Usage charging: records per second through the whole API path, beside the raw limit.
 
     python bench/charging.py [--postgres URL] [--lines 100000] [--batches 20]
-                             [--batch 10000] [--concurrency 2]
+                             [--batch 10000] [--concurrency 2] [--db-name NAME]
+                             [--no-sqlite] [--scenario spread|hot] [--py-spy PREFIX]
 
 For each database (a throw-away SQLite file; PostgreSQL when ``--postgres`` is given, in a
 fresh database ``openmvno_bench_usage`` on that server) this creates ``--lines`` lines,
@@ -34,7 +35,9 @@ import argparse
 import asyncio
 import os
 import random
+import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -63,13 +66,13 @@ UNITS = 1024  # bytes per record: the buckets never run out
 # --- setup ---------------------------------------------------------------------------
 
 
-async def fresh_postgres(url: str) -> str:
+async def fresh_postgres(url: str, name: str = BENCH_DB) -> str:
     admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
     async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)'))
-        await conn.execute(text(f'CREATE DATABASE "{BENCH_DB}"'))
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
     await admin.dispose()
-    return url.rsplit("/", 1)[0] + "/" + BENCH_DB
+    return url.rsplit("/", 1)[0] + "/" + name
 
 
 async def seed(database_url: str, lines: int) -> tuple[list[str], str]:
@@ -275,22 +278,40 @@ def raw_sqlite(path: Path, n_buckets: int, plan: list[list[int]], tag: str) -> f
 
 
 def measure(database_url: str, *, lines: int, batches: int, batch: int,
-            concurrency: int) -> list[dict[str, Any]]:
+            concurrency: int, db_name: str = BENCH_DB,
+            scenarios: tuple[str, ...] = ("spread", "hot"),
+            py_spy: str | None = None) -> list[dict[str, Any]]:
     name = "PostgreSQL" if database_url.startswith("postgresql") else "SQLite"
     data_dir = Path(tempfile.mkdtemp(prefix="openmvno-bench-usage-"))
     if name == "SQLite":
         database_url = f"sqlite+aiosqlite:///{data_dir / 'usage.db'}"
     else:
-        database_url = asyncio.run(fresh_postgres(database_url))
+        database_url = asyncio.run(fresh_postgres(database_url, db_name))
     msisdns, key = asyncio.run(seed(database_url, lines))
     results = []
-    with serving(database_url, data_dir) as (port, _pid):
+    with serving(database_url, data_dir) as (port, pid):
         warm = bodies(msisdns, batches=1, batch=100, hot=False, tag="warm", seed_=0)
         asyncio.run(through_api(port, key, warm, 1))
-        for scenario, hot in (("spread", False), ("hot", True)):
+        for scenario in scenarios:
+            hot = scenario == "hot"
             payloads = bodies(msisdns, batches=batches, batch=batch, hot=hot, tag=scenario,
                               seed_=1 if hot else 2)
-            api = asyncio.run(through_api(port, key, payloads, concurrency))
+            spy = None
+            if py_spy:
+                # The served process's samples during this scenario (raw collapsed stacks).
+                out = f"{py_spy}-{name.lower()}-{scenario}.txt"
+                spy = subprocess.Popen(
+                    [str(Path(sys.executable).parent / "py-spy"), "record", "-o", out,
+                     "-f", "raw", "-r", "200", "-p", str(pid)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )
+                time.sleep(1.0)
+            try:
+                api = asyncio.run(through_api(port, key, payloads, concurrency))
+            finally:
+                if spy is not None:
+                    spy.send_signal(signal.SIGINT)
+                    spy.wait(timeout=30)
             plan = draws(lines, batches=batches, batch=batch, hot=hot, seed_=3 if hot else 4)
             if name == "SQLite":
                 raw = raw_sqlite(data_dir / "raw.db", lines, plan, scenario)
@@ -307,12 +328,17 @@ def measure(database_url: str, *, lines: int, batches: int, batch: int,
 
 
 def run(postgres: str | None, *, lines: int = 100_000, batches: int = 20, batch: int = 10_000,
-        concurrency: int = 2) -> list[dict[str, Any]]:
-    results = measure("sqlite", lines=lines, batches=batches, batch=batch,
-                      concurrency=concurrency)
+        concurrency: int = 2, sqlite: bool = True, db_name: str = BENCH_DB,
+        scenarios: tuple[str, ...] = ("spread", "hot"),
+        py_spy: str | None = None) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    if sqlite:
+        results += measure("sqlite", lines=lines, batches=batches, batch=batch,
+                           concurrency=concurrency, scenarios=scenarios, py_spy=py_spy)
     if postgres:
         results += measure(postgres, lines=lines, batches=batches, batch=batch,
-                           concurrency=concurrency)
+                           concurrency=concurrency, db_name=db_name, scenarios=scenarios,
+                           py_spy=py_spy)
     return results
 
 
@@ -354,9 +380,19 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--db-name", default=BENCH_DB,
+                        help="the PostgreSQL database to (re)create for the run")
+    parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
+    parser.add_argument("--scenario", choices=("spread", "hot"), action="append",
+                        help="run only this scenario (may be repeated)")
+    parser.add_argument("--py-spy", metavar="PREFIX",
+                        help="record the served process with py-spy during each scenario"
+                             " into PREFIX-<database>-<scenario>.txt (raw collapsed stacks)")
     args = parser.parse_args()
     results = run(args.postgres, lines=args.lines, batches=args.batches, batch=args.batch,
-                  concurrency=args.concurrency)
+                  concurrency=args.concurrency, sqlite=not args.no_sqlite,
+                  db_name=args.db_name, scenarios=tuple(args.scenario or ("spread", "hot")),
+                  py_spy=args.py_spy)
     print(markdown(results))
 
 

@@ -41,10 +41,12 @@ from sqlalchemy.orm.attributes import set_committed_value
 from openmvno import clock
 from openmvno.db import UTCDateTime
 from openmvno.errors import NotFound
-from openmvno.ledger.models import Bucket
+from openmvno.ledger.models import Bucket, EntryReason
 from openmvno.ledger.service import InsufficientBalance, Posting
 
-__all__ = ["Applied", "BatchRace", "Status", "post_all", "post_batch", "post_new"]
+__all__ = [
+    "Applied", "BatchRace", "Status", "post_all", "post_batch", "post_locked", "post_new",
+]
 
 Status = Literal["applied", "partial", "refused", "duplicate"]
 
@@ -96,6 +98,20 @@ _SQLITE_INSERT = (
     "json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), "
     "json_extract(value, '$[5]'), json_extract(value, '$[6]'), ? "
     "FROM json_each(?) WHERE true ON CONFLICT (idempotency_key) DO NOTHING"
+)
+
+
+_PG_INSERT_LOCKED = (
+    "WITH ins AS (INSERT INTO balance_entries "
+    "(bucket_id, account_id, delta, reason, idempotency_key, order_id, memo, created_at) "
+    "SELECT b, a, d, $4::text, k, NULL, $6::text, $7::timestamptz FROM unnest("
+    "$1::uuid[], $2::uuid[], $3::bigint[], $5::text[]) AS t(b, a, d, k) "
+    "ON CONFLICT (idempotency_key) DO NOTHING RETURNING 1) SELECT count(*) FROM ins"
+)
+_SQLITE_INSERT_LOCKED = (
+    "INSERT INTO balance_entries "
+    "(bucket_id, account_id, delta, reason, idempotency_key, order_id, memo, created_at) "
+    "VALUES (?, ?, ?, ?, ?, NULL, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING"
 )
 
 
@@ -275,3 +291,62 @@ async def post_new(session: AsyncSession, postings: Sequence[Posting]) -> None:
     inserted = await _insert(conn, rows, clock.now())
     if inserted != len(rows):
         raise BatchRace(f"{len(rows) - inserted} key(s) of the batch were posted meanwhile")
+
+
+async def post_locked(
+    session: AsyncSession,
+    *,
+    bucket_ids: Sequence[uuid.UUID | str],
+    account_ids: Sequence[uuid.UUID | str],
+    deltas: Sequence[int],
+    keys: Sequence[str],
+    reason: EntryReason,
+    memo: str = "",
+) -> None:
+    """One entry per bucket (columns side by side) on buckets the caller has locked
+    ``FOR UPDATE`` in this transaction and folded its changes over (a usage batch rates
+    against the balances it locked), under keys made in this transaction (``usage:<new
+    batch id>:<bucket>``): nothing to lock again or look up, so this is one statement,
+    the insert. The database still keeps the books: the trigger moves the balances, a
+    bucket that would go below zero or its reserved amount, or an entry naming a bucket
+    of another account, fails the statement (nothing of the batch is written). A key
+    found taken raises :class:`BatchRace`. Ids may be ``uuid.UUID`` or their text."""
+    if not bucket_ids:
+        return
+    if not len(bucket_ids) == len(account_ids) == len(deltas) == len(keys):
+        raise ValueError("post_locked: columns of different lengths")
+    await session.flush()
+    conn = await session.connection()
+    now = clock.now()
+    bind_time = _time_binder(conn.dialect)
+    at = bind_time(now) if bind_time else now
+    if conn.dialect.name == "postgresql":
+        result = await conn.exec_driver_sql(_PG_INSERT_LOCKED, (
+            list(bucket_ids), list(account_ids), list(deltas), reason.name, list(keys),
+            memo[:200], at,
+        ))
+        inserted = int(result.scalar_one())
+    else:
+        result = await conn.exec_driver_sql(_SQLITE_INSERT_LOCKED, [
+            (_hex(b), _hex(a), d, reason.name, k, memo[:200], at)
+            for b, a, d, k in zip(bucket_ids, account_ids, deltas, keys, strict=True)
+        ])
+        inserted = int(result.rowcount)
+    if inserted != len(keys):
+        raise BatchRace(f"{len(keys) - inserted} key(s) of the batch were posted meanwhile")
+    # Loaded Bucket objects follow (the identity map is small; the batch may be large).
+    loaded = [
+        obj for obj in session.identity_map.values()
+        if isinstance(obj, Bucket) and "remaining" in obj.__dict__
+    ]
+    if loaded:
+        moved = {_hex(b): d for b, d in zip(bucket_ids, deltas, strict=True)}
+        for obj in loaded:
+            identity = inspect(obj).identity
+            delta = moved.get(identity[0].hex) if identity else None
+            if delta:
+                set_committed_value(obj, "remaining", obj.__dict__["remaining"] + delta)
+
+
+def _hex(value: uuid.UUID | str) -> str:
+    return value.hex if isinstance(value, uuid.UUID) else value.replace("-", "")

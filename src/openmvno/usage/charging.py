@@ -27,18 +27,18 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, NotRequired, TypedDict
 
-from sqlalchemy import Table, TextClause, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from openmvno import clock, formatting
 from openmvno.config import Settings
 from openmvno.db import Base
 from openmvno.errors import Conflict
-from openmvno.ledger.batch import post_batch
+from openmvno.ledger.batch import post_batch, post_locked
 from openmvno.ledger.models import Bucket, EntryReason
 from openmvno.ledger.service import Posting
 from openmvno.usage import rating, thresholds
@@ -66,8 +66,11 @@ class RecordIn(TypedDict):
 
 @dataclass(slots=True)
 class LineInfo:
-    id: uuid.UUID
-    account_id: uuid.UUID
+    """A line of the batch. Ids here (the line's, its owner's, its buckets') are UUIDs in
+    their canonical text form."""
+
+    id: str
+    account_id: str
     msisdn: str
     iccid: str
     state: str
@@ -88,78 +91,72 @@ class BatchResult:
     counts: dict[str, int]
 
 
-# --- statements, written once per dialect ------------------------------------------------
+# --- statements, written once per dialect and sent straight to the driver --------------
+#
+# Ids come back as text (PostgreSQL ``::text``, SQLite's stored hex made canonical once per
+# row): the answer needs them as text anyway, and strings hash and compare far faster than
+# UUID objects in the dicts below. JSON columns come back as text, parsed once per plan.
 
-_PG = {
-    "lines": """
-SELECT l.id, l.msisdn, l.iccid, l.account_id, l.state, l.expires_at, l.plan_id,
-       p.overage_rule, p.overage_rates, p.roaming_rates, p.roaming_zones, p.currency,
-       p.name_zh, p.name_en
-FROM lines l LEFT JOIN plans p ON p.id = l.plan_id
-WHERE l.msisdn = ANY(CAST(:msisdns AS varchar[])) OR l.iccid = ANY(CAST(:iccids AS varchar[]))
-""",
-    "buckets": """
-SELECT b.id, b.line_id, b.account_id, b.kind, b.currency,
-       b.remaining - b.reserved AS available,
-       b.initial, b.valid_from, b.valid_until, b.priority, b.created_at,
-       p.kind AS plan_kind, p.roaming_zones, p.name_zh, p.name_en
-FROM buckets b LEFT JOIN plans p ON p.id = b.plan_id
-WHERE (b.line_id = ANY(CAST(:line_ids AS uuid[])) AND b.kind <> 'money'
-       AND (b.valid_until IS NULL OR b.valid_until > :earliest))
-   OR (b.kind = 'money' AND b.account_id = ANY(CAST(:account_ids AS uuid[])))
-ORDER BY b.id
-FOR UPDATE OF b
-""",
-    "seen": """
-SELECT record_id FROM usage_records
-WHERE peer_id = :peer_id AND record_id = ANY(CAST(:record_ids AS varchar[]))
-""",
-    "insert": """
-INSERT INTO usage_records (peer_id, record_id, batch_id, line_id, account_id, kind, units,
-    started_at, day, zone, rating_group, status, charged_units, wallet_minor, received_at)
-SELECT CAST(:peer_id AS uuid), r.record_id, CAST(:batch_id AS uuid), r.line_id,
-       r.account_id, r.kind, r.units,
-       r.started_at, r.day, r.zone, r.rating_group, r.status, r.charged_units, r.wallet_minor,
-       CAST(:now AS timestamptz)
-FROM unnest(CAST(:record_ids AS varchar[]), CAST(:line_ids AS uuid[]),
-            CAST(:account_ids AS uuid[]), CAST(:kinds AS varchar[]), CAST(:units AS bigint[]),
-            CAST(:started AS timestamptz[]), CAST(:days AS date[]), CAST(:zones AS varchar[]),
-            CAST(:groups AS integer[]), CAST(:statuses AS varchar[]),
-            CAST(:charged AS bigint[]), CAST(:wallet AS bigint[]))
-     AS r(record_id, line_id, account_id, kind, units, started_at, day, zone, rating_group,
-          status, charged_units, wallet_minor)
-ON CONFLICT (peer_id, record_id) DO NOTHING
-RETURNING record_id
-""",
-}
+_PG_LINES = (
+    "SELECT l.id::text, l.account_id::text, l.msisdn, l.iccid, l.state, l.expires_at,"
+    " l.plan_id::text FROM lines l"
+    " WHERE l.msisdn = ANY($1::varchar[]) OR l.iccid = ANY($2::varchar[])"
+)
+_PG_BUCKETS = (
+    "SELECT b.id::text, b.line_id::text, b.account_id::text, b.kind, b.currency,"
+    " b.remaining - b.reserved, b.initial, b.valid_from, b.valid_until, b.priority,"
+    " b.created_at, b.plan_id::text FROM buckets b"
+    " WHERE (b.line_id = ANY($1::uuid[]) AND b.kind <> 'money'"
+    "        AND (b.valid_until IS NULL OR b.valid_until > $3::timestamptz))"
+    "    OR (b.kind = 'money' AND b.account_id = ANY($2::uuid[]))"
+    " ORDER BY b.id FOR UPDATE OF b"
+)
+_PG_PLANS = (
+    "SELECT id::text, kind, overage_rule, overage_rates::text, roaming_rates::text,"
+    " roaming_zones::text, currency, name_zh, name_en FROM plans WHERE id = ANY($1::uuid[])"
+)
+_PG_SEEN = (
+    "SELECT record_id FROM usage_records"
+    " WHERE peer_id = $1::uuid AND record_id = ANY($2::varchar[])"
+)
+_PG_INSERT = (
+    "WITH ins AS (INSERT INTO usage_records (peer_id, record_id, batch_id, line_id,"
+    " account_id, kind, units, started_at, day, zone, rating_group, status, charged_units,"
+    " wallet_minor, received_at)"
+    " SELECT $1::uuid, r.record_id, $2::uuid, r.line_id, r.account_id, r.kind, r.units,"
+    " r.started_at, (r.started_at AT TIME ZONE $3::text)::date, r.zone, r.rating_group,"
+    " r.status, r.charged_units, r.wallet_minor, $4::timestamptz"
+    " FROM unnest($5::varchar[], $6::uuid[], $7::uuid[], $8::varchar[], $9::bigint[],"
+    " $10::timestamptz[], $11::varchar[], $12::integer[], $13::varchar[], $14::bigint[],"
+    " $15::bigint[])"
+    " AS r(record_id, line_id, account_id, kind, units, started_at, zone, rating_group,"
+    " status, charged_units, wallet_minor)"
+    " ON CONFLICT (peer_id, record_id) DO NOTHING RETURNING 1) SELECT count(*) FROM ins"
+)
+"""The day of ``started_at`` in the operator's time zone is worked out by the database."""
 
-_SQLITE = {
-    "lines": """
-SELECT l.id, l.msisdn, l.iccid, l.account_id, l.state, l.expires_at, l.plan_id,
-       p.overage_rule, p.overage_rates, p.roaming_rates, p.roaming_zones, p.currency,
-       p.name_zh, p.name_en
-FROM lines l LEFT JOIN plans p ON p.id = l.plan_id
-WHERE l.msisdn IN (SELECT value FROM json_each(:msisdns))
-   OR l.iccid IN (SELECT value FROM json_each(:iccids))
-""",
-    "buckets": """
-SELECT b.id, b.line_id, b.account_id, b.kind, b.currency,
-       b.remaining - b.reserved AS available,
-       b.initial, b.valid_from, b.valid_until, b.priority, b.created_at,
-       p.kind AS plan_kind, p.roaming_zones, p.name_zh, p.name_en
-FROM buckets b LEFT JOIN plans p ON p.id = b.plan_id
-WHERE (b.line_id IN (SELECT value FROM json_each(:line_ids)) AND b.kind <> 'money'
-       AND (b.valid_until IS NULL OR b.valid_until > :earliest))
-   OR (b.kind = 'money' AND b.account_id IN (SELECT value FROM json_each(:account_ids)))
-ORDER BY b.id
-""",
-    "seen": """
-SELECT record_id FROM usage_records
-WHERE peer_id = :peer_id AND record_id IN (SELECT value FROM json_each(:record_ids))
-""",
-    "insert": "",  # executemany of SQLITE_INSERT (see _insert_records)
-}
-
+_SQLITE_LINES = (
+    "SELECT l.id, l.account_id, l.msisdn, l.iccid, l.state, l.expires_at, l.plan_id"
+    " FROM lines l WHERE l.msisdn IN (SELECT value FROM json_each(?))"
+    " OR l.iccid IN (SELECT value FROM json_each(?))"
+)
+_SQLITE_BUCKETS = (
+    "SELECT b.id, b.line_id, b.account_id, b.kind, b.currency, b.remaining - b.reserved,"
+    " b.initial, b.valid_from, b.valid_until, b.priority, b.created_at, b.plan_id"
+    " FROM buckets b"
+    " WHERE (b.line_id IN (SELECT value FROM json_each(?)) AND b.kind <> 'money'"
+    "        AND (b.valid_until IS NULL OR b.valid_until > ?))"
+    "    OR (b.kind = 'money' AND b.account_id IN (SELECT value FROM json_each(?)))"
+    " ORDER BY b.id"
+)
+_SQLITE_PLANS = (
+    "SELECT id, kind, overage_rule, overage_rates, roaming_rates, roaming_zones, currency,"
+    " name_zh, name_en FROM plans WHERE id IN (SELECT value FROM json_each(?))"
+)
+_SQLITE_SEEN = (
+    "SELECT record_id FROM usage_records"
+    " WHERE peer_id = ? AND record_id IN (SELECT value FROM json_each(?))"
+)
 SQLITE_INSERT = (
     "INSERT INTO usage_records (peer_id, record_id, batch_id, line_id, account_id, kind, units,"
     " started_at, day, zone, rating_group, status, charged_units, wallet_minor, received_at)"
@@ -169,15 +166,38 @@ SQLITE_INSERT = (
 """SQLite: one prepared statement run over the batch in C (``executemany``); its row count
 says how many were new."""
 
-_COMPILED: dict[str, dict[str, TextClause]] = {}
 
+class _Driver:
+    """The session's connection, statements sent as plain SQL. On PostgreSQL, inside the
+    transaction SQLAlchemy began and while nobody listens to the engine's statement events,
+    straight to asyncpg (its prepared-statement cache keeps the plan; rows come back as its
+    C records); otherwise, and on SQLite, through ``exec_driver_sql``, so a test counting
+    statements sees every one."""
 
-def _statements(dialect: str) -> dict[str, TextClause]:
-    found = _COMPILED.get(dialect)
-    if found is None:
-        source = _PG if dialect == "postgresql" else _SQLITE
-        found = _COMPILED[dialect] = {k: text(v) for k, v in source.items()}
-    return found
+    def __init__(self, conn: AsyncConnection, raw: Any) -> None:
+        self.conn = conn
+        self.pg = conn.dialect.name == "postgresql"
+        self.asyncpg: Any = raw.driver_connection if self.pg else None
+
+    def _direct(self) -> bool:
+        if self.asyncpg is None or not self.asyncpg.is_in_transaction():
+            return False
+        sync = self.conn.sync_connection
+        if sync is None:
+            return False
+        events = sync.dispatch  # the connection's listeners, the engine's included
+        return not (events.before_cursor_execute or events.after_cursor_execute
+                    or events.before_execute or events.after_execute)
+
+    async def rows(self, sql: str, *args: Any) -> Sequence[Any]:
+        if self._direct():
+            return await self.asyncpg.fetch(sql, *args)  # type: ignore[no-any-return]
+        return (await self.conn.exec_driver_sql(sql, args)).all()
+
+    async def value(self, sql: str, *args: Any) -> Any:
+        if self._direct():
+            return await self.asyncpg.fetchval(sql, *args)
+        return (await self.conn.exec_driver_sql(sql, args)).scalar_one()
 
 
 # --- SQLite storage forms (what SQLAlchemy's types write there) -------------------------
@@ -201,14 +221,13 @@ def _parse_time(value: Any) -> datetime | None:
     return _parse_stored(str(value))
 
 
-def _uuid(value: Any) -> uuid.UUID:
-    """A plain ``uuid.UUID`` (SQLite gives hex text; asyncpg its own UUID type, which
-    compares and hashes slowly against plain ones, e.g. in the ledger's dicts)."""
-    if type(value) is uuid.UUID:
-        return value
-    if isinstance(value, str):
-        return uuid.UUID(value)
-    return uuid.UUID(bytes=value.bytes)
+def _dashed(value: str) -> str:
+    """SQLite's stored UUID (32 hex digits) in its canonical text form."""
+    return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
+
+
+def _hex(value: str) -> str:
+    return value.replace("-", "")
 
 
 @lru_cache(maxsize=1024)
@@ -217,18 +236,16 @@ def _json_text(value: str) -> Any:
 
 
 def _json(value: Any) -> Any:
-    """A JSON column's value (SQLite and raw PostgreSQL rows hold its text; the same few
-    plans' texts repeat on every row, so each is parsed once)."""
+    """A JSON column's value (as text; the same few plans' texts repeat, each parsed once)."""
     return _json_text(value) if isinstance(value, str) else value
 
 
-def _zones(value: Any) -> frozenset[str]:
-    return _zone_set(value) if isinstance(value, str) else frozenset(value or ())
-
-
-@lru_cache(maxsize=1024)
-def _zone_set(value: str) -> frozenset[str]:
-    return frozenset(json.loads(value) or ())
+@dataclass(slots=True)
+class _Plan:
+    rules: PlanRules | None
+    addon: bool
+    zones: frozenset[str]
+    name: dict[str, str]
 
 
 # --- the batch ---------------------------------------------------------------------------
@@ -245,61 +262,60 @@ async def charge_batch(
     now = clock.now()
     batch_id = uuid.uuid4()
     home = settings.usage_home_zone
-    dialect = session.get_bind().dialect.name
-    sql = _statements(dialect)
-    pg = dialect == "postgresql"
     conn = await session.connection()
-    results: list[dict[str, Any] | None] = [None] * len(records)
+    db = _Driver(conn, await conn.get_raw_connection())
+    pg = db.pg
+    n = len(records)
+    results: list[dict[str, Any] | None] = [None] * n
 
     # Repeated record ids within the batch: the first counts.
     first: dict[str, int] = {}
+    msisdn_set: set[str] = set()
+    iccid_set: set[str] = set()
     for i, r in enumerate(records):
-        if r["record_id"] in first:
-            results[i] = {"record_id": r["record_id"], "status": rating.DUPLICATE}
+        rid = r["record_id"]
+        if rid in first:
+            results[i] = {"record_id": rid, "status": rating.DUPLICATE}
+            continue
+        first[rid] = i
+        m = r.get("msisdn")
+        if m:
+            msisdn_set.add(m)
         else:
-            first[r["record_id"]] = i
+            c = r.get("iccid")
+            if c:
+                iccid_set.add(c)
 
     # 1. the lines
-    msisdns = sorted({m for r in records if (m := r.get("msisdn"))})
-    iccids = sorted({c for r in records if (c := r.get("iccid"))})
     lines_by_msisdn: dict[str, LineInfo] = {}
     lines_by_iccid: dict[str, LineInfo] = {}
-    lines: dict[uuid.UUID, LineInfo] = {}
-    if msisdns or iccids:
-        params: dict[str, Any] = (
-            {"msisdns": msisdns, "iccids": iccids} if pg
-            else {"msisdns": json.dumps(msisdns), "iccids": json.dumps(iccids)}
+    lines: dict[str, LineInfo] = {}
+    line_plan: dict[str, str] = {}
+    if msisdn_set or iccid_set:
+        msisdns, iccids = sorted(msisdn_set), sorted(iccid_set)
+        found = await (
+            db.rows(_PG_LINES, msisdns, iccids) if pg
+            else db.rows(_SQLITE_LINES, json.dumps(msisdns), json.dumps(iccids))
         )
-        plans: dict[Any, PlanRules] = {}
-        for row in (await conn.execute(sql["lines"], params)).all():
-            plan = None
-            if row.overage_rule is not None:
-                plan = plans.get(row.plan_id)
-                if plan is None:
-                    plan = plans[row.plan_id] = PlanRules(
-                        charge_wallet=row.overage_rule == "charge_wallet",
-                        overage_rates=_json(row.overage_rates) or {},
-                        roaming_rates=_json(row.roaming_rates) or {},
-                        zones=frozenset(_json(row.roaming_zones) or ()),
-                        currency=row.currency,
-                    )
-            if row.account_id is None:
+        for row in found:
+            if row[1] is None:
                 continue  # stock nobody owns: nobody to charge
+            line_id = row[0] if pg else _dashed(row[0])
             loaded = LineInfo(
-                id=_uuid(row.id), account_id=_uuid(row.account_id), msisdn=row.msisdn,
-                iccid=row.iccid, state=str(row.state), expires_at=_parse_time(row.expires_at),
-                plan=plan, buckets={"data": [], "voice": [], "sms": []},
-                plan_name=(
-                    {"zh-CN": row.name_zh, "en": row.name_en} if row.name_zh is not None else None
-                ),
+                id=line_id, account_id=row[1] if pg else _dashed(row[1]), msisdn=row[2],
+                iccid=row[3], state=str(row[4]), expires_at=_parse_time(row[5]),
+                plan=None, buckets={"data": [], "voice": [], "sms": []},
             )
-            lines[loaded.id] = loaded
+            if row[6] is not None:
+                line_plan[line_id] = row[6] if pg else _dashed(row[6])
+            lines[line_id] = loaded
             lines_by_msisdn[loaded.msisdn] = loaded
             lines_by_iccid[loaded.iccid] = loaded
 
     # Which line each record names.
-    line_of: list[LineInfo | None] = [None] * len(records)
+    line_of: list[LineInfo | None] = [None] * n
     earliest = now
+    fresh_ids: list[str] = []
     for i, r in enumerate(records):
         if results[i] is not None:
             continue
@@ -311,74 +327,92 @@ async def charge_batch(
             results[i] = {"record_id": r["record_id"], "status": rating.UNKNOWN_LINE}
             continue
         line_of[i] = named
-        if r["started_at"] < earliest:
-            earliest = r["started_at"]
+        fresh_ids.append(r["record_id"])
+        started = r["started_at"]
+        if started < earliest:
+            earliest = started
 
-    # 2. their buckets and their owners' wallets, locked in id order
-    before: dict[uuid.UUID, int] = {}
-    initial: dict[uuid.UUID, int] = {}
-    bucket_line: dict[uuid.UUID, LineInfo] = {}
-    wallets: dict[tuple[uuid.UUID, str], Wallet] = {}
-    wallet_account: dict[uuid.UUID, uuid.UUID] = {}
-    bucket_plan: dict[uuid.UUID, dict[str, str]] = {}
-    bucket_kind: dict[uuid.UUID, str] = {}
+    # 2. their buckets and their owners' wallets, locked in id order; their plans
+    before: dict[str, int] = {}
+    initial: dict[str, int] = {}
+    bucket_line: dict[str, LineInfo] = {}
+    wallets: dict[tuple[str, str], Wallet] = {}
+    wallet_account: dict[str, str] = {}
+    bucket_plan: dict[str, dict[str, str]] = {}
+    bucket_kind: dict[str, str] = {}
     if lines:
         line_ids = list(lines)
         account_ids = sorted({info.account_id for info in lines.values()})
-        if pg:
-            params = {"line_ids": line_ids, "account_ids": account_ids, "earliest": earliest}
-        else:
-            params = {
-                "line_ids": json.dumps([i.hex for i in line_ids]),
-                "account_ids": json.dumps([a.hex for a in account_ids]),
-                "earliest": _sqlite_time(earliest),
-            }
-        for row in (await conn.execute(sql["buckets"], params)).all():
-            bucket_id = _uuid(row.id)
-            available = int(row.available)
+        bucket_rows = await (
+            db.rows(_PG_BUCKETS, line_ids, account_ids, earliest) if pg
+            else db.rows(
+                _SQLITE_BUCKETS, json.dumps([_hex(i) for i in line_ids]), _sqlite_time(earliest),
+                json.dumps([_hex(a) for a in account_ids]),
+            )
+        )
+        plan_ids = set(line_plan.values())
+        for row in bucket_rows:
+            if row[11] is not None:
+                plan_ids.add(row[11] if pg else _dashed(row[11]))
+        plans = await _plans(db, sorted(plan_ids))
+        for line_id, plan_id in line_plan.items():
+            known = plans.get(plan_id)
+            if known is not None:
+                info = lines[line_id]
+                info.plan = known.rules
+                info.plan_name = known.name
+        by_line = lines.get
+        for row in bucket_rows:
+            bucket_id = row[0] if pg else _dashed(row[0])
+            available = int(row[5])
             before[bucket_id] = available
-            if row.kind == "money":
-                w = Wallet(bucket_id, available, row.currency)
-                wallets[(_uuid(row.account_id), row.currency)] = w
-                wallet_account[bucket_id] = _uuid(row.account_id)
+            kind = row[3]
+            if kind == "money":
+                owner = row[2] if pg else _dashed(row[2])
+                w = Wallet(bucket_id, available, row[4])
+                wallets[(owner, row[4])] = w
+                wallet_account[bucket_id] = owner
                 continue
-            info = lines[_uuid(row.line_id)]
-            zones = _zones(row.roaming_zones)
-            addon = row.plan_kind == "addon"
-            valid_from = _parse_time(row.valid_from)
+            info_ = by_line(row[1] if pg else _dashed(row[1]))
+            assert info_ is not None
+            plan_ref: str | None = row[11] if pg or row[11] is None else _dashed(row[11])
+            bplan = plans.get(plan_ref) if plan_ref else None
+            addon = bplan.addon if bplan else False
+            zones = bplan.zones if bplan else frozenset()
+            valid_from = _parse_time(row[7])
             assert valid_from is not None
             state = BucketState(
-                id=bucket_id, kind=str(row.kind), remaining=available, initial=int(row.initial),
-                valid_from=valid_from, valid_until=_parse_time(row.valid_until),
-                priority=int(row.priority), addon=addon, zones=zones,
+                id=bucket_id, kind=kind, remaining=available,
+                initial=int(row[6]), valid_from=valid_from, valid_until=_parse_time(row[8]),
+                priority=int(row[9]), addon=addon, zones=zones,
                 home=not rating.is_roaming_pack(addon, zones, home),
-                created_at=_parse_time(row.created_at),
+                created_at=_parse_time(row[10]),
             )
             initial[bucket_id] = state.initial
-            bucket_kind[bucket_id] = state.kind
-            if row.name_zh is not None:
-                bucket_plan[bucket_id] = {"zh-CN": row.name_zh, "en": row.name_en}
-            bucket_line[bucket_id] = info
-            info.buckets[state.kind].append(state)
+            bucket_kind[bucket_id] = kind
+            if bplan is not None:
+                bucket_plan[bucket_id] = bplan.name
+            bucket_line[bucket_id] = info_
+            info_.buckets[kind].append(state)
             if not addon and valid_from <= now and (
-                info.period_start is None or valid_from > info.period_start
+                info_.period_start is None or valid_from > info_.period_start
             ):
-                info.period_start = valid_from
+                info_.period_start = valid_from
         for info in lines.values():
             for kind in rating.KINDS:
-                info.buckets[kind] = rating.order(info.buckets[kind])
+                if len(info.buckets[kind]) > 1:
+                    info.buckets[kind] = rating.order(info.buckets[kind])
             if info.plan is not None:
                 info.wallet = wallets.get((info.account_id, info.plan.currency))
 
     # 3. what this peer sent before
-    fresh_ids = [records[i]["record_id"] for i in range(len(records)) if line_of[i] is not None]
     if fresh_ids:
-        params = (
-            {"peer_id": peer_id, "record_ids": fresh_ids} if pg
-            else {"peer_id": peer_id.hex, "record_ids": json.dumps(fresh_ids)}
+        seen_rows = await (
+            db.rows(_PG_SEEN, peer_id, fresh_ids) if pg
+            else db.rows(_SQLITE_SEEN, peer_id.hex, json.dumps(fresh_ids))
         )
-        seen = {row[0] for row in (await conn.execute(sql["seen"], params)).all()}
-        if seen:
+        if seen_rows:
+            seen = {row[0] for row in seen_rows}
             for i, named in enumerate(line_of):
                 if named is not None and records[i]["record_id"] in seen:
                     results[i] = {"record_id": records[i]["record_id"], "status": rating.DUPLICATE}
@@ -392,71 +426,69 @@ async def charge_batch(
     )
     rated: dict[int, Rated] = {}
     statuses: dict[int, str] = {}
-    refused_data: set[uuid.UUID] = set()
-    touched: dict[uuid.UUID, set[str]] = defaultdict(set)
-    overage_lines: dict[uuid.UUID, LineInfo] = {}
+    refused_data: set[str] = set()
+    touched: dict[str, set[str]] = defaultdict(set)
+    overage_lines: dict[str, LineInfo] = {}
+    deltas: dict[str, int] = defaultdict(int)
+    rate = rating.rate
     for i in order:
         r = records[i]
-        line = line_of[i]
-        assert line is not None
-        info = line
-        if r["started_at"] > future or (
-            info.period_start is not None and r["started_at"] < info.period_start
-        ):
+        named = line_of[i]
+        assert named is not None
+        info = named
+        started = r["started_at"]
+        if started > future or (info.period_start is not None and started < info.period_start):
             statuses[i] = rating.OUT_OF_ORDER
             continue
-        if info.state not in ("active", "grace") or (
-            info.expires_at is not None and r["started_at"] >= info.expires_at
+        if info.state not in _RATED_STATES or (
+            info.expires_at is not None and started >= info.expires_at
         ):
             statuses[i] = rating.LINE_NOT_ACTIVE
             continue
-        outcome = rating.rate(
-            r["type"], r["units"], r["started_at"], r.get("zone") or home,
-            info.buckets[r["type"]], info.plan, info.wallet, home,
-        )
+        kind = r["type"]
+        zone = r.get("zone") or home
+        outcome = rate(kind, r["units"], started, zone, info.buckets[kind], info.plan,
+                       info.wallet, home)
         rated[i] = outcome
         statuses[i] = outcome.status
         if outcome.taken:
-            touched[info.id].add(r["type"])
-        zone = r.get("zone") or home
+            touched[info.id].add(kind)
+            for bucket_id, units in outcome.taken:
+                deltas[bucket_id] += units
         if outcome.overage_units and info.plan is not None and (
             zone == home or zone in info.plan.zones
         ):
             overage_lines[info.id] = info  # beyond the allowance (not roaming elsewhere)
-        if r["type"] == "data" and outcome.status != rating.CHARGED:
+        if kind == "data" and outcome.status != rating.CHARGED:
             refused_data.add(info.id)
 
     # 5. the records, with their outcome
-    stored = [i for i in range(len(records)) if i in statuses]
-    if stored:
-        await _insert_records(conn, sql["insert"], pg, peer_id, batch_id, now, records,
-                              line_of, stored, statuses, rated, home,
-                              formatting.zone(settings.timezone))
+    if statuses:
+        await _insert_records(db, settings, peer_id, batch_id, now, records, line_of,
+                              statuses, rated, home)
 
-    # 6. the ledger: one entry per bucket per batch
-    deltas: dict[uuid.UUID, int] = defaultdict(int)
-    for outcome in rated.values():
-        for bucket_id, units in outcome.taken:
-            deltas[bucket_id] += units
+    # 6. the ledger: one entry per bucket per batch, on the buckets locked above
     wallet_by_id = {w.id: w for w in wallets.values()}
     for w in wallet_by_id.values():
         assert w.id is not None
         if before[w.id] != w.remaining:
             deltas[w.id] = before[w.id] - w.remaining
-    postings = []
-    for bucket_id, used in deltas.items():  # post_batch locks them in id order itself
-        if used <= 0:
-            continue
-        owner = (
-            bucket_line[bucket_id].account_id if bucket_id in bucket_line
-            else wallet_account[bucket_id]
+    moved = [(b, used) for b, used in deltas.items() if used > 0]
+    if moved:
+        prefix = f"usage:{batch_id.hex}:"
+        moved.sort()  # in id order, as they were locked
+        await post_locked(
+            session,
+            bucket_ids=[b for b, _ in moved],
+            account_ids=[
+                bucket_line[b].account_id if b in bucket_line else wallet_account[b]
+                for b, _ in moved
+            ],
+            deltas=[-used for _, used in moved],
+            keys=[prefix + _hex(b) for b, _ in moved],
+            reason=EntryReason.usage,
+            memo="usage",
         )
-        postings.append(Posting(
-            bucket_id=bucket_id, account_id=owner, delta=-used, reason=EntryReason.usage,
-            key=f"usage:{batch_id.hex}:{bucket_id.hex}", memo="usage",
-        ))
-    if postings:
-        await post_postings(session, postings)
 
     # 7. thresholds, overage warnings and barring
     await thresholds.after_batch(
@@ -469,20 +501,26 @@ async def charge_batch(
         kinds=bucket_kind,
     )
 
+    # The answers, in input order.
     counts: dict[str, int] = defaultdict(int)
     out: list[dict[str, Any]] = []
+    append = out.append
     for i, r in enumerate(records):
         answer = results[i]
         if answer is None:
             status = statuses[i]
-            answer = {"record_id": r["record_id"], "status": status}
             got = rated.get(i)
-            if got is not None:
-                answer["charged_units"] = got.charged_units
-                if got.taken:
-                    answer["buckets"] = [
-                        {"bucket_id": str(b), "units": u} for b, u in got.taken
-                    ]
+            if got is None:
+                answer = {"record_id": r["record_id"], "status": status}
+            else:
+                answer = {"record_id": r["record_id"], "status": status,
+                          "charged_units": got.charged_units}
+                taken = got.taken
+                if taken:
+                    answer["buckets"] = (
+                        [{"bucket_id": taken[0][0], "units": taken[0][1]}] if len(taken) == 1
+                        else [{"bucket_id": b, "units": u} for b, u in taken]
+                    )
                 if got.wallet_minor or got.overage_units:
                     payer = line_of[i]
                     assert payer is not None
@@ -492,56 +530,94 @@ async def charge_batch(
                         "currency": payer.plan.currency,
                     }
         counts[answer["status"]] += 1
-        out.append(answer)
+        append(answer)
     return BatchResult(batch_id, out, dict(counts))
 
 
+_RATED_STATES = frozenset({"active", "grace"})
+
+
+async def _plans(db: _Driver, plan_ids: list[str]) -> dict[str, _Plan]:
+    if not plan_ids:
+        return {}
+    home_rows = await (
+        db.rows(_PG_PLANS, plan_ids) if db.pg
+        else db.rows(_SQLITE_PLANS, json.dumps([_hex(p) for p in plan_ids]))
+    )
+    out: dict[str, _Plan] = {}
+    for row in home_rows:
+        zones = frozenset(_json(row[5]) or ())
+        rules = None
+        if row[2] is not None:
+            rules = PlanRules(
+                charge_wallet=row[2] == "charge_wallet",
+                overage_rates=_json(row[3]) or {},
+                roaming_rates=_json(row[4]) or {},
+                zones=zones,
+                currency=row[6],
+            )
+        out[row[0] if db.pg else _dashed(row[0])] = _Plan(
+            rules=rules, addon=row[1] == "addon", zones=zones,
+            name={"zh-CN": row[7], "en": row[8]},
+        )
+    return out
+
+
 async def _insert_records(
-    conn: Any, statement: TextClause, pg: bool, peer_id: uuid.UUID, batch_id: uuid.UUID,
-    now: datetime, records: Sequence[RecordIn], line_of: list[LineInfo | None],
-    stored: list[int], statuses: dict[int, str], rated: dict[int, Rated], home: str,
-    tz: tzinfo,
+    db: _Driver, settings: Settings, peer_id: uuid.UUID, batch_id: uuid.UUID, now: datetime,
+    records: Sequence[RecordIn], line_of: list[LineInfo | None], statuses: dict[int, str],
+    rated: dict[int, Rated], home: str,
 ) -> None:
-    rows_line = []
-    for i in stored:
+    record_ids: list[str] = []
+    line_ids: list[str] = []
+    account_ids: list[str] = []
+    kinds: list[str] = []
+    units: list[int] = []
+    started: list[datetime] = []
+    zones: list[str] = []
+    groups: list[int | None] = []
+    stored: list[str] = []
+    charged: list[int] = []
+    wallet: list[int] = []
+    for i, status in statuses.items():
+        r = records[i]
         info = line_of[i]
         assert info is not None
-        rows_line.append(info)
-    days: list[date] = [records[i]["started_at"].astimezone(tz).date() for i in stored]
-    charged = [rated[i].charged_units if i in rated else 0 for i in stored]
-    wallet = [rated[i].wallet_minor if i in rated else 0 for i in stored]
-    zones = [records[i].get("zone") or home for i in stored]
-    if pg:
-        params: dict[str, Any] = {
-            "peer_id": peer_id, "batch_id": batch_id, "now": now,
-            "record_ids": [records[i]["record_id"] for i in stored],
-            "line_ids": [info.id for info in rows_line],
-            "account_ids": [info.account_id for info in rows_line],
-            "kinds": [records[i]["type"] for i in stored],
-            "units": [records[i]["units"] for i in stored],
-            "started": [records[i]["started_at"] for i in stored],
-            "days": days, "zones": zones,
-            "groups": [records[i].get("rating_group") for i in stored],
-            "statuses": [statuses[i] for i in stored],
-            "charged": charged, "wallet": wallet,
-        }
+        record_ids.append(r["record_id"])
+        line_ids.append(info.id)
+        account_ids.append(info.account_id)
+        kinds.append(r["type"])
+        units.append(r["units"])
+        started.append(r["started_at"])
+        zones.append(r.get("zone") or home)
+        groups.append(r.get("rating_group"))
+        stored.append(status)
+        got = rated.get(i)
+        if got is None:
+            charged.append(0)
+            wallet.append(0)
+        else:
+            charged.append(got.charged_units)
+            wallet.append(got.wallet_minor)
+    if db.pg:
+        inserted = int(await db.value(
+            _PG_INSERT, peer_id, batch_id, settings.timezone, now, record_ids, line_ids,
+            account_ids, kinds, units, started, zones, groups, stored, charged, wallet,
+        ))
     else:
+        tz = formatting.zone(settings.timezone)
         peer, batch, received = peer_id.hex, batch_id.hex, _sqlite_time(now)
         rows = [
-            (
-                peer, records[i]["record_id"], batch, info.id.hex, info.account_id.hex,
-                records[i]["type"], records[i]["units"], _sqlite_time(records[i]["started_at"]),
-                day.isoformat(), zone, records[i].get("rating_group"), statuses[i], ch, w, received,
-            )
-            for i, info, day, zone, ch, w in zip(
-                stored, rows_line, days, zones, charged, wallet, strict=True
+            (peer, rid, batch, _hex(line), _hex(acc), kind, u, _sqlite_time(at),
+             at.astimezone(tz).date().isoformat(), zone, group, status, ch, w, received)
+            for rid, line, acc, kind, u, at, zone, group, status, ch, w in zip(
+                record_ids, line_ids, account_ids, kinds, units, started, zones, groups,
+                stored, charged, wallet, strict=True,
             )
         ]
-        result = await conn.exec_driver_sql(SQLITE_INSERT, rows)
+        result = await db.conn.exec_driver_sql(SQLITE_INSERT, rows)
         inserted = result.rowcount
-    if pg:
-        inserted = len((await conn.execute(statement, params)).all())
-    if inserted != len(stored):
+    if inserted != len(statuses):
         # Another batch stored some of these records between our look-up and now (only a
         # peer sending one record id for two different lines at once can cause it): undo
         # all of this batch; the peer sends it again and gets "duplicate" for those.
@@ -552,10 +628,9 @@ async def _insert_records(
 
 
 async def post_postings(session: AsyncSession, postings: Sequence[Posting]) -> None:
-    """The ledger's set-based path (``ledger.batch.post_batch``, contract 1). The buckets
-    are locked and rating never takes more than they hold, so every posting applies; if
-    one did not (a bucket changed under us, which the lock rules out), the whole batch is
-    undone rather than answered wrongly."""
+    """The ledger's set-based path (``ledger.batch.post_batch``, contract 1), for callers
+    that have not locked the buckets themselves (the bench's grants). Every posting must
+    apply; if one did not, the whole batch is undone rather than answered wrongly."""
     applied = await post_batch(session, postings)
     if any(a.status != "applied" for a in applied):
         raise Conflict(

@@ -28,7 +28,6 @@ Records of one line are rated in ``started_at`` order (then as sent).
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
@@ -51,9 +50,10 @@ STATUSES: Final = (
 
 @dataclass(slots=True)
 class BucketState:
-    """A bucket as rating sees it; ``remaining`` goes down as records are rated."""
+    """A bucket as rating sees it; ``remaining`` goes down as records are rated. ``id`` is
+    the bucket's UUID as text (what the answer names)."""
 
-    id: uuid.UUID
+    id: str
     kind: str
     remaining: int
     initial: int
@@ -143,12 +143,12 @@ class Rated:
     charged_units: int = 0
     wallet_minor: int = 0
     overage_units: int = 0
-    taken: list[tuple[uuid.UUID, int]] = field(default_factory=list)
+    taken: list[tuple[str, int]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class Wallet:
-    id: uuid.UUID | None
+    id: str | None
     remaining: int
     currency: str
 

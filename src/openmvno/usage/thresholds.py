@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,9 +29,10 @@ if TYPE_CHECKING:
     from openmvno.usage.charging import LineInfo
 
 
-def _exhausted(info: LineInfo, kind: str, before: dict[uuid.UUID, int], home: str) -> bool:
+def _exhausted(
+    info: LineInfo, kind: str, before: dict[str, int], home: str, now: datetime
+) -> bool:
     """The line's allowance of ``kind`` usable at home right now ran out in this batch."""
-    now = clock.now()
     current = [
         b for b in info.buckets[kind]
         if b.home and b.valid_from <= now and (b.valid_until is None or b.valid_until > now)
@@ -48,21 +50,21 @@ async def after_batch(
     session: AsyncSession,
     settings: Settings,
     *,
-    lines: dict[uuid.UUID, LineInfo],
-    buckets: dict[uuid.UUID, LineInfo],
-    bucket_plan: dict[uuid.UUID, dict[str, str]],
-    initial: dict[uuid.UUID, int],
-    before: dict[uuid.UUID, int],
-    after: dict[uuid.UUID, int],
-    wallets: dict[uuid.UUID | None, Wallet],
-    wallet_account: dict[uuid.UUID, uuid.UUID],
-    overage_lines: dict[uuid.UUID, LineInfo],
-    refused_data: set[uuid.UUID],
-    touched: dict[uuid.UUID, set[str]],
-    kinds: dict[uuid.UUID, str],
+    lines: dict[str, LineInfo],
+    buckets: dict[str, LineInfo],
+    bucket_plan: dict[str, dict[str, str]],
+    initial: dict[str, int],
+    before: dict[str, int],
+    after: dict[str, int],
+    wallets: dict[str | None, Wallet],
+    wallet_account: dict[str, str],
+    overage_lines: dict[str, LineInfo],
+    refused_data: set[str],
+    touched: dict[str, set[str]],
+    kinds: dict[str, str],
 ) -> None:
     """``after`` holds the buckets this batch moved; ``touched`` the kinds each line used
-    from its buckets (only those can have run out)."""
+    from its buckets (only those can have run out). Ids are UUIDs as text."""
     home = settings.usage_home_zone
     notices: list[notify.UsageNotice] = []
     for bucket_id, left in after.items():
@@ -71,7 +73,8 @@ async def after_batch(
             continue
         for percent in rating.data_thresholds(initial[bucket_id], before[bucket_id], left):
             notices.append(notify.UsageNotice(
-                account_id=info.account_id, event="data_threshold", line_id=info.id,
+                account_id=uuid.UUID(info.account_id), event="data_threshold",
+                line_id=uuid.UUID(info.id),
                 key=f"data_threshold:{info.id}:{bucket_id}:{percent}",
                 params={"percent": percent,
                         "plan": bucket_plan.get(bucket_id) or info.plan_name or ""},
@@ -84,38 +87,41 @@ async def after_batch(
         if wallet_id in after and before[wallet_id] >= low > w.remaining:
             account_id = wallet_account[wallet_id]
             notices.append(notify.UsageNotice(
-                account_id=account_id, event="wallet_low", line_id=None,
+                account_id=uuid.UUID(account_id), event="wallet_low", line_id=None,
                 key=f"wallet_low:{account_id}:{today}",
                 params={"balance_minor": w.remaining, "currency": w.currency},
             ))
-    warn: dict[uuid.UUID, LineInfo] = dict(overage_lines)
+    warn: dict[str, LineInfo] = dict(overage_lines)
     bars: list[barring.BarTarget] = []
+    now = clock.now()
     for line_id, used_kinds in touched.items():
         info = lines[line_id]
         plan = info.plan
         for kind in used_kinds:
-            if not _exhausted(info, kind, before, home):
+            if not _exhausted(info, kind, before, home, now):
                 continue
             pays = plan is not None and plan.wallet_rate(kind, home, home) is not None
             if pays:
                 warn[info.id] = info
             elif kind == "data":
                 bars.append(barring.BarTarget(
-                    info.id, info.account_id, info.msisdn, info.iccid, "allowance_used"
+                    uuid.UUID(info.id), uuid.UUID(info.account_id), info.msisdn, info.iccid,
+                    "allowance_used",
                 ))
-    barring_now = {t.line_id for t in bars}
+    barring_now = {str(t.line_id) for t in bars}
     for line_id in refused_data:
         info = lines[line_id]
         if line_id not in barring_now:
             reason = "wallet_empty" if plan_pays_data(info, home) else "allowance_used"
             bars.append(barring.BarTarget(
-                info.id, info.account_id, info.msisdn, info.iccid, reason
+                uuid.UUID(info.id), uuid.UUID(info.account_id), info.msisdn, info.iccid, reason
             ))
     for info in warn.values():
         period = info.expires_at.isoformat() if info.expires_at else "open"
         params: dict[str, Any] = {"plan": info.plan_name or ""}
         notices.insert(0, notify.UsageNotice(
-            account_id=info.account_id, event="overage_started", line_id=info.id,
+            account_id=uuid.UUID(info.account_id), event="overage_started",
+            line_id=uuid.UUID(info.id),
             key=f"overage_started:{info.id}:{period}", params=params, urgent=True,
         ))
     await notify.send(session, notices)
