@@ -66,6 +66,8 @@ MATRIX: dict[str, frozenset[str]] = {
     "GET /api/v1/admin/notice-templates": frozenset({"admin"}),
     "PUT /api/v1/admin/notice-templates/{event}/{language}": frozenset({"admin"}),
     "DELETE /api/v1/admin/notice-templates/{event}/{language}/{channel}": frozenset({"admin"}),
+    "GET /api/v1/admin/reminder-schedule": frozenset({"admin"}),
+    "PUT /api/v1/admin/reminder-schedule": frozenset({"admin"}),
     # API: lines (a subscriber's own; staff use the console)
     "GET /api/v1/me/lines": SIGNED_IN,
     "GET /api/v1/lines/{line_id}": OWNER,
@@ -294,6 +296,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "PUT /api/v1/admin/notice-templates/{event}/{language}": {"channel": "sms",
                                                                "body": "{operator}: hi"},
     "PUT /api/v1/lines/{line_id}/auto-renew": {"enabled": False},
+    "PUT /api/v1/admin/reminder-schedule": {"days": [7, 3, 1]},
     "PUT /api/v1/wallet/auto-topup": {"enabled": False, "threshold_minor": 0,
                                       "amount_minor": 100},
 }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -168,3 +169,45 @@ def test_parse_days_takes_what_people_type() -> None:
         with pytest.raises(InvalidInput) as caught:
             schedule.parse_days(wrong)
         assert caught.value.code == "reminder_days_invalid"
+
+
+async def test_the_admin_api_reads_and_sets_the_schedule(
+    rt: Runtime, client: httpx.AsyncClient, frozen: FrozenClock
+) -> None:
+    from tests.console.helpers import STAFF_PASSWORD, make_staff
+
+    plan = await _plan(rt)
+    a = await account(rt)
+    await line(rt, a, plan_id=plan.id, expires_at=frozen.now + timedelta(days=20))
+    tokens = {}
+    for role in (Role.admin, Role.agent):
+        email = await make_staff(rt, role)
+        r = await client.post("/api/v1/auth/token",
+                              json={"login": email, "password": STAFF_PASSWORD})
+        assert r.status_code == 200, r.text
+        tokens[role] = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    admin = tokens[Role.admin]
+    r = await client.get("/api/v1/admin/reminder-schedule", headers=admin)
+    assert r.json() == {"days": [7, 3, 1], "source": "environment"}
+    assert (await client.get("/api/v1/admin/reminder-schedule",
+                             headers=tokens[Role.agent])).status_code == 403
+    r = await client.put("/api/v1/admin/reminder-schedule", headers=tokens[Role.agent],
+                         json={"days": [21]})
+    assert r.status_code == 403
+    for wrong in ([], [0], [61], [1, 2, 3, 4, 5, 6], [2**40]):
+        r = await client.put("/api/v1/admin/reminder-schedule",
+                             headers={**admin, "Accept-Language": "zh-CN"}, json={"days": wrong})
+        assert r.status_code == 422, (wrong, r.text)
+    r = await client.put("/api/v1/admin/reminder-schedule", headers={**admin, "Accept-Language": "en"},
+                         json={"days": [0]})
+    assert r.json()["code"] == "reminder_days_invalid"
+    assert "between 1 and 60" in r.json()["detail"]
+    assert await _events(rt) == []
+    r = await client.put("/api/v1/admin/reminder-schedule", headers=admin,
+                         json={"days": [1, 21, 21], "reason": "api"})
+    assert r.status_code == 200 and r.json() == {"days": [21, 1], "source": "console"}
+    assert (await client.get("/api/v1/admin/reminder-schedule", headers=admin)).json() == {
+        "days": [21, 1], "source": "console"}
+    (event,) = await _events(rt)
+    assert event.data["after"] == {"days": [21, 1]} and event.reason == "api"
+    assert await reminders.run_due(rt) == 1  # the 20-day line: inside the new 21-day one

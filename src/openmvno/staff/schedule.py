@@ -7,6 +7,8 @@ worker's ``notifications.reminders.run_due`` reads it through ``staff.runtime_se
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,27 +36,36 @@ def parse_days(text: str) -> list[int]:
     """``"7, 3，1"`` → ``[7, 3, 1]`` (distinct, largest first); anything else (a fraction,
     a word, 0, 61, a sixth distinct value, nothing at all) is ``reminder_days_invalid``."""
     parts = [p for p in _SEPARATORS.split(text.strip()) if p]
-    if not parts:
+    if any(not p.isascii() or not p.isdigit() or len(p) > 3 for p in parts):
         raise _refused()
-    days: set[int] = set()
-    for part in parts:
-        if not part.isascii() or not part.isdigit() or len(part) > 3:
-            raise _refused()
-        value = int(part)
-        if not MIN_DAYS <= value <= MAX_DAYS:
-            raise _refused()
-        days.add(value)
+    return check_days([int(p) for p in parts])
+
+
+def check_days(values: Sequence[int]) -> list[int]:
+    """The schedule given as numbers (the API's list): distinct, largest first, or
+    ``reminder_days_invalid`` as :func:`parse_days`."""
+    if not values or any(type(v) is not int or not MIN_DAYS <= v <= MAX_DAYS for v in values):
+        raise _refused()
+    days = set(values)
     if len(days) > MAX_VALUES:
         raise _refused()
     return sorted(days, reverse=True)
 
 
+def current(rt: Runtime) -> tuple[list[int], Literal["console", "environment"]]:
+    """The schedule in force and where it comes from (``console`` or ``environment``), as of
+    this process's last read (call ``runtime_settings.refresh`` first)."""
+    stored = runtime_settings.reminder_days_stored(rt)
+    return runtime_settings.reminder_days(rt), "console" if stored else "environment"
+
+
 async def set_reminder_days(
-    session: AsyncSession, rt: Runtime, *, actor: Account, text: str, reason: str = ""
+    session: AsyncSession, rt: Runtime, *, actor: Account, text: str | None = None,
+    days: Sequence[int] | None = None, reason: str = "",
 ) -> list[int]:
-    """Store the schedule typed in ``text`` (see :func:`parse_days`) and audit the change;
-    the schedule now in force."""
-    days = parse_days(text)
+    """Store the schedule typed in ``text`` (see :func:`parse_days`) or given as ``days``
+    (see :func:`check_days`) and audit the change; the schedule now in force."""
+    days = parse_days(text or "") if days is None else check_days(days)
     await runtime_settings.refresh(session, rt, force=True)
     before = runtime_settings.reminder_days(rt)
     stored = runtime_settings.reminder_days_stored(rt)
@@ -76,4 +87,7 @@ async def set_reminder_days(
     return days
 
 
-__all__ = ["MAX_DAYS", "MAX_VALUES", "MIN_DAYS", "parse_days", "set_reminder_days"]
+__all__ = [
+    "MAX_DAYS", "MAX_VALUES", "MIN_DAYS", "check_days", "current", "parse_days",
+    "set_reminder_days",
+]

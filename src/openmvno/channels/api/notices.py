@@ -1,5 +1,6 @@
 """/api/v1/me/notification-preferences (a subscriber's channels and marketing consent)
-and /api/v1/admin/notice-templates (the operator's own notice texts; admins, audited)."""
+and /api/v1/admin/notice-templates (the operator's own notice texts; admins, audited), and
+/api/v1/admin/reminder-schedule (the days before expiry with a reminder; admins, audited)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pydantic import BaseModel, Field, StrictBool
 from openmvno import fields
 from openmvno.channels.api.schemas import PROBLEMS
 from openmvno.notifications import preferences, templates
+from openmvno.staff import runtime_settings, schedule
 from openmvno.web.deps import RT, Admin, Me, Session
 
 router = APIRouter(prefix="/api/v1", tags=["notices"], responses=PROBLEMS)  # type: ignore[arg-type]
@@ -136,3 +138,42 @@ async def reset_notice_template(
     await templates.reset_template(session, actor=admin, event_name=event, language=language,
                                    channel=channel)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# ---------------------------------------------------------------- reminder schedule (console3)
+
+
+class ReminderScheduleIn(fields.Strict):
+    """The days before a line's expiry on which its reminder is sent: one to five distinct
+    whole days between 1 and 60 (anything else is `reminder_days_invalid`)."""
+
+    days: list[Annotated[int, Field(strict=True, ge=-(2**31), le=2**31)]] = Field(
+        max_length=16, description="e.g. `[7, 3, 1]`; the order does not matter"
+    )
+    reason: fields.Reason = Field(default="", description="Why (goes into the audit log)")
+
+
+class ReminderScheduleOut(BaseModel):
+    days: list[int] = Field(description="Largest first")
+    source: Literal["console", "environment"] = Field(
+        description="`environment`: `OPENMVNO_EXPIRY_REMINDER_DAYS`, until an admin sets one"
+    )
+
+
+@router.get("/admin/reminder-schedule", tags=["admin"])
+async def get_reminder_schedule(session: Session, rt: RT, admin: Admin) -> ReminderScheduleOut:
+    """The expiry reminder schedule the worker uses now."""
+    await runtime_settings.refresh(session, rt, force=True)
+    days, source = schedule.current(rt)
+    return ReminderScheduleOut(days=days, source=source)
+
+
+@router.put("/admin/reminder-schedule", tags=["admin"])
+async def set_reminder_schedule(
+    body: ReminderScheduleIn, session: Session, rt: RT, admin: Admin
+) -> ReminderScheduleOut:
+    """Change the expiry reminder schedule at run time (audited with before and after);
+    every process uses it within `OPENMVNO_RUNTIME_SETTINGS_CACHE_SECONDS`."""
+    days = await schedule.set_reminder_days(session, rt, actor=admin, days=body.days,
+                                            reason=body.reason)
+    return ReminderScheduleOut(days=days, source="console")
