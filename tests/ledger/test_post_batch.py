@@ -12,13 +12,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import event, func, select
+from sqlalchemy.exc import DBAPIError
 
 from openmvno.db import unit_of_work
 from openmvno.ledger import service as ledger
-from openmvno.ledger.batch import Applied, post_batch
+from openmvno.ledger.batch import Applied, BatchRace, post_batch, post_locked
 from openmvno.ledger.models import BalanceEntry, Bucket, EntryReason
 from openmvno.ledger.service import Posting
 from openmvno.runtime import Runtime
@@ -238,3 +240,39 @@ async def test_many_connections_charging_the_same_buckets_never_overdraw_or_dead
     async with unit_of_work(rt.sessions) as s:
         entries = await s.scalar(select(func.count()).select_from(BalanceEntry))
     assert entries == 3 + sum(1 for out in results for a in out if a.applied)
+
+
+async def test_post_locked_is_one_insert_and_the_database_still_refuses_an_overdraft(
+    rt: Runtime,
+) -> None:
+    """``post_locked`` (a usage batch's entries on buckets it locked itself): one statement;
+    a debit beyond a balance still fails it whole (the buckets' CHECK), an entry naming a
+    bucket of another account too, and a key posted before raises BatchRace."""
+    a, b = await _wallets(rt, 500, 300)
+    async with unit_of_work(rt.sessions) as s:
+        await s.connection()
+        with _counting(rt) as seen:
+            await post_locked(
+                s, bucket_ids=[a.id, str(b.id)], account_ids=[str(a.account_id), b.account_id],
+                deltas=[-200, -300], keys=["locked-1", "locked-2"], reason=USAGE, memo="usage",
+            )
+        assert len(seen) == 1
+    assert await books(rt) == {"Subscriber 0 wallet CNY": 300, "Subscriber 1 wallet CNY": 0}
+    with pytest.raises(DBAPIError):
+        async with unit_of_work(rt.sessions) as s:
+            await post_locked(s, bucket_ids=[a.id], account_ids=[a.account_id], deltas=[-301],
+                              keys=["locked-3"], reason=USAGE)
+    with pytest.raises(DBAPIError):
+        async with unit_of_work(rt.sessions) as s:
+            await post_locked(s, bucket_ids=[a.id], account_ids=[b.account_id], deltas=[-1],
+                              keys=["locked-4"], reason=USAGE)
+    with pytest.raises(BatchRace):
+        async with unit_of_work(rt.sessions) as s:
+            await post_locked(s, bucket_ids=[a.id, a.id], account_ids=[a.account_id] * 2,
+                              deltas=[-1, -1], keys=["locked-5", "locked-1"], reason=USAGE)
+    assert await books(rt) == {"Subscriber 0 wallet CNY": 300, "Subscriber 1 wallet CNY": 0}
+    async with unit_of_work(rt.sessions) as s:
+        assert await ledger.check(s) == []
+        keys = set((await s.scalars(select(BalanceEntry.idempotency_key))).all())
+    assert {"locked-1", "locked-2"} <= keys
+    assert not {"locked-3", "locked-4", "locked-5"} & keys
