@@ -112,6 +112,11 @@ async def test_cards_off_no_card_is_charged_wallet_fallback_or_a_failure_retried
     assert shown["switched_off"] == ["card"]
     shown = (await client.get(f"/api/v1/lines/{card_only}/auto-renew", headers=headers)).json()
     assert shown["funding_switched_off"] is True
+    # ... and so does the agent's screen of the caller (both lines paused)
+    screen = await admin.get(f"/console/accounts/{me}?lang=en")
+    assert screen.text.count('data-test="auto-renew-paused"') == 2
+    assert "switched off for now: " in screen.text
+    assert "暂时关闭" in (await admin.get(f"/console/accounts/{me}?lang=zh-CN")).text
 
     frozen.now = expiry - timedelta(hours=24)
     assert await scheduler.run_due(rt) == 2

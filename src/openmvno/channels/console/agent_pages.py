@@ -33,15 +33,17 @@ from openmvno.channels.console.web import (
 )
 from openmvno.db import unit_of_work
 from openmvno.errors import DomainError, InvalidInput, NotFound
+from openmvno.i18n import translate
 from openmvno.ledger import service as ledger
 from openmvno.lines import service as lines
 from openmvno.notifications.models import OutboxKind, OutboxMessage
 from openmvno.orders import service as orders
 from openmvno.orders.models import Order, OrderState
 from openmvno.receipts import service as receipts
+from openmvno.renewals import scheduler
 from openmvno.renewals import service as renewals
 from openmvno.runtime import Runtime
-from openmvno.staff import actions, notes, search, verification
+from openmvno.staff import actions, notes, runtime_settings, search, verification
 from openmvno.usage import history
 from openmvno.web.deps import RT, Session
 
@@ -171,8 +173,20 @@ async def _screen(
     )
     auto = {}
     usage = {}
+    paused: dict[uuid.UUID, str] = {}
+    await runtime_settings.refresh(session, rt)  # payment methods switched off on the console
     for lv in line_views:
-        auto[lv.id] = await renewals.auto_renew_view(session, account_id=account.id, line_id=lv.id)
+        auto[lv.id] = view = await renewals.auto_renew_view(
+            session, account_id=account.id, line_id=lv.id
+        )
+        off = scheduler.switched_off(
+            rt, funding=view.funding.value, wallet_fallback=view.wallet_fallback
+        )
+        if view.enabled and off:
+            paused[lv.id] = translate(
+                language, "switched off for now: {methods}",
+                methods=", ".join(receipts.method_name(m, language) for m in off),
+            )
         used = await history.line_history(
             session, rt.settings, account_id=account.id, line_id=lv.id
         )
@@ -201,6 +215,7 @@ async def _screen(
         "lines": line_views,
         "balances": balances,
         "auto": auto,
+        "paused": paused,
         "usage": usage,
         "orders": order_list,
         "credited": list(credited),
