@@ -12,7 +12,8 @@ from openmvno.renewals import service as renewals
 from openmvno.runtime import Runtime
 from tests.conftest import FrozenClock
 from tests.orders.helpers import wallet_minor
-from tests.sms.helpers import person
+from tests.sms.helpers import person, replies_to
+from tests.test_reads import counting
 
 
 @pytest.mark.parametrize(("text", "name", "arg"), [
@@ -189,3 +190,48 @@ async def test_a_batch_of_messages_is_answered_as_one_at_a_time_would_be(
     assert "¥150.00" in (got[0].body if got[0] else "")
     assert "畅享30天" in (got[1].body if got[1] else "")
     assert "not registered" in (got[2].body if got[2] else "")
+
+
+async def test_a_batch_of_bal_takes_the_same_statements_for_two_senders_or_eight(
+    rt: Runtime, client: httpx.AsyncClient
+) -> None:
+    """The senders, the replay guard, the rate limit, the balances and the replies are
+    each read or written for the whole batch at once."""
+    people = [await person(client, rt, language="zh-CN" if i % 2 else "en", seed=i == 0)
+              for i in range(8)]
+
+    async def statements(n: int, tag: str) -> int:
+        batch = [Incoming(p.msisdn, "BAL", "test", f"{tag}-{i}") for i, p in enumerate(people[:n])]
+        with counting(rt) as seen:
+            replies = await handle_many(rt, batch)
+        assert all(r is not None and r.body.startswith(p.msisdn)  # each its own balance
+                   for r, p in zip(replies, people, strict=False))
+        return len(seen.statements)
+
+    assert await statements(2, "two") == await statements(8, "eight")
+
+
+async def test_over_the_limit_within_one_batch_is_told_once_then_ignored(
+    rt: Runtime, client: httpx.AsyncClient
+) -> None:
+    rt.settings = rt.settings.model_copy(update={"sms_commands_per_hour": 3})
+    p = await person(client, rt, plan=None)
+    replies = await handle_many(rt, [Incoming(p.msisdn, "HELP", "test", f"l-{i}") for i in range(5)])
+    assert [r is not None for r in replies] == [True, True, True, True, False]
+    assert replies[3] is not None and "Too many" in replies[3].body
+    assert await handle(rt, sender=p.msisdn, text="HELP", channel="test") is None
+    queued = await replies_to(rt, p.msisdn)
+    assert queued[-4:] == [r.body for r in replies if r is not None]
+
+
+async def test_bal_after_buy_and_yes_in_the_same_batch_shows_what_was_bought(
+    rt: Runtime, client: httpx.AsyncClient
+) -> None:
+    p = await person(client, rt, plan=None)
+    replies = await handle_many(rt, [Incoming(p.msisdn, "BUY D7", "test", "c-1"),
+                                     Incoming(p.msisdn, "YES", "test", "c-2"),
+                                     Incoming(p.msisdn, "BAL", "test", "c-3")])
+    assert replies[1] is not None and replies[1].body.startswith("Done")
+    assert replies[2] is not None and "¥185.00" in replies[2].body  # 200.00 - 15.00
+    assert await wallet_minor(rt, p.account_id) == 18500
+    assert (await replies_to(rt, p.msisdn))[-3:] == [r.body for r in replies if r is not None]

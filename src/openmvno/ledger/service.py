@@ -711,6 +711,9 @@ _BALANCE_OF_OWNED_LINE = FastSelect(_BALANCE_OF_LINE_SQL.where(_LINES.c.account_
 _BALANCE_OF_TOKEN_LINE = FastSelect(
     _BALANCE_OF_LINE_SQL.where(_LINES.c.account_id == tokens.live_token_account())
 )
+_BALANCES_OF_LINES = _BALANCE.where(
+    _LINES.c.id.in_(bindparam("line_ids", type_=Uuid(), expanding=True))
+)
 _BALANCES_OF_OWNED_LINES = _BALANCE.where(
     _LINES.c.id.in_(bindparam("line_ids", type_=Uuid(), expanding=True)),
     _LINES.c.account_id == _ACCOUNT_ID,
@@ -873,6 +876,23 @@ async def line_balances(
         session, _BALANCES_OF_OWNED_LINES, language=language, currency=currency,
         line_ids=list(line_ids), account_id=account_id,
     )
+
+
+async def balances_of_lines(
+    session: AsyncSession, lines: Sequence[tuple[uuid.UUID, str]], *, currency: str = "CNY"
+) -> dict[uuid.UUID, LineBalance]:
+    """:func:`line_balance` of many lines of any owners, each ``(line id, language)``: one
+    SELECT per language asked for, whatever the number of lines (the SMS channel answers
+    a batch of ``BAL`` texts with it)."""
+    by_language: dict[str, list[uuid.UUID]] = {}
+    for line_id, language in lines:
+        by_language.setdefault(language, []).append(line_id)
+    found: dict[uuid.UUID, LineBalance] = {}
+    for language, ids in sorted(by_language.items()):
+        found.update(await _read_balances(
+            session, _BALANCES_OF_LINES, language=language, currency=currency, line_ids=ids
+        ))
+    return found
 
 
 async def wallet_balance(session: AsyncSession, *, account_id: uuid.UUID, currency: str) -> int:

@@ -686,7 +686,7 @@ async def _notify_chunk(
     new_keys = await _insert_notices(session, notice_rows)
     batch = [m for k in new_keys for m in outgoing.get(k, ())]
     if batch:
-        await _insert_outbox(session, batch)
+        await insert_outbox(session, batch)
     return len(new_keys)
 
 
@@ -766,7 +766,7 @@ _OUTBOX_SQLITE = text(
 )
 
 
-async def _insert_outbox(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+async def insert_outbox(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
     """The outbox rows: PostgreSQL one ``unnest`` statement; SQLite one ``executemany``
     (the driver binds the rows in C: cheaper than parsing a JSON document per column)."""
     if session.get_bind().dialect.name == "sqlite":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -11,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmvno import clock
 from openmvno.notifications.models import OutboxKind, OutboxMessage, OutboxState
+from openmvno.notifications.notices import insert_outbox
 
 
 async def enqueue(
@@ -58,6 +61,32 @@ async def send_sms(
         session, kind=OutboxKind.sms, dedupe_key=dedupe_key, recipient=to, body=body,
         account_id=account_id, payload={"sensitive": True} if sensitive else None,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SmsOut:
+    """One SMS for :func:`send_sms_many`."""
+
+    to: str
+    body: str
+    dedupe_key: str
+    account_id: uuid.UUID | None
+
+
+async def send_sms_many(session: AsyncSession, messages: Sequence[SmsOut]) -> None:
+    """Queue many SMS in one statement, each once per dedupe key (a key already queued is
+    left as it is, like :func:`enqueue`)."""
+    if not messages:
+        return
+    now = clock.now()
+    # A microsecond apart: the outbox sends oldest first, so the replies keep their order.
+    await insert_outbox(session, [
+        {"id": uuid.uuid4(), "kind": OutboxKind.sms, "dedupe_key": m.dedupe_key[:120],
+         "account_id": m.account_id, "recipient": m.to, "subject": "", "body": m.body,
+         "payload": {}, "state": OutboxState.pending, "attempts": 0, "next_attempt_at": now,
+         "last_error": "", "created_at": now + timedelta(microseconds=i)}
+        for i, m in enumerate(messages)
+    ])
 
 
 async def send_email(

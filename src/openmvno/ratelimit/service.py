@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmvno import clock
@@ -111,6 +112,59 @@ async def hit(
     if wait:
         raise limited(wait)
     await record(session, scope=scope, key=key, window=window)
+
+
+async def hit_many(
+    session: AsyncSession, *, scope: str, keys: Sequence[str], limit: int, window: timedelta
+) -> list[int]:
+    """:func:`hit` for many keys at once, in input order (a key twice counts twice): the
+    seconds each must wait, 0 where it was allowed and recorded. A fixed number of
+    statements whatever the number of keys (PostgreSQL: one advisory lock statement
+    for all of them, in a fixed order so two batches never wait on each other in a
+    circle; one SELECT; one DELETE of expired events; one INSERT)."""
+    if not keys:
+        return []
+    fitted = [_fit(k) for k in keys]
+    distinct = sorted(set(fitted))
+    now = clock.now()
+    since = now - window
+    if session.get_bind().dialect.name == "postgresql":
+        ids = sorted({
+            int.from_bytes(hashlib.sha256(f"ratelimit:{scope}:{k}".encode()).digest()[:8],
+                           "big", signed=True)
+            for k in distinct
+        })
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(id) FROM unnest(CAST(:ids AS bigint[])) AS t(id)"),
+            {"ids": ids},
+        )
+    rows = await session.execute(
+        select(RateEvent.key, RateEvent.at)
+        .where(RateEvent.scope == scope, RateEvent.key.in_(distinct), RateEvent.at > since)
+        .order_by(RateEvent.key, RateEvent.at)
+    )
+    seen: dict[str, list[datetime]] = {}
+    for key, at in rows:
+        seen.setdefault(key, []).append(at)
+    waits = []
+    for key in fitted:
+        counted = seen.setdefault(key, [])
+        if len(counted) < limit:
+            counted.append(now)
+            waits.append(0)
+        else:
+            waits.append(max(1, math.ceil((counted[0] + window - now).total_seconds())))
+    allowed = [k for k, w in zip(fitted, waits, strict=True) if not w]
+    await session.execute(
+        delete(RateEvent).where(
+            RateEvent.scope == scope, RateEvent.key.in_(distinct), RateEvent.at <= since
+        )
+    )
+    if allowed:
+        await session.execute(insert(RateEvent), [
+            {"scope": scope, "key": k, "at": now} for k in allowed
+        ])
+    return waits
 
 
 RETENTION = timedelta(days=2)

@@ -161,6 +161,24 @@ async def reply(session: AsyncSession, *, to: str, body: str, key: str,
                                  account_id=account_id)
 
 
+ReplyOut = notifications.SmsOut
+"""One reply for :func:`reply_many`: to, body, dedupe key, account id."""
+
+
+async def reply_many(session: AsyncSession, replies: Sequence[ReplyOut]) -> None:
+    """Queue many SMS replies through the outbox in one statement (each once per key)."""
+    await notifications.send_sms_many(session, replies)
+
+
+async def balances(session: AsyncSession, rt: Runtime, subs: Sequence[Subscriber]
+                   ) -> dict[uuid.UUID, ledger.LineBalance]:
+    """:func:`balance` of many subscribers' lines by line id, in one SELECT per language
+    (subscribers with no line are left out)."""
+    return await ledger.balances_of_lines(
+        session, [(s.line.id, s.language) for s in subs if s.line is not None],
+        currency=rt.settings.default_currency)
+
+
 async def balance(session: AsyncSession, rt: Runtime, sub: Subscriber) -> ledger.LineBalance:
     if sub.line is None:
         raise NotFound("line_not_found", "There is no such line on your account.")

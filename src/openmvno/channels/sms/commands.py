@@ -9,6 +9,7 @@ subscriber's language and go back through the outbox (SMPP or any SMS adapter).
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 import uuid
@@ -20,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmvno.catalog.models import Plan
 from openmvno.db import unit_of_work
-from openmvno.errors import TooManyAttempts
 from openmvno.formatting import formatter
 from openmvno.i18n import N_, translate
 from openmvno.ledger.models import BucketKind
@@ -82,9 +82,7 @@ async def handle(rt: Runtime, *, sender: str, text: str, channel: str,
                  external_id: str | None = None) -> Reply | None:
     """Run one inbound SMS in its own transaction and queue the reply; None when this
     message was already taken (a replay) or the sender is over the limit and was told."""
-    async with unit_of_work(rt.sessions) as session:
-        return await _handle(session, rt, sender=sender, text=text, channel=channel,
-                             external_id=external_id or uuid.uuid4().hex)
+    return (await handle_many(rt, [Incoming(sender, text, channel, external_id)]))[0]
 
 
 @dataclass(frozen=True)
@@ -95,67 +93,69 @@ class Incoming:
     external_id: str | None = None
 
 
+READ_ONLY = frozenset({"balance", "plans", "help"})
+"""Commands that change nothing: a batch may read their answers together."""
+RATE_WINDOW = timedelta(hours=1)
+
+
 async def handle_many(rt: Runtime, messages: Sequence[Incoming]) -> list[Reply | None]:
     """Run a batch of inbound SMS in one transaction (one commit for all, the replies
-    queued in the outbox in it); the same per message as :func:`handle`. Should the batch
-    fail, nothing of it is kept and it raises (the caller runs them one at a time)."""
+    queued in the outbox in it), answering each as if they came one at a time: a fixed
+    number of statements for the batch (the senders, the replay guard, the rate limit,
+    the balances of every ``BAL``, the replies), plus those of each command that changes
+    something (``BUY``, ``YES``, ``AUTO``, ``STOP``; an account with one of those in the
+    batch has its ``BAL`` read in turn, after it). Should the batch fail, nothing of it
+    is kept and it raises (the caller runs them one at a time)."""
     async with unit_of_work(rt.sessions) as session:
         subs = await selfcare.subscribers_for(session, rt, [m.sender for m in messages])
-        known = [(subs[m.sender], m) for m in messages]
+        known = [(subs[m.sender], m, _reply_to(rt, subs[m.sender], m.sender)) for m in messages]
         taken = await selfcare.take_inbound_many(session, [selfcare.InboundRow(
-            m.channel, m.external_id or uuid.uuid4().hex, _reply_to(rt, sub, m.sender),
-            sub.account.id if sub else None) for sub, m in known])
-        return [await _handle(session, rt, sender=m.sender, text=m.text, channel=m.channel,
-                              external_id="", known=(sub, inbound))
-                for (sub, m), inbound in zip(known, taken, strict=True)]
+            m.channel, m.external_id or uuid.uuid4().hex, to,
+            sub.account.id if sub else None) for sub, m, to in known])
+        todo = [(i, sub, m, to, inbound)
+                for i, ((sub, m, to), inbound) in enumerate(zip(known, taken, strict=True))
+                if inbound is not None]
+        keys = [ratelimit.digest(to) for _, _, _, to, _ in todo]
+        waits = await ratelimit.hit_many(session, scope="sms_command", keys=keys,
+                                         limit=rt.settings.sms_commands_per_hour,
+                                         window=RATE_WINDOW)
+        # Over the limit: told once per window, then silence (no reply loops with a machine).
+        told = iter(await ratelimit.hit_many(
+            session, scope="sms_command_refused", limit=1, window=RATE_WINDOW,
+            keys=[k for k, wait in zip(keys, waits, strict=True) if wait]))
+        commands = [parse(m.text) for _, _, m, _, _ in todo]
+        changing = {sub.account.id for (_, sub, _, _, _), c, wait
+                    in zip(todo, commands, waits, strict=True)
+                    if sub is not None and not wait and c.name not in READ_ONLY}
+        balances = await selfcare.balances(session, rt, [
+            sub for (_, sub, _, _, _), c, wait in zip(todo, commands, waits, strict=True)
+            if sub is not None and not wait and c.name == "balance"
+            and sub.account.id not in changing])
+        results: list[Reply | None] = [None] * len(messages)
+        replies = []
+        for (i, sub, _, to, inbound), command, wait in zip(todo, commands, waits, strict=True):
+            if wait:
+                if next(told):
+                    continue
+                language = sub.language if sub else rt.settings.default_language
+                body = translate(language, "Too many messages; please try again in {minutes} "
+                                 "minutes.", minutes=math.ceil(wait / 60))
+            elif sub is None:
+                body = UNKNOWN_SENDER.format(operator=rt.settings.operator_name,
+                                             url=rt.settings.public_url)
+            elif command.name == "balance" and sub.line is not None and sub.line.id in balances:
+                body = balance_text(sub.language, balances[sub.line.id])
+            else:
+                body = await answer(session, rt, sub, command, key=f"sms:{inbound}")
+            replies.append(selfcare.ReplyOut(to, body, f"sms-reply:{inbound}",
+                                             sub.account.id if sub else None))
+            results[i] = Reply(to, body)
+        await selfcare.reply_many(session, replies)
+        return results
 
 
 def _reply_to(rt: Runtime, sub: Subscriber | None, sender: str) -> str:
     return sub.msisdn if sub else (selfcare.phone(rt, sender) or sender)
-
-
-async def _handle(session: AsyncSession, rt: Runtime, *, sender: str, text: str,
-                  channel: str, external_id: str,
-                  known: tuple[Subscriber | None, uuid.UUID | None] | None = None
-                  ) -> Reply | None:
-    if known is not None:  # looked up and taken for a whole batch (handle_many)
-        sub, inbound = known
-        to = _reply_to(rt, sub, sender)
-    else:
-        sub = await selfcare.subscriber_for(session, rt, sender)
-        to = _reply_to(rt, sub, sender)
-        inbound = await selfcare.take_inbound(session, channel=channel,
-                                              external_id=external_id, sender=to,
-                                              account_id=sub.account.id if sub else None)
-    if inbound is None:
-        return None
-    key = f"sms-reply:{inbound}"
-    window = timedelta(hours=1)
-    scope_key = ratelimit.digest(to)
-    try:
-        await ratelimit.hit(session, scope="sms_command", key=scope_key,
-                            limit=rt.settings.sms_commands_per_hour, window=window)
-    except TooManyAttempts as exc:
-        # Told once per window, then silence (no reply loops with a machine).
-        try:
-            await ratelimit.hit(session, scope="sms_command_refused", key=scope_key, limit=1,
-                                window=window)
-        except TooManyAttempts:
-            return None
-        language = sub.language if sub else rt.settings.default_language
-        body = translate(language, "Too many messages; please try again in {minutes} minutes.",
-                         minutes=exc.params.get("minutes", 60))
-        await selfcare.reply(session, to=to, body=body, key=key,
-                             account_id=sub.account.id if sub else None)
-        return Reply(to, body)
-    if sub is None:
-        body = UNKNOWN_SENDER.format(operator=rt.settings.operator_name,
-                                     url=rt.settings.public_url)
-        await selfcare.reply(session, to=to, body=body, key=key, account_id=None)
-        return Reply(to, body)
-    body = await answer(session, rt, sub, parse(text), key=f"sms:{inbound}")
-    await selfcare.reply(session, to=to, body=body, key=key, account_id=sub.account.id)
-    return Reply(to, body)
 
 
 async def answer(session: AsyncSession, rt: Runtime, sub: Subscriber, command: Command, *,
