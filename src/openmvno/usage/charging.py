@@ -38,6 +38,9 @@ from openmvno import clock, formatting
 from openmvno.config import Settings
 from openmvno.db import Base
 from openmvno.errors import Conflict
+from openmvno.ledger.batch import pg_ints as _pg_ints
+from openmvno.ledger.batch import pg_plain as _pg_plain
+from openmvno.ledger.batch import pg_texts as _pg_texts
 from openmvno.ledger.batch import post_batch, post_locked
 from openmvno.ledger.models import Bucket, EntryReason
 from openmvno.ledger.service import Posting
@@ -126,14 +129,21 @@ _PG_INSERT = (
     " SELECT $1::uuid, r.record_id, $2::uuid, r.line_id, r.account_id, r.kind, r.units,"
     " r.started_at, (r.started_at AT TIME ZONE $3::text)::date, r.zone, r.rating_group,"
     " r.status, r.charged_units, r.wallet_minor, $4::timestamptz"
-    " FROM unnest($5::varchar[], $6::uuid[], $7::uuid[], $8::varchar[], $9::bigint[],"
-    " $10::timestamptz[], $11::varchar[], $12::integer[], $13::varchar[], $14::bigint[],"
-    " $15::bigint[])"
+    " FROM unnest($5::text::varchar[], $6::text::uuid[], $7::text::uuid[],"
+    " $8::text::varchar[], $9::text::bigint[], $10::text::timestamptz[],"
+    " $11::text::varchar[], $12::text::integer[], $13::text::varchar[],"
+    " $14::text::bigint[], $15::text::bigint[])"
     " AS r(record_id, line_id, account_id, kind, units, started_at, zone, rating_group,"
     " status, charged_units, wallet_minor)"
     " ON CONFLICT (peer_id, record_id) DO NOTHING RETURNING 1) SELECT count(*) FROM ins"
 )
-"""The day of ``started_at`` in the operator's time zone is worked out by the database."""
+"""The day of ``started_at`` in the operator's time zone is worked out by the database.
+
+The insert's arrays go to PostgreSQL as the text of an array literal (``{a,b,…}``, cast
+in SQL): the driver's own array encoder checks every element against abstract base
+classes, which for a dozen arrays of 10,000 cost more than the rest of the statement.
+(Not for the look-ups' ``= ANY($1)``: an array cast from text is not known when the
+statement is planned, and the planner then scans the table.)"""
 
 _SQLITE_LINES = (
     "SELECT l.id, l.account_id, l.msisdn, l.iccid, l.state, l.expires_at, l.plan_id"
@@ -600,9 +610,16 @@ async def _insert_records(
             charged.append(got.charged_units)
             wallet.append(got.wallet_minor)
     if db.pg:
+        times: dict[datetime, str] = {}
+        for at in started:
+            if at not in times:
+                times[at] = at.isoformat()
         inserted = int(await db.value(
-            _PG_INSERT, peer_id, batch_id, settings.timezone, now, record_ids, line_ids,
-            account_ids, kinds, units, started, zones, groups, stored, charged, wallet,
+            _PG_INSERT, peer_id, batch_id, settings.timezone, now, _pg_texts(record_ids),
+            _pg_plain(line_ids), _pg_plain(account_ids), _pg_texts(kinds), _pg_ints(units),
+            _pg_plain([times[at] for at in started]), _pg_texts(zones),
+            _pg_plain(["NULL" if g is None else str(g) for g in groups]),
+            _pg_texts(stored), _pg_ints(charged), _pg_ints(wallet),
         ))
     else:
         tz = formatting.zone(settings.timezone)

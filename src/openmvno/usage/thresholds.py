@@ -33,13 +33,18 @@ def _exhausted(
     info: LineInfo, kind: str, before: dict[str, int], home: str, now: datetime
 ) -> bool:
     """The line's allowance of ``kind`` usable at home right now ran out in this batch."""
-    current = [
-        b for b in info.buckets[kind]
-        if b.home and b.valid_from <= now and (b.valid_until is None or b.valid_until > now)
-    ]
-    if not current or any(b.remaining > 0 for b in current):
-        return False
-    return any(before.get(b.id, 0) > 0 for b in current)
+    current = had = False
+    for b in info.buckets[kind]:
+        if not b.home or b.valid_from > now or (
+            b.valid_until is not None and b.valid_until <= now
+        ):
+            continue
+        if b.remaining > 0:
+            return False
+        current = True
+        if before.get(b.id, 0) > 0:
+            had = True
+    return current and had
 
 
 def plan_pays_data(info: LineInfo, home: str) -> bool:
@@ -68,10 +73,13 @@ async def after_batch(
     home = settings.usage_home_zone
     notices: list[notify.UsageNotice] = []
     for bucket_id, left in after.items():
+        total = initial.get(bucket_id, 0)
+        if left > total - total * 80 // 100:
+            continue  # not 80 % used yet (most buckets of a batch): nothing crossed
         info = buckets.get(bucket_id)
         if info is None or kinds.get(bucket_id) != "data" or left >= before[bucket_id]:
             continue
-        for percent in rating.data_thresholds(initial[bucket_id], before[bucket_id], left):
+        for percent in rating.data_thresholds(total, before[bucket_id], left):
             notices.append(notify.UsageNotice(
                 account_id=uuid.UUID(info.account_id), event="data_threshold",
                 line_id=uuid.UUID(info.id),
