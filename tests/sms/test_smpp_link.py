@@ -8,7 +8,7 @@ import uuid
 from sqlalchemy import select
 
 from openmvno.adapters.sms.smpp_models import PartState, SmsPart
-from openmvno.adapters.sms.smpp_outbox import delivery_of
+from openmvno.adapters.sms.smpp_outbox import SmppSender, delivery_of
 from openmvno.db import unit_of_work
 from openmvno.notifications import service as notifications
 from openmvno.notifications.models import OutboxMessage, OutboxState
@@ -110,6 +110,20 @@ async def test_throttled_submits_are_sent_again_and_arrive_once(
     texts = sorted(e["text"] for e in smsc.seen("message"))
     assert texts == sorted(f"message {i}" for i in range(12))  # each exactly once
     assert smsc.seen("throttled") and sender.link.stats.throttled == len(smsc.seen("throttled"))
+
+
+async def test_a_row_still_in_the_senders_hands_is_not_leased_again(smpp_rt: Runtime) -> None:
+    """Its batch settled (due again after a throttle) but its task not yet done: a claim
+    meanwhile must leave it alone, not lease it for minutes and then drop it unsent."""
+    sender = SmppSender(smpp_rt, name="bind-a")
+    oid = await queue(smpp_rt, "+8613800000199", "still in hand")
+    sender._inflight.add(oid)
+    assert await sender._claim_and_prepare(10) == []
+    async with unit_of_work(smpp_rt.sessions) as s:
+        row = await s.get(OutboxMessage, oid)
+        assert row is not None and row.claimed_until is None and row.attempts == 0
+    sender._inflight.discard(oid)  # its task done: the next claim takes it
+    assert [m.id for m, _ in await sender._claim_and_prepare(10)] == [oid]
 
 
 async def test_two_binds_share_the_outbox_and_each_message_goes_once(

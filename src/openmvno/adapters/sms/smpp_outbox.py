@@ -22,7 +22,7 @@ import functools
 import logging
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -79,16 +79,19 @@ class Claimed:
     sensitive: bool
 
 
-def _claim_statement(limit: int) -> Any:
+def _claim_statement(limit: int, skip: Collection[uuid.UUID] = ()) -> Any:
     now = clock.now()
+    conditions = [
+        OutboxMessage.kind == OutboxKind.sms,
+        OutboxMessage.state == OutboxState.pending,
+        OutboxMessage.next_attempt_at <= now,
+        or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+    ]
+    if skip:  # still in this sender's hands (settled, its task not yet done): not leased again
+        conditions.append(OutboxMessage.id.not_in(list(skip)))
     due = (
         select(OutboxMessage.id)
-        .where(
-            OutboxMessage.kind == OutboxKind.sms,
-            OutboxMessage.state == OutboxState.pending,
-            OutboxMessage.next_attempt_at <= now,
-            or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
-        )
+        .where(*conditions)
         .order_by(OutboxMessage.next_attempt_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -104,8 +107,10 @@ def _claim_statement(limit: int) -> Any:
     )
 
 
-async def _claim_in(session: AsyncSession, limit: int) -> list[Claimed]:
-    rows = (await session.execute(_claim_statement(limit))).all()
+async def _claim_in(
+    session: AsyncSession, limit: int, skip: Collection[uuid.UUID] = ()
+) -> list[Claimed]:
+    rows = (await session.execute(_claim_statement(limit, skip))).all()
     return [Claimed(r.id, r.recipient, r.body, r.account_id,
                     bool((r.payload or {}).get("sensitive"))) for r in rows]
 
@@ -277,7 +282,9 @@ class SmppSender:
         commit before any of their submits goes out)."""
         in_doubt = timedelta(seconds=self.rt.settings.smpp_in_doubt_seconds)
         async with self._writing(), unit_of_work(self.rt.sessions) as session:
-            claimed = [m for m in await _claim_in(session, limit) if m.id not in self._inflight]
+            # Rows this sender still has in hand are left out of the claim itself: leased
+            # and then dropped here, they would wait out the whole lease unsent.
+            claimed = await _claim_in(session, limit, skip=set(self._inflight))
             if not claimed:
                 return []
             self._inflight.update(m.id for m in claimed)
