@@ -188,3 +188,21 @@ def deliver(rt: Runtime) -> Any:
         return await drain(rt)
 
     return _deliver
+
+
+# The browser harness: one served process and one Chromium per test session (per xdist
+# worker), shared by every directory's browser tests. Defined here once: a fixture
+# imported into several directories' conftests is a separate session fixture in each
+# (one more server and browser per directory, all alive until the session ends).
+from tests.browser_fixtures import (  # noqa: E402, F401 - fixtures
+    base_url,
+    browser,
+    browser_context_args,
+    browser_type,
+    browser_type_launch_args,
+    datacard,
+    launch_browser,
+    new_phone,
+    playwright,
+    portal_server,
+)

@@ -21,7 +21,7 @@ from openmvno.accounts import service as accounts
 from openmvno.accounts.models import Role
 from openmvno.lines.models import Line
 from openmvno.runtime import Runtime
-from tests.portal.conftest import PortalServer
+from tests.browser_fixtures import PortalServer
 
 pytestmark = pytest.mark.browser
 DEMO_LOGIN = "+8613800000000"

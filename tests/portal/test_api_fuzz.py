@@ -20,7 +20,7 @@ from openmvno.accounts import service as accounts
 from openmvno.accounts.models import Role
 from openmvno.app import create_app
 from openmvno.config import Settings
-from tests.portal.conftest import PortalServer
+from tests.browser_fixtures import PortalServer
 
 # The schema the app itself publishes at /openapi.json (building it touches no database).
 # The coverage phase (boundary values of every parameter and field, deterministic) runs in

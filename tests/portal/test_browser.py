@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from openmvno.formatting import Formatter
-from tests.portal.conftest import PASSWORD, PortalServer
+from tests.browser_fixtures import PASSWORD, PortalServer
 
 pytestmark = pytest.mark.browser
 

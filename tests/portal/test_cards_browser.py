@@ -9,7 +9,7 @@ from typing import Any
 
 from playwright.sync_api import Browser, expect
 
-from tests.portal.conftest import PortalServer
+from tests.browser_fixtures import PortalServer
 from tests.portal.test_browser import log_in, register_and_verify, t
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect
 
-from tests.portal.conftest import OwnedLine, PortalServer
+from tests.browser_fixtures import OwnedLine, PortalServer
 from tests.portal.test_browser import log_in, register_and_verify, t
 from tests.portal.test_shop_browser import pay_by_card
 

@@ -18,7 +18,7 @@ from openmvno.accounts.identity import mask_name
 from openmvno.formatting import Formatter
 from openmvno.ledger import service as ledger
 from openmvno.runtime import Runtime
-from tests.portal.conftest import OwnedLine, PortalServer
+from tests.browser_fixtures import OwnedLine, PortalServer
 from tests.portal.test_browser import log_in, register_and_verify
 
 pytestmark = pytest.mark.browser

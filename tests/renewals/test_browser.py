@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.portal.conftest import PortalServer
+from tests.browser_fixtures import PortalServer
 from tests.portal.test_browser import log_in, register_and_verify
 
 pytestmark = pytest.mark.browser

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openmvno import clock
 from openmvno.runtime import Runtime
 from openmvno.usage import peers
-from tests.portal.conftest import PortalServer
+from tests.browser_fixtures import PortalServer
 from tests.portal.test_browser import log_in, register_and_verify, t
 
 pytestmark = pytest.mark.browser

@@ -1,4 +1,5 @@
-"""Browser harness: one real ``openmvno serve`` per test session (per xdist worker),
+"""Browser harness (its fixtures are registered in tests/conftest.py): one real
+``openmvno serve`` per test session (per xdist worker),
 headless Debian Chromium driven by sync Playwright, and helpers that seed plans and
 stock and read codes from the dev outbox.
 
