@@ -410,3 +410,21 @@ async def test_a_served_app_keeps_its_start_up_objects_out_of_full_collections(
     async with shared.router.lifespan_context(shared):
         assert gc.get_freeze_count() == 0
     await shared.state.runtime.close()
+
+
+async def test_a_request_needs_one_reader_connection_at_most(rt: Runtime) -> None:
+    """The read-only pool has no overflow (connections are kept, never opened and closed
+    per burst): a GET that held its own reader and asked for a second would wait for
+    the pool forever once as many such requests ran at once. With a pool of one, the
+    card list (which also finishes open card setups) still answers."""
+    runtime = build_runtime(rt.settings.model_copy(update={"db_pool_size": 1}))
+    try:
+        app = create_app(runtime=runtime)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://testserver") as c:
+            headers = await register_and_login(c)
+            r = await asyncio.wait_for(c.get("/api/v1/cards", headers=headers), timeout=20)
+            assert r.status_code == 200, r.text
+            assert r.json()["cards"] == []
+    finally:
+        await runtime.close()

@@ -352,20 +352,28 @@ async def _record_setup(
     return row
 
 
-async def finish_open_setups(rt: Runtime, *, account_id: uuid.UUID) -> int:
+async def finish_open_setups(
+    rt: Runtime, *, account_id: uuid.UUID, reader: AsyncSession | None = None
+) -> int:
     """Finish the account's setups still open from the last day (an app that never
-    followed the return link); returns how many were asked about."""
+    followed the return link); returns how many were asked about. ``reader``: the
+    request's own read-only session, if it has one (a second reader connection held by
+    the same request could wait for the pool forever under load)."""
     since = clock.now() - timedelta(days=1)
-    # Read on a read-only connection: a page view takes no write lock unless a setup is open.
-    async with unit_of_work(rt.sessions, readonly=True) as session:
-        ids = list((await session.scalars(
-            select(CardSetupSession.id).where(
-                CardSetupSession.account_id == account_id,
-                CardSetupSession.state == SetupState.open,
-                CardSetupSession.reference.is_not(None),
-                CardSetupSession.created_at >= since,
-            ).limit(5)
-        )).all())
+    open_ones = (
+        select(CardSetupSession.id).where(
+            CardSetupSession.account_id == account_id,
+            CardSetupSession.state == SetupState.open,
+            CardSetupSession.reference.is_not(None),
+            CardSetupSession.created_at >= since,
+        ).limit(5)
+    )
+    if reader is not None:
+        ids = list((await reader.scalars(open_ones)).all())
+    else:
+        # A read-only connection: a page view takes no write lock unless a setup is open.
+        async with unit_of_work(rt.sessions, readonly=True) as session:
+            ids = list((await session.scalars(open_ones)).all())
     for setup_id in ids:
         await finish_setup(rt, setup_id=setup_id, account_id=account_id)
     return len(ids)

@@ -81,7 +81,7 @@ def _topup(v: AutoTopupView) -> AutoTopupOut:
 @router.get("/cards")
 async def list_cards(session: Session, rt: RT, me: Me) -> CardsOut:
     """My saved cards, the default first (a setup I just finished is picked up here)."""
-    await cards.finish_open_setups(rt, account_id=me.id)
+    await cards.finish_open_setups(rt, account_id=me.id, reader=session)
     return CardsOut(cards=[_card(c) for c in await cards.list_cards(session, account_id=me.id)])
 
 

@@ -75,7 +75,7 @@ async def cards_page(request: Request, visitor: Viewer, session: Session, rt: RT
     if visitor.account is None:
         return login_redirect(request, visitor)
     account_id = visitor.account.id
-    await cards.finish_open_setups(rt, account_id=account_id)
+    await cards.finish_open_setups(rt, account_id=account_id, reader=session)
     saved = await cards.list_cards(session, account_id=account_id)
     topup = await auto_topup.view(
         session, account_id=account_id, currency=rt.settings.default_currency,
