@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import signal
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -22,6 +26,27 @@ from openmvno.web import apidocs, problems
 
 STATIC = Path(__file__).parent / "channels" / "portal" / "static"
 SANDBOX_STATIC = Path(__file__).parent / "adapters" / "payments" / "static"
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    """Set ``stop`` the moment SIGTERM or SIGINT arrives, then let the server's own handler
+    (uvicorn's) run as before. uvicorn calls the lifespan's shutdown only once it has
+    closed its connections; until then the embedded worker would start another batch."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals reach the main thread only (an app run in a thread: no server)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+
+        def handler(signum: int, frame: FrameType | None, previous: Any = previous) -> None:
+            loop.call_soon_threadsafe(stop.set)
+            if callable(previous):
+                previous(signum, frame)
+            elif previous == signal.SIG_DFL:  # nobody else listens: the default action
+                signal.signal(signum, signal.SIG_DFL)
+                signal.raise_signal(signum)
+
+        signal.signal(sig, handler)
 
 
 def create_app(
@@ -44,6 +69,7 @@ def create_app(
             from openmvno.worker.runner import run_forever
 
             worker_task = asyncio.create_task(run_forever(rt, worker_stop))
+            _stop_on_signals(worker_stop)
         if runtime is None:  # a served process (tests share a runtime and skip this)
             # What start-up built (routes, models, SQL metadata) lives as long as the
             # process: keep it out of the collector's full passes, which otherwise paused
