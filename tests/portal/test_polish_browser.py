@@ -73,6 +73,7 @@ def test_no_main_page_scrolls_sideways_on_a_phone(
     pay_by_card(page, "4242 4242 4242 4242")
     check("order result")
     page.click(t("receipt-link"))
+    expect(page.locator("main.receipt")).to_be_visible()
     check("receipt")
     for lang in ("en", "zh-CN"):
         for path in ("/account", "/orders", "/receipts", "/wallet/topup", "/devices/bind",

@@ -281,6 +281,34 @@ async def test_a_crash_after_the_capture_charges_the_card_once(
     assert await _runs(rt) == 1
 
 
+async def test_a_batch_that_fails_after_its_claim_gives_its_lines_back(
+    client: Any, rt: Runtime, frozen: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database fails in the middle of a batch: nothing of it is kept, its lines are
+    free again at once (not after the lease) and the next round renews them once."""
+    await seed_plans(rt)
+    _, me = await subscriber(client)
+    await fund_wallet(rt, me, 12000)
+    line_id = await _auto_line(rt, me, frozen)
+    frozen.advance(days=29)
+    real = scheduler.renew_batch
+
+    async def lost_connection(*_: Any) -> Any:
+        raise ConnectionError("connection to the database was lost")
+
+    monkeypatch.setattr(scheduler, "renew_batch", lost_connection)
+    with pytest.raises(ConnectionError):
+        await scheduler.run_due(rt)
+    _, setting = await _state(rt, line_id)
+    assert setting.claimed_until is None and await _runs(rt) == 0
+    assert await wallet_minor(rt, me) == 12000
+
+    monkeypatch.setattr(scheduler, "renew_batch", real)
+    assert await scheduler.run_due(rt) == 1  # at once: the same clock, no lease to wait out
+    assert await scheduler.run_due(rt) == 0
+    assert await _runs(rt) == 1 and await wallet_minor(rt, me) == 7000
+
+
 async def test_renewed_another_way_starts_a_new_schedule(
     client: Any, rt: Runtime, frozen: FrozenClock
 ) -> None:

@@ -125,6 +125,43 @@ async def test_once_runs_every_job_until_nothing_is_due(
     assert (await _states(rt)) == {"sent": 2}
 
 
+async def test_once_tries_a_failing_round_again_before_it_gives_up(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--once`` does not take "a job failed" for "nothing due": a fault that passes
+    (twice here) leaves no work behind; one that stays ends the run after three tries."""
+    pauses: list[float] = []
+
+    async def pause(_: Any, seconds: float) -> None:
+        pauses.append(seconds)
+
+    monkeypatch.setattr(runner, "_pause", pause)
+    state = {"left": 5, "faults": 2}
+
+    async def flaky(_: Runtime) -> int:
+        if state["faults"]:
+            state["faults"] -= 1
+            raise ConnectionError("the database refused the connection")
+        n = min(2, state["left"])
+        state["left"] -= n
+        return n
+
+    _register(rt, monkeypatch, describe(flaky, name="test.flaky"))
+    assert await runner.drain(rt, max_rounds=None) == 5
+    assert state["left"] == 0 and pauses == [1.0, 2.0]
+
+    calls = {"n": 0}
+
+    async def broken(_: Runtime) -> int:
+        calls["n"] += 1
+        raise ConnectionError("still down")
+
+    pauses.clear()
+    _register(rt, monkeypatch, describe(broken, name="test.broken"))
+    assert await runner.drain(rt, max_rounds=None) == 0
+    assert calls["n"] == runner.DRAIN_RETRIES + 1 and pauses == [1.0, 2.0, 4.0]
+
+
 async def test_a_failing_job_is_recorded_shown_and_retried_while_the_others_run(
     rt: Runtime, monkeypatch: pytest.MonkeyPatch, frozen: FrozenClock
 ) -> None:

@@ -59,7 +59,7 @@ from openmvno.renewals.models import AutoRenewSetting, Funding
 from openmvno.renewals.runs import RenewalRun
 from openmvno.runtime import Runtime
 from openmvno.staff import runtime_settings
-from openmvno.worker.claims import claim_due
+from openmvno.worker.claims import claim_due, release
 from openmvno.worker.jobs import JobCounts, describe
 
 log = logging.getLogger("openmvno.renewals")
@@ -496,10 +496,26 @@ async def _return_unspent_captures(
 
 
 async def run_due(rt: Runtime) -> int:
-    """One batch of due auto-renewals (a worker job); how many lines it handled."""
+    """One batch of due auto-renewals (a worker job); how many lines it handled.
+
+    If the batch fails after its claim (a lost connection, the database refusing a
+    client), its lines are given back at once, so the next round of any worker takes
+    them instead of waiting out the lease; the charge keys make that retry safe."""
     batch = await claim(rt, rt.settings.renewal_batch)
     if not batch:
         return 0
+    try:
+        return await _run_claimed(rt, batch)
+    except Exception:
+        try:
+            async with unit_of_work(rt.sessions) as session:
+                await release(session, S, [c.id for c in batch])
+        except Exception:  # the lease gives them back later, as for a killed worker
+            log.exception("could not give back a failed batch", extra={"lines": len(batch)})
+        raise
+
+
+async def _run_claimed(rt: Runtime, batch: list[Claimed]) -> int:
     now = clock.now()
     on = methods_on(rt)  # as read by claim, once for the whole batch
     for c in batch:

@@ -201,14 +201,26 @@ async def _finish(rt: Runtime, message_id: uuid.UUID, error: str | None) -> None
 async def run_once(rt: Runtime, limit: int | None = None) -> int:
     """Deliver one batch of due messages and run each job once; returns the work done.
     A job that fails is logged and recorded (``openmvno jobs status``); the others run."""
-    done = await _deliver_batch(rt, limit or rt.settings.worker_batch)
-    for job in jobs(rt):
-        done += await run_job(rt, job)
+    done, _ = await _round(rt, limit)
     return done
 
 
-async def run_job(rt: Runtime, job: Job) -> int:
-    """One batch of ``job``; a failure is logged and recorded, never raised."""
+async def _round(rt: Runtime, limit: int | None = None) -> tuple[int, int]:
+    """:func:`run_once`: the work done, and how many jobs failed."""
+    done = await _deliver_batch(rt, limit or rt.settings.worker_batch)
+    failed = 0
+    for job in jobs(rt):
+        handled = await run_job(rt, job)
+        if handled is None:
+            failed += 1
+        else:
+            done += handled
+    return done, failed
+
+
+async def run_job(rt: Runtime, job: Job) -> int | None:
+    """One batch of ``job``: the items handled, or ``None`` if it failed (logged and
+    recorded, never raised)."""
     try:
         handled = await job(rt)
     except asyncio.CancelledError:
@@ -216,7 +228,7 @@ async def run_job(rt: Runtime, job: Job) -> int:
     except Exception as exc:
         log.exception("job failed", extra={"job": job_name(job)})
         await record_run(rt, job, 0, f"{type(exc).__name__}: {exc}")
-        return 0
+        return None
     await record_run(rt, job, handled, None)
     return handled
 
@@ -242,18 +254,40 @@ async def drain(
     rt: Runtime, max_rounds: int | None = 100, stop: asyncio.Event | None = None
 ) -> int:
     """Run rounds until nothing is due (tests, ``openmvno worker --once``; ``None``: no
-    limit on rounds) or ``stop`` is set; returns the work done."""
+    limit on rounds) or ``stop`` is set; returns the work done.
+
+    A round that did nothing because a job failed is not "nothing due": it is run again
+    after a pause (1, 2, 4 … seconds), up to :data:`DRAIN_RETRIES` times in a row, so a
+    passing fault (a dropped connection) does not end ``--once`` with work left."""
     total = 0
     rounds = 0
+    retries = 0
     while max_rounds is None or rounds < max_rounds:
         if stop is not None and stop.is_set():
             break
-        n = await run_once(rt)
+        n, failed = await _round(rt)
         rounds += 1
         total += n
+        if n == 0 and failed and retries < DRAIN_RETRIES:
+            await _pause(stop, 2.0**retries)
+            retries += 1
+            continue
         if n == 0:
             break
+        retries = 0
     return total
+
+
+DRAIN_RETRIES = 3
+"""Rounds in a row :func:`drain` runs again after a job failed and nothing was done."""
+
+
+async def _pause(stop: asyncio.Event | None, seconds: float) -> None:
+    if stop is None:
+        await asyncio.sleep(seconds)
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
 
 
 async def run_forever(rt: Runtime, stop: asyncio.Event | None = None) -> None:
