@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,25 @@ def targets(postgres: str | None, name: str, *, prefix: str = "openmvno-bench-"
     if postgres:
         found.append(bench_settings(fresh_postgres_url(postgres, name), temp_dir(prefix)))
     return found
+
+
+def each_target(
+    postgres: str | None, name: str, prefix: str,
+    measure: Callable[[Settings], Coroutine[Any, Any, dict[str, Any]]],
+    say: Callable[[dict[str, Any]], str],
+) -> list[dict[str, Any]]:
+    """``measure`` on each of :func:`targets`, one event loop each; every result gets its
+    database, when it was measured and the load average before and after, and ``say``'s
+    line is printed as it comes."""
+    results = []
+    for settings in targets(postgres, name, prefix=prefix):
+        before, at = load_average(), now_utc()
+        r = asyncio.run(measure(settings))
+        r.update(database=database(settings), load_before=before, load_after=load_average(),
+                 measured_at=at)
+        print(say(r), flush=True)
+        results.append(r)
+    return results
 
 
 def database(url_or_settings: str | Settings) -> str:

@@ -14,7 +14,6 @@ given server; SQLite in a throw-away file. Prints the docs/BENCHMARKS.md section
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 import time
@@ -27,7 +26,7 @@ from sqlalchemy import func, insert, select, text, update
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import load_average, measured_line, now_utc, targets
+from common import each_target, measured_line
 
 from openmvno import clock
 from openmvno.accounts.models import Account
@@ -122,15 +121,10 @@ async def measure(settings: Settings, n: int, batch: int) -> dict[str, Any]:
 def run(postgres: str | None, *, n: int = 20000, batch: int = 500,
         db_name: str = BENCH_DB) -> list[dict[str, Any]]:
     """SQLite, then PostgreSQL (database ``db_name``, fresh) when a server is given."""
-    results = []
-    for settings in targets(postgres, db_name, prefix="openmvno-bench-lifecycle-"):
-        before, at = load_average(), now_utc()
-        r = asyncio.run(measure(settings, n, batch))
-        r.update(load_before=before, load_after=load_average(), measured_at=at)
-        print(f"{r['database']:<10} grace {r['grace_per_s']:>7} lines/s   suspended "
-              f"{r['suspend_per_s']:>7} lines/s   raw {r['raw_per_s']:>7} lines/s", flush=True)
-        results.append(r)
-    return results
+    return each_target(
+        postgres, db_name, "openmvno-bench-lifecycle-", lambda s: measure(s, n, batch),
+        lambda r: f"{r['database']:<10} grace {r['grace_per_s']:>7} lines/s   suspended "
+                  f"{r['suspend_per_s']:>7} lines/s   raw {r['raw_per_s']:>7} lines/s")
 
 
 def markdown(results: list[dict[str, Any]]) -> str:

@@ -12,7 +12,6 @@ given server; SQLite in a throw-away file. Prints the docs/BENCHMARKS.md section
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 import time
@@ -25,7 +24,7 @@ from sqlalchemy import insert, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import load_average, measured_line, now_utc, targets
+from common import each_target, measured_line
 
 from openmvno.accounts.models import Account
 from openmvno.config import Settings
@@ -92,15 +91,10 @@ async def measure(settings: Settings, n: int, batch: int) -> dict[str, Any]:
 def run(postgres: str | None, *, n: int = 20000, batch: int = 1000,
         db_name: str = BENCH_DB) -> list[dict[str, Any]]:
     """SQLite, then PostgreSQL (database ``db_name``, fresh) when a server is given."""
-    results = []
-    for settings in targets(postgres, db_name, prefix="openmvno-bench-notices-"):
-        before, at = load_average(), now_utc()
-        r = asyncio.run(measure(settings, n, batch))
-        r.update(load_before=before, load_after=load_average(), measured_at=at)
-        print(f"{r['database']:<10} {r['notices_per_s']:>7} notices/s   "
-              f"raw {r['raw_per_s']:>7} outbox pairs/s", flush=True)
-        results.append(r)
-    return results
+    return each_target(
+        postgres, db_name, "openmvno-bench-notices-", lambda s: measure(s, n, batch),
+        lambda r: f"{r['database']:<10} {r['notices_per_s']:>7} notices/s   "
+                  f"raw {r['raw_per_s']:>7} outbox pairs/s")
 
 
 def markdown(results: list[dict[str, Any]]) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import inspect
 import os
 import platform
@@ -383,6 +384,19 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+MODULE_RUNS: dict[str, tuple[str, dict[str, str]]] = {
+    "notices": ("notices", {"n": "notices", "batch": "notices_batch"}),
+    "saved_cards": ("saved_cards", {"cards": "saved_cards", "batch": "saved_cards_batch"}),
+    "sms_bal": ("sms_bal", {"rate": "sms_rate", "seconds": "sms_seconds",
+                            "subscribers": "sms_subscribers"}),
+    "lifecycle": ("lifecycle", {"n": "lifecycle", "batch": "lifecycle_batch"}),
+    "ledger": ("ledger", {"buckets": "ledger_buckets", "batches": "ledger_batches",
+                          "batch": "ledger_batch"}),
+}
+"""The benchmarks whose module's ``run(pg, db_name=…, **sizes)`` and ``markdown(found)``
+are all it takes: module, and each ``run`` argument's size name in :data:`SIZES`."""
+
+
 def main() -> None:
     args = parser().parse_args()
     wanted = [name for name in SECTIONS if name in set(args.only or SECTIONS)]
@@ -410,36 +424,11 @@ def main() -> None:
             seconds, rate = size(args, "reads_seconds"), size(args, "reads_rate")
             found = reads.run(pg, seconds=seconds, rate=rate, db_name=db(name))
             generated = reads.markdown(found, seconds=seconds, rate=rate)
-        elif name == "notices":
-            import notices as notices_bench
-
-            generated = notices_bench.markdown(notices_bench.run(
-                pg, n=size(args, "notices"), batch=size(args, "notices_batch"),
-                db_name=db(name)))
-        elif name == "saved_cards":
-            import saved_cards as saved_cards_bench
-
-            generated = saved_cards_bench.markdown(saved_cards_bench.run(
-                pg, cards=size(args, "saved_cards"), batch=size(args, "saved_cards_batch"),
-                db_name=db(name)))
-        elif name == "sms_bal":
-            import sms_bal as sms_bal_bench
-
-            generated = sms_bal_bench.markdown(sms_bal_bench.run(
-                pg, rate=size(args, "sms_rate"), seconds=size(args, "sms_seconds"),
-                subscribers=size(args, "sms_subscribers"), db_name=db(name)))
-        elif name == "lifecycle":
-            import lifecycle as lifecycle_bench
-
-            generated = lifecycle_bench.markdown(lifecycle_bench.run(
-                pg, n=size(args, "lifecycle"), batch=size(args, "lifecycle_batch"),
-                db_name=db(name)))
-        elif name == "ledger":
-            import ledger as ledger_bench
-
-            generated = ledger_bench.markdown(ledger_bench.run(
-                pg, buckets=size(args, "ledger_buckets"), batches=size(args, "ledger_batches"),
-                batch=size(args, "ledger_batch"), db_name=db(name)))
+        elif name in MODULE_RUNS:
+            module_name, sized = MODULE_RUNS[name]
+            module = importlib.import_module(module_name)
+            kwargs = {arg: size(args, key) for arg, key in sized.items()}
+            generated = module.markdown(module.run(pg, db_name=db(name), **kwargs))
         elif name == "renewals":
             import renewals as renewals_bench
 

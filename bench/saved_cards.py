@@ -17,7 +17,6 @@ once is checked.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 import time
@@ -29,7 +28,7 @@ from sqlalchemy import event, func, insert, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import database, load_average, measured_line, now_utc, targets
+from common import each_target, measured_line
 
 from openmvno.config import Settings
 from openmvno.db import unit_of_work
@@ -109,17 +108,12 @@ async def measure(url: str, data_dir: Path, n: int, batch: int) -> dict[str, Any
 def run(postgres: str | None, *, cards: int = 50_000, batch: int = 250,
         db_name: str = BENCH_DB) -> list[dict[str, Any]]:
     """SQLite, then PostgreSQL (database ``db_name``, fresh) when a server is given."""
-    results = []
-    for settings in targets(postgres, db_name, prefix="openmvno-bench-cards-"):
-        before, at = load_average(), now_utc()
-        r = asyncio.run(measure(settings.database_url, settings.data_dir, cards, batch))
-        r.update(database=database(settings), load_before=before, load_after=load_average(),
-                 measured_at=at)
-        print(f"{r['database']:<10} {r['per_s']:>8.0f} charges/s   "
-              f"{r['statements_per_batch']:.0f} statements per batch   "
-              f"replay {r['replay_per_s']:>8.0f}/s", flush=True)
-        results.append(r)
-    return results
+    return each_target(
+        postgres, db_name, "openmvno-bench-cards-",
+        lambda s: measure(s.database_url, s.data_dir, cards, batch),
+        lambda r: f"{r['database']:<10} {r['per_s']:>8.0f} charges/s   "
+                  f"{r['statements_per_batch']:.0f} statements per batch   "
+                  f"replay {r['replay_per_s']:>8.0f}/s")
 
 
 def markdown(results: list[dict[str, Any]]) -> str:

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import database, load_average, measured_line, now_utc, targets  # noqa: E402
+from common import database, each_target, measured_line  # noqa: E402
 
 from openmvno.accounts.models import Account  # noqa: E402
 from openmvno.catalog.models import Plan, PlanKind  # noqa: E402
@@ -151,15 +151,9 @@ async def measure(settings: Settings, *, rate: float, seconds: float, subscriber
 def run(postgres: str | None, *, rate: float = 100, seconds: float = 10,
         subscribers: int = 300, db_name: str = BENCH_DB) -> list[dict[str, Any]]:
     """SQLite, then PostgreSQL (database ``db_name``, fresh) when a server is given."""
-    results = []
-    for settings in targets(postgres, db_name, prefix="openmvno-bench-sms-"):
-        before, at = load_average(), now_utc()
-        r = asyncio.run(measure(settings, rate=rate, seconds=seconds,
-                                subscribers=subscribers))
-        r.update(load_before=before, load_after=load_average(), measured_at=at)
-        print(json.dumps(r), flush=True)
-        results.append(r)
-    return results
+    return each_target(
+        postgres, db_name, "openmvno-bench-sms-",
+        lambda s: measure(s, rate=rate, seconds=seconds, subscribers=subscribers), json.dumps)
 
 
 def _num(value: float | None) -> str:
