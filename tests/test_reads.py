@@ -246,13 +246,20 @@ async def _count(client: httpx.AsyncClient, rt: Runtime, url: str, headers: dict
     return seen
 
 
-async def test_balance_is_one_statement_in_one_transaction_whatever_it_holds(
+async def _my_line_balance(
     client: httpx.AsyncClient, rt: Runtime, frozen: FrozenClock
-) -> None:
+) -> tuple[dict[str, str], uuid.UUID, uuid.UUID, str]:
+    """A subscriber logged in with one line: headers, account, line, its balance URL."""
     headers = await register_and_login(client)
     account_id = await _account_of(rt, headers)
     (line_id,) = await _give_lines(rt, account_id, 1, frozen)
-    url = f"/api/v1/lines/{line_id}/balance"
+    return headers, account_id, line_id, f"/api/v1/lines/{line_id}/balance"
+
+
+async def test_balance_is_one_statement_in_one_transaction_whatever_it_holds(
+    client: httpx.AsyncClient, rt: Runtime, frozen: FrozenClock
+) -> None:
+    headers, account_id, line_id, url = await _my_line_balance(client, rt, frozen)
     small = await _count(client, rt, url, headers)
     async with unit_of_work(rt.sessions) as s:  # add-ons: 3 buckets become 9
         addon = await make_plan(s, "ADD", data_bytes=GB)
@@ -271,10 +278,7 @@ async def test_balance_is_one_statement_in_one_transaction_whatever_it_holds(
 async def test_the_one_statement_balance_refuses_every_token_authenticate_refuses(
     client: httpx.AsyncClient, rt: Runtime, frozen: FrozenClock
 ) -> None:
-    headers = await register_and_login(client)
-    account_id = await _account_of(rt, headers)
-    (line_id,) = await _give_lines(rt, account_id, 1, frozen)
-    url = f"/api/v1/lines/{line_id}/balance"
+    headers, account_id, _, url = await _my_line_balance(client, rt, frozen)
     assert (await client.get(url, headers=headers)).status_code == 200
     tokens_table = AuthToken.__table__
     async with unit_of_work(rt.sessions) as s:  # the account switched off
