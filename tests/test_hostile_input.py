@@ -38,6 +38,8 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from openmvno.accounts import service as accounts
@@ -1049,6 +1051,49 @@ def test_json_depth_ignores_brackets_inside_strings() -> None:
     assert json_depth_exceeds(_deep(33).encode())
     assert not json_depth_exceeds(b"[" + b"[1]," * 10_000 + b"[1]]")
     assert json_depth_exceeds(b"[" * 5_000)  # unbalanced: counted exactly
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    return 0
+
+
+def _without_text(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_without_text(v) for v in value]
+    if isinstance(value, dict):
+        return {str(i): _without_text(v) for i, v in enumerate(value.values())}
+    return None
+
+
+_TRICKY_TEXT = st.text(alphabet='[]{}"\\\n/ab\u4e2d', max_size=8)
+_JSON_VALUES = st.recursive(
+    st.none() | st.integers(-5, 5) | _TRICKY_TEXT,
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(_TRICKY_TEXT, inner, max_size=3),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(value=_JSON_VALUES, limit=st.integers(0, 6), ascii_only=st.booleans())
+def test_json_depth_is_the_depth_of_what_the_body_holds(
+    value: Any, limit: int, ascii_only: bool
+) -> None:
+    """Over any JSON (strings full of brackets, quotes and backslashes), the check says
+    "too deep" exactly when the parsed value nests deeper than the limit."""
+    from openmvno.channels.json_limits import json_depth_exceeds
+
+    from openmvno.channels.json_limits import _brackets_outside_strings
+
+    body = json.dumps(value, ensure_ascii=ascii_only).encode()
+    assert json_depth_exceeds(body, limit) == (_depth(value) > limit)
+    # The same value with every string emptied has just its own brackets left.
+    bare = json.dumps(_without_text(value)).encode().translate(None, b'":, -0123456789nul')
+    assert _brackets_outside_strings(body) == bare
 
 
 async def test_a_validation_problem_never_echoes_huge_or_invalid_input(world: World) -> None:
