@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import BigInteger, DateTime, Enum, Integer, MetaData, event
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DisconnectionError
@@ -84,12 +85,23 @@ def _in_memory(url: str) -> bool:
     return ":memory:" in url or url.endswith("://")
 
 
+def json_text(value: Any) -> str:
+    """JSON columns' text, written by orjson (several times faster than ``json.dumps``
+    on the batch paths: orders' results, receipts' items, outbox payloads). Keys that
+    are not strings become strings, as ``json.dumps`` makes them."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def _pool(url: str, pool_size: int) -> dict[str, Any]:
+    # Every engine writes and reads its JSON columns with orjson.
+    json_codec = {"json_serializer": json_text, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
         # Connections are pooled (opening one costs PRAGMAs); one writer at a time anyway.
-        return {} if _in_memory(url) else {"pool_size": pool_size, "max_overflow": 0}
+        if _in_memory(url):
+            return json_codec
+        return {"pool_size": pool_size, "max_overflow": 0, **json_codec}
     # No ping on every checkout (a round trip per request): see _ping_when_idle.
-    return {"pool_size": pool_size, "max_overflow": pool_size}
+    return {"pool_size": pool_size, "max_overflow": pool_size, **json_codec}
 
 
 def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
