@@ -76,6 +76,11 @@ def create_app(
             # every request for ~110 ms each time.
             gc.collect()
             gc.freeze()
+            # A usage batch makes ~100,000 short-lived objects (the records, their rows and
+            # answers) and no cycles: at the default threshold (700) the collector ran
+            # hundreds of times per batch, ~12 % of its CPU. Collect the young generation
+            # every 50,000 allocations instead.
+            gc.set_threshold(50_000, 20, 20)
         try:
             yield
         finally:
