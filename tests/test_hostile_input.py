@@ -1085,9 +1085,7 @@ def test_json_depth_is_the_depth_of_what_the_body_holds(
 ) -> None:
     """Over any JSON (strings full of brackets, quotes and backslashes), the check says
     "too deep" exactly when the parsed value nests deeper than the limit."""
-    from openmvno.channels.json_limits import json_depth_exceeds
-
-    from openmvno.channels.json_limits import _brackets_outside_strings
+    from openmvno.channels.json_limits import _brackets_outside_strings, json_depth_exceeds
 
     body = json.dumps(value, ensure_ascii=ascii_only).encode()
     assert json_depth_exceeds(body, limit) == (_depth(value) > limit)
