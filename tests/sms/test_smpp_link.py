@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy import select
 
 from openmvno.adapters.sms.smpp_models import PartState, SmsPart
@@ -172,6 +173,34 @@ async def test_the_smsc_dropping_the_link_mid_stream_loses_and_duplicates_nothin
     assert sorted(texts) == sorted(f"drop {i}" for i in range(20))  # once each
     assert [e["to"] for e in smsc.seen("submit")].count(lost["to"]) == 1
     assert sender.link.stats.binds == 2
+
+
+async def test_a_connection_reset_while_submitting_is_the_link_going_down() -> None:
+    """``drain`` raises what the reader met (a reset): the submit is in doubt like any the
+    link lost (``LinkDown``, the sender's in-doubt path), not an internal error that put the
+    whole batch off for a retry."""
+    import asyncio
+
+    from openmvno.adapters.sms.smpp import LinkConfig, LinkDown, SmppLink
+
+    class ResetWriter:
+        def write(self, _data: bytes) -> None:
+            pass
+
+        async def drain(self) -> None:
+            raise ConnectionResetError(104, "Connection reset by peer")
+
+    async def ignore(_: object) -> None:
+        pass
+
+    link = SmppLink(LinkConfig(host="127.0.0.1", port=1, system_id="x", password="y"),
+                    on_receipt=ignore, on_inbound=ignore)
+    link._writer = ResetWriter()  # type: ignore[assignment]
+    link.bound.set()
+    with pytest.raises(LinkDown, match="connection went"):
+        await asyncio.wait_for(link.submit(to="+8613800000001", short_message=b"hi",
+                                           data_coding=0, esm_class=0), timeout=5)
+    assert link._pending == {}
 
 
 async def test_a_wrong_password_is_refused_and_retried_with_backoff(

@@ -460,6 +460,12 @@ class SmppLink:
             # No answer in time: the link is not trusted any more (the SMSC may be stuck).
             writer.close()
             raise LinkDown("no answer in time") from exc
+        except LinkDown:
+            raise
+        except OSError as exc:
+            # The connection went while this request was written (``drain`` raises what
+            # the reader met, e.g. a reset): in doubt like any request the link lost.
+            raise LinkDown(f"the connection went: {exc}") from exc
         finally:
             self._pending.pop(int(pdu.sequence), None)
 
