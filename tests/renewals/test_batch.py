@@ -11,7 +11,8 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import event, func, select
+import pytest
+from sqlalchemy import event, func, select, text
 
 from openmvno.catalog.models import Plan
 from openmvno.db import unit_of_work
@@ -19,13 +20,14 @@ from openmvno.ledger import service as ledger
 from openmvno.ledger.models import BalanceEntry, Bucket
 from openmvno.lines.models import Line, LineState
 from openmvno.notifications.models import Notice, OutboxMessage
+from openmvno.notifications.notices import NoticeRequest, notify_many
 from openmvno.orders.models import Order
 from openmvno.payments.models import AttemptState, PaymentAttempt, PaymentMethodKind
 from openmvno.receipts.models import Receipt
 from openmvno.renewals.batch import DueRenewal, period_key, renew_batch
 from openmvno.renewals.runs import RenewalRun
 from openmvno.runtime import Runtime
-from tests.conftest import FrozenClock
+from tests.conftest import PG_URL, FrozenClock
 from tests.orders.helpers import (
     fund_wallet,
     give_line,
@@ -265,3 +267,31 @@ async def test_the_same_statements_for_two_lines_or_thirty(
         assert {o.status for o in outcomes} == {"renewed"}
         counts.append(len(seen))
     assert counts[1] == counts[2]
+
+
+@pytest.mark.skipif(not PG_URL, reason="row locks between two transactions: PostgreSQL")
+async def test_a_notice_for_a_line_being_renewed_does_not_wait_for_the_renewal(
+    rt: Runtime, frozen: FrozenClock
+) -> None:
+    """A renewal batch locks its lines; another job queuing a notice for one of them (the
+    reminders of a second worker) only checks that the line exists. Before, the renewal's
+    ``FOR UPDATE`` made that check wait, and the two could deadlock (seen with four
+    workers); the renewal's lock is ``FOR NO KEY UPDATE`` now."""
+    m30, (due,) = await _world(rt, 1, wallet=5000, frozen=frozen)
+    reminder = NoticeRequest(
+        account_id=due.account_id, event="expiry_reminder", line_id=due.line_id,
+        key=f"expiry_reminder:{due.line_id}:test:1",
+        params={"days_left": 1, "plan": {"zh-CN": m30.name_zh, "en": m30.name_en},
+                "expires_at": frozen.now, "amount_minor": m30.price_minor,
+                "currency": m30.currency, "auto_renew": True},
+    )
+    async with unit_of_work(rt.sessions) as renewing:
+        (outcome,) = await renew_batch(renewing, [due])
+        assert outcome.status == "renewed"
+        # The renewal's transaction is still open, holding its locks.
+        async with unit_of_work(rt.sessions) as other:
+            await other.execute(text("SET LOCAL lock_timeout = '3s'"))
+            assert await notify_many(other, [reminder]) == 1
+    async with unit_of_work(rt.sessions) as s:
+        events = sorted((await s.scalars(select(Notice.event))).all())
+    assert events == ["expiry_reminder", "renewal_succeeded"]

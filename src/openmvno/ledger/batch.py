@@ -11,7 +11,7 @@ dialect and sent straight to the driver (no SQLAlchemy compilation per call; the
 driver's prepared-statement cache keeps the plan):
 
 1. lock the batch's buckets in id order and read their balances
-   (PostgreSQL ``SELECT … WHERE id = ANY($1) ORDER BY id FOR UPDATE``: two batches over
+   (PostgreSQL ``SELECT … WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE``: two batches over
    the same buckets queue instead of deadlocking; SQLite has one writer);
 2. which of the keys are already in the journal;
 3. insert the entries that take effect (PostgreSQL: ``INSERT … SELECT FROM unnest(…)``;
@@ -73,7 +73,7 @@ class BatchRace(RuntimeError):
 
 _PG_LOCK = (
     "SELECT id, account_id, remaining, reserved FROM buckets "
-    "WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
+    "WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE"
 )
 _PG_KEYS = "SELECT idempotency_key FROM balance_entries WHERE idempotency_key = ANY($1::text[])"
 _PG_INSERT = (

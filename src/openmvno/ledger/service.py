@@ -3,7 +3,7 @@
 How a change is made (``post``), in one statement on PostgreSQL::
 
     WITH src AS (SELECT ... FROM buckets WHERE id = :bucket AND account_id = :account
-                   AND remaining + :delta >= reserved FOR UPDATE),   -- no row -> refused
+                   AND remaining + :delta >= reserved FOR NO KEY UPDATE),   -- no row -> refused
          ins AS (INSERT INTO balance_entries (...) SELECT ... FROM src
                    ON CONFLICT (idempotency_key) DO NOTHING RETURNING id)  -- replay -> no row
     SELECT src.remaining + :delta FROM ins, src
@@ -11,7 +11,11 @@ How a change is made (``post``), in one statement on PostgreSQL::
 and the trigger on ``balance_entries`` (migration ``2026_12_02_ledger_books``) applies
 the inserted deltas to ``buckets.remaining``. Code never UPDATEs ``remaining``: the
 database refuses it, and it refuses a change that would take a bucket below its
-reserved amount or zero. A refused change inserts nothing (the journal is append-only:
+reserved amount or zero. Row locks on buckets and lines are ``FOR NO KEY UPDATE`` (what
+an UPDATE of non-key columns takes anyway): they still queue every other writer of the
+row, but not the foreign-key checks of rows inserted elsewhere that point at it (a
+notice or entry for a line another batch holds), so those cannot close a deadlock
+circle. A refused change inserts nothing (the journal is append-only:
 nothing is ever deleted), so a caller may catch :class:`InsufficientBalance` and carry
 on. Nothing is read and written back from Python, so parallel writers on PostgreSQL
 cannot lose an update or overdraw (the row lock is taken and the condition re-checked
@@ -181,7 +185,7 @@ _POST_PG = text(
     WITH src AS (
         SELECT id, account_id, remaining FROM buckets
         WHERE id = :bucket_id AND account_id = :account_id AND remaining + :delta >= reserved
-        FOR UPDATE
+        FOR NO KEY UPDATE
     ), ins AS (
         INSERT INTO balance_entries
             (bucket_id, account_id, delta, reason, idempotency_key, order_id, memo, created_at)
@@ -412,7 +416,7 @@ async def transfer_wallet(
         select(BUCKETS.c.id)
         .where(BUCKETS.c.id.in_([source.id, target.id]))
         .order_by(BUCKETS.c.id)
-        .with_for_update()
+        .with_for_update(key_share=True)
     )
     common: dict[str, Any] = {"reason": EntryReason.transfer, "memo": memo}
     await post(
@@ -518,7 +522,7 @@ async def revoke_order_grants(session: AsyncSession, *, order_id: uuid.UUID, key
             select(c.id, c.account_id, c.remaining, c.reserved)
             .where(c.order_id == order_id, c.kind != BucketKind.money, c.remaining > c.reserved)
             .order_by(c.id)
-            .with_for_update()
+            .with_for_update(key_share=True)
         )
     ).all()
     postings = [

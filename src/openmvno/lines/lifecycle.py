@@ -341,7 +341,7 @@ async def restore_many(
     lapsed = (S.grace, S.suspended)
     before = (await session.execute(
         select(c.id, c.state).where(c.id.in_(list(line_ids)), c.state.in_(lapsed))
-        .with_for_update()
+        .with_for_update(key_share=True)
     )).all()
     if not before:
         return []

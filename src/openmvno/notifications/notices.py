@@ -683,6 +683,9 @@ async def _notify_chunk(
         outgoing[r.key] = messages
     if not notice_rows:
         return 0
+    # In key order: two jobs queuing overlapping keys at once (reminders from several
+    # workers) wait on each other's rows in the same order instead of deadlocking.
+    notice_rows.sort(key=lambda row: row["key"])
     new_keys = await _insert_notices(session, notice_rows)
     batch = [m for k in new_keys for m in outgoing.get(k, ())]
     if batch:

@@ -74,7 +74,7 @@ async def due(session: AsyncSession, *, days: int, smaller: int, now: datetime,
         Line.expires_at > now + timedelta(days=smaller),
         Line.expires_at <= now + timedelta(days=days),
         ~reminded,
-    ).order_by(Line.expires_at).limit(limit)
+    ).order_by(Line.expires_at, Line.id).limit(limit)
     out = []
     for row in (await session.execute(stmt)).all():
         line_id, account_id, expires_at, name_zh, name_en, price, currency = row[:7]

@@ -129,7 +129,8 @@ async def _confirmed_owner(session: AsyncSession, order: Order) -> tuple[Line, u
     the payment is refunded (the guest paid for the person they were shown, and the money
     never goes to a number's new owner)."""
     line = (
-        await session.get(Line, order.line_id, with_for_update=True, populate_existing=True)
+        await session.get(Line, order.line_id, with_for_update={"key_share": True},
+                          populate_existing=True)
         if order.line_id is not None else None
     )
     if line is None or line.state == LineState.terminated:
@@ -173,7 +174,7 @@ async def _carry_out(
         order.line_id = line.id
         order.msisdn = line.msisdn
     else:
-        found = await session.get(Line, order.line_id, with_for_update=True,
+        found = await session.get(Line, order.line_id, with_for_update={"key_share": True},
                                   populate_existing=True)
         if (
             found is None

@@ -303,7 +303,7 @@ async def renew_batch(
             .where(b.kind == BucketKind.money, b.account_id.in_(account_ids),
                    b.currency.in_(sorted(currencies)))
             .order_by(b.id)
-            .with_for_update()
+            .with_for_update(key_share=True)
         )
     }
     ln = LINES.c
@@ -313,7 +313,7 @@ async def renew_batch(
             select(ln.id, ln.account_id, ln.state, ln.expires_at, ln.msisdn, ln.iccid)
             .where(ln.id.in_(sorted(first)))
             .order_by(ln.id)
-            .with_for_update()
+            .with_for_update(key_share=True)
         )
     }
     done = {

@@ -112,7 +112,7 @@ _PG_BUCKETS = (
     " WHERE (b.line_id = ANY($1::uuid[]) AND b.kind <> 'money'"
     "        AND (b.valid_until IS NULL OR b.valid_until > $3::timestamptz))"
     "    OR (b.kind = 'money' AND b.account_id = ANY($2::uuid[]))"
-    " ORDER BY b.id FOR UPDATE OF b"
+    " ORDER BY b.id FOR NO KEY UPDATE OF b"
 )
 _PG_PLANS = (
     "SELECT id::text, kind, overage_rule, overage_rates::text, roaming_rates::text,"
