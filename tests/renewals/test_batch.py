@@ -266,6 +266,12 @@ async def test_the_same_statements_for_two_lines_or_thirty(
                 event.remove(rt.engine.sync_engine, "before_cursor_execute", on_execute)
         assert {o.status for o in outcomes} == {"renewed"}
         counts.append(len(seen))
+        # The gapless receipt counter's row stays locked until commit, so every other
+        # worker's batch queues behind it: it is taken last, followed only by the
+        # receipts and the orders' receipt numbers (not at the start of the batch).
+        bump = max(i for i, sql in enumerate(seen) if sql.startswith("UPDATE sequences"))
+        after = [" ".join(sql.split()[:3]) for sql in seen[bump + 1:]]
+        assert after == ["INSERT INTO receipts", "UPDATE orders SET"]
     assert counts[1] == counts[2]
 
 

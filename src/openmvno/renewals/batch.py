@@ -21,10 +21,13 @@ statements, with the same effects as a paid order's fulfilment
    ``ledger.grant_plan`` with the order's key), the expiry extended by the stacking rule
    (from the current expiry if it is still ahead, else from now), a grace or suspended
    line restored (``lines.lifecycle.restore_many``: its event, the network's ``restore``
-   job and the ``restored`` notice), a data bar lifted, the receipt with the next number
-   of the gapless sequence (N numbers with one ``UPDATE … SET value = value + N
-   RETURNING``), the order's provisioning job, and the ``renewal_succeeded`` notice
-   (``notifications.notices.notify_many``).
+   job and the ``restored`` notice), a data bar lifted, the order's provisioning job, the
+   ``renewal_succeeded`` notice (``notifications.notices.notify_many``), and last the
+   receipt with the next number of the gapless sequence (N numbers with one ``UPDATE …
+   SET value = value + N RETURNING``, then the number written into the order's result).
+   The counter's row stays locked until the transaction ends, and every other batch and
+   order queues on it: taken last, it is held for two statements and the commit, not for
+   the whole batch (taken first, four workers ran one after the other).
 
 A "card" renewal's money was captured before the call; when its line turns out
 ``unavailable`` or ``duplicate`` the caller refunds that payment.
@@ -217,6 +220,15 @@ _PG_LINK_ATTEMPTS = (
     "FROM unnest($1::uuid[], $2::uuid[]) AS t(i, o) "
     "WHERE payment_attempts.id = t.i AND payment_attempts.order_id IS NULL"
 )
+_PG_ORDER_RECEIPT = (
+    "UPDATE orders SET result = (result::jsonb || jsonb_build_object('receipt_number', t.n))"
+    "::json, updated_at = $3::timestamptz "
+    "FROM unnest($1::uuid[], $2::text[]) AS t(i, n) WHERE orders.id = t.i"
+)
+_SQLITE_ORDER_RECEIPT = (
+    "UPDATE orders SET result = json_set(result, '$.receipt_number', ?), updated_at = ? "
+    "WHERE id = ?"
+)
 _SQLITE_SET_LINES = "UPDATE lines SET expires_at = ?, plan_id = ?, updated_at = ? WHERE id = ?"
 _SQLITE_LINK_ATTEMPTS = (
     "UPDATE payment_attempts SET order_id = ?, updated_at = ? WHERE id = ? AND order_id IS NULL"
@@ -405,12 +417,10 @@ async def _carry_out(
     people: dict[uuid.UUID, Any],
     now: datetime,
 ) -> None:
-    numbers = await _receipt_numbers(session, len(todo), now)
     receipt_ids = [uuid.uuid4() for _ in todo]
     grants: list[tuple[_Renewal, BucketKind, int, uuid.UUID, str]] = []
     granted: dict[uuid.UUID, list[dict[str, Any]]] = {}
-    for r, number in zip(todo, numbers, strict=True):
-        r.receipt_number = number
+    for r in todo:
         shown = granted[r.order_id] = []
         for kind, amount in _allowances(r.plan):
             key = f"order:{r.order_id}:grant:{kind.value}"
@@ -441,7 +451,7 @@ async def _carry_out(
                 "line_id": str(r.due.line_id), "msisdn": r.line.msisdn,
                 "plan_code": r.plan.code, "previous_expires_at": _iso(r.line.expires_at),
                 "expires_at": _iso(r.until), "granted": granted[r.order_id],
-                "receipt_id": str(receipt_id), "receipt_number": r.receipt_number,
+                "receipt_id": str(receipt_id),  # its number: last, see below
                 "renewal": {"period_key": r.due.period_key, "funding": r.due.funding},
             },
             "paid_at": now, "fulfilled_at": now, "cancelled_at": None, "refunded_at": None,
@@ -529,16 +539,6 @@ async def _carry_out(
     for line_id in barred:
         await barring.lift_if_barred(session, line_id)
 
-    # Receipts, numbered from the gapless sequence.
-    await _insert_many(session, RECEIPTS, [
-        {"id": receipt_id, "number": r.receipt_number, "order_id": r.order_id,
-         "account_id": r.due.account_id, "buyer": str(people[r.due.account_id].name)[:100],
-         "msisdn": r.line.msisdn,
-         "items": [{**_names(r.plan), "quantity": 1, "amount_minor": r.plan.price_minor}],
-         "total_minor": r.plan.price_minor, "currency": r.plan.currency,
-         "payment_method": r.due.funding, "issued_at": now}
-        for r, receipt_id in zip(todo, receipt_ids, strict=True)
-    ])
     # The order's provisioning job, as for every plan order.
     await _insert_many(
         session, OUTBOX,
@@ -559,3 +559,20 @@ async def _carry_out(
         )
         for r in todo
     ])
+
+    # Last, the receipts: numbers of the gapless sequence lock its one row until the
+    # transaction ends, so every other worker's batch waits for it from here on — only
+    # for these two statements (and the caller's commit), not for the whole batch.
+    for r, number in zip(todo, await _receipt_numbers(session, len(todo), now), strict=True):
+        r.receipt_number = number
+    await _insert_many(session, RECEIPTS, [
+        {"id": receipt_id, "number": r.receipt_number, "order_id": r.order_id,
+         "account_id": r.due.account_id, "buyer": str(people[r.due.account_id].name)[:100],
+         "msisdn": r.line.msisdn,
+         "items": [{**_names(r.plan), "quantity": 1, "amount_minor": r.plan.price_minor}],
+         "total_minor": r.plan.price_minor, "currency": r.plan.currency,
+         "payment_method": r.due.funding, "issued_at": now}
+        for r, receipt_id in zip(todo, receipt_ids, strict=True)
+    ])
+    await _update_many(session, _PG_ORDER_RECEIPT, _SQLITE_ORDER_RECEIPT,
+                       [r.order_id for r in todo], [(r.receipt_number,) for r in todo], now)
