@@ -100,6 +100,7 @@ class BatchResult:
 # row): the answer needs them as text anyway, and strings hash and compare far faster than
 # UUID objects in the dicts below. JSON columns come back as text, parsed once per plan.
 
+_PG_CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
 _PG_LINES = (
     "SELECT l.id::text, l.account_id::text, l.msisdn, l.iccid, l.state, l.expires_at,"
     " l.plan_id::text FROM lines l"
@@ -204,6 +205,13 @@ class _Driver:
             return await self.asyncpg.fetch(sql, *args)  # type: ignore[no-any-return]
         return (await self.conn.exec_driver_sql(sql, args)).all()
 
+    async def run(self, sql: str) -> None:
+        """A statement without parameters or rows (``SET LOCAL …``)."""
+        if self._direct():
+            await self.asyncpg.execute(sql)
+        else:
+            await self.conn.exec_driver_sql(sql)
+
     async def value(self, sql: str, *args: Any) -> Any:
         if self._direct():
             return await self.asyncpg.fetchval(sql, *args)
@@ -275,6 +283,11 @@ async def charge_batch(
     conn = await session.connection()
     db = _Driver(conn, await conn.get_raw_connection())
     pg = db.pg
+    if pg:
+        # Plan each statement for its own arrays: after five runs PostgreSQL would reuse a
+        # generic plan, which tests ``= ANY($1)`` outside an index by walking the whole
+        # array for every row (the buckets' lock: ~40 ms → ~200 ms for 9,000 lines).
+        await db.run(_PG_CUSTOM_PLANS)
     n = len(records)
     results: list[dict[str, Any] | None] = [None] * n
 
