@@ -304,6 +304,5 @@ async def run_forever(rt: Runtime, stop: asyncio.Event | None = None) -> None:
             log.exception("worker batch failed")
             n = 0
         if n == 0 and not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), rt.settings.worker_poll_seconds)
+            await _pause(stop, rt.settings.worker_poll_seconds)
     log.info("worker stopped")
