@@ -145,33 +145,49 @@ UPDATE), the two SELECTs ~8 %, Python's fold ~10 %. On SQLite the row trigger up
 bucket row per entry: random buckets cost ~4× the hot ones (page cache misses).
 """,
     "renewals": """\
-Found 2026-12-01 on small runs (1,000–5,000 lines, a busy machine), **before commit
-23269a5** (which since sends the batch's big inserts straight to the driver, as the next
-steps below asked): the target (100,000 in under 60 s, ~1,700/s) was not met — even
-scaled by the machine's slowdown (~4×), a worker renewed ~200–400 lines/s. Where a batch
-of 500 spent its time then (profiled, PostgreSQL, one worker): about half in the
-database — the grant entries (1,500 rows, the trigger moving 1,500 new buckets) and the
-bucket rows are the largest statements, then orders, outbox rows, renewal runs,
-receipts, payment attempts and notices (~35 statements a batch in all, whatever its
-size) — and half in Python: SQLAlchemy's per-row parameter processing of the
-executemany inserts, the notices' rendering, and the card charge round. Next steps then:
-the big inserts as `unnest` statements straight to the driver (as `post_batch` does),
-and fewer rows per renewal (one grant entry per bucket is the journal's rule; a
-provisioning job per order could be one per batch).
+**The target (100,000 in under 60 s, ~1,700/s) is not met**: on the quiet machine
+(2026-12-02 07:21) two workers renewed all 100,000 in 76.7 s (1,305/s), four in 79.8 s,
+one in 143.4 s; each line exactly once, the books clean.
+
+Found 2026-12-02 with `pg_stat_statements` (20,000 lines, two workers): 17.4 s of the
+42 s of statement time was one `UPDATE sequences … RETURNING` waiting. The gapless
+receipt counter was taken at the start of a renewal batch, and its row stays locked
+until the commit, so the workers' batches ran one after the other. Since commit f138946
+it is taken last (then the receipts and the orders' receipt numbers): on the same
+machine and load, 28.9 s → 18.9 s for those 20,000 lines. On a quiet machine two workers
+now keep both cores busy, and a third or fourth adds nothing.
+
+Where the time goes now (same tools, 20,000 lines): about 1.3 ms of PostgreSQL and
+1 ms of Python per renewal, on two cores shared by both. In the database: the grant
+entries (three per renewal, ~25 % of statement time with the trigger's bucket update),
+the bucket rows, the orders and their receipt numbers, then ~1 million foreign-key
+checks (~50 per renewal, ~12 %; a row inserted in this transaction and updated again,
+like a new bucket filled by its entry, is checked twice). In Python: building and
+sending the batch's arrays, the notices' rendering, the card charges. With PostgreSQL's
+`shared_buffers` at 2 GB instead of the default 128 MB, two workers took 69.1 s. Closing
+the rest needs fewer rows per renewal (the journal's rule is one entry per bucket, so
+three plan buckets cost three entries and three bucket updates).
 """,
     "charging": """\
-Found 2026-12-01 (22:00 UTC, 10 batches per scenario, a busy machine): **the targets
-were not met.** Through the API, records spread over 100,000 lines reached ~4 % of the
-raw limit, records on 100 hot lines ~22 %. Where a spread batch goes (timed per phase
-inside `charge_batch`): the ledger's `post_batch` of ~9,500 entries — one per bucket,
-each with its own row, unique key, foreign-key checks and the trigger's bucket update —
-is the largest part; then looking the 10,000 lines up by number and locking their
-~9,500 buckets (a second time inside `post_batch`); then the records' insert. The raw
-limit writes one 4-column row per record and one grouped UPDATE, nothing else. Rating,
-validation (pydantic straight into dicts) and the answer (orjson) are a small share.
-What would close the gap: the usage row as the journal entry of a usage charge (no
-separate entry per bucket, as ENVIRONMENT.md suggests), one lock of the buckets instead
-of two, and the lines' and buckets' look-ups as one statement.
+**The targets are only half met**: on the quiet machine (2026-12-02 07:31) records on
+100 hot lines go through the API at 36,343/s (≥ 30,000 met; 24 % of raw, not 50 %), and
+records spread over 100,000 lines at 11,191/s (12 % of raw).
+
+Where a spread batch of 10,000 goes (`pg_stat_statements`, 2026-12-02, 50,000 lines,
+two requests in flight): the ledger's entries (~9,000, one per bucket: ~600 ms with the
+trigger's grouped bucket update ~120 ms, two foreign-key checks per entry ~80 ms and
+five indexes), the lock of the batch's buckets (~420 ms, most of it waiting for the other
+request's batch: spread batches share buckets, so two in flight run one after the
+other), the usage rows (~140 ms), the lines' look-up (~30 ms). The raw pair writes one
+narrow row per record and one grouped UPDATE. Per record the API path writes two rows,
+each with more indexes and checks, and rates in Python between the lock and the commit.
+Half of raw needs the usage row to *be* the journal entry of a usage charge (one row per
+record, the trigger summing per bucket), not done.
+
+Found on the way: after five runs on one connection PostgreSQL switched the buckets'
+lock to a generic plan, which tests `= ANY($1)` outside the index by walking the whole
+array for each row (9,000 lines: ~40 ms → ~200 ms). `charge_batch` now plans its
+statements for their own arrays (`SET LOCAL plan_cache_mode = force_custom_plan`).
 """,
 }
 
