@@ -1,7 +1,8 @@
 """Payment methods an admin switches off on the console hold for the off-session payers
 too: with cards off no saved card is charged (auto-renew falls back to the wallet when the
 subscriber allowed it, else fails with a clear reason and retries on schedule; auto top-up
-waits), with the wallet off no renewal debits the wallet; the API and the portal say so."""
+waits, and the API and the portal say so), with the wallet off no renewal debits the wallet;
+the API and the portal say so."""
 
 from __future__ import annotations
 
@@ -257,4 +258,39 @@ async def test_auto_topup_waits_while_cards_are_off(
     async with unit_of_work(rt.sessions, readonly=True) as s:
         assert await s.scalar(select(func.count()).select_from(Notice).where(
             Notice.event == "auto_topup_done")) == 1
+    await admin.aclose()
+
+
+async def test_the_api_and_the_portal_say_auto_topup_waits_while_cards_are_off(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    from tests.console.helpers import csrf_of
+
+    headers, me = await subscriber(client)
+    await save_card(rt, client, me, SAVES)
+    body = {"enabled": True, "threshold_minor": 2000, "amount_minor": 5000}
+    shown = (await client.put("/api/v1/wallet/auto-topup", json=body, headers=headers)).json()
+    assert (shown["enabled"], shown["card_switched_off"]) == (True, False)
+    page = await client.get("/login")
+    r = await client.post("/login", data={"csrf": csrf_of(page.text), "login": headers["X-Phone"],
+                                          "password": "Harbour-Lights-2026"})
+    assert r.status_code == 303, r.text
+    assert 'data-test="topup-switched-off"' not in (await client.get("/account/cards")).text
+
+    admin, csrf = await staff_client(create_app(runtime=rt), rt, Role.admin)
+    await _switch(admin, csrf, "card", "off")
+    shown = (await client.get("/api/v1/wallet/auto-topup", headers=headers)).json()
+    assert (shown["enabled"], shown["card_switched_off"]) == (True, True)
+    english = (await client.get("/account/cards?lang=en")).text
+    assert ("Payment by card is switched off for now: your wallet is not topped up "
+            "automatically until it is back.") in english
+    assert "恢复前余额不会自动充值" in (await client.get("/account/cards?lang=zh-CN")).text
+    # Off, there is nothing to wait for: no word of it.
+    off = dict(body, enabled=False)
+    shown = (await client.put("/api/v1/wallet/auto-topup", json=off, headers=headers)).json()
+    assert shown["card_switched_off"] is True
+    assert 'data-test="topup-switched-off"' not in (await client.get("/account/cards")).text
+    await _switch(admin, csrf, "card", "on")
+    shown = (await client.get("/api/v1/wallet/auto-topup", headers=headers)).json()
+    assert shown["card_switched_off"] is False
     await admin.aclose()

@@ -18,6 +18,8 @@ from openmvno.channels.api.schemas import PROBLEMS
 from openmvno.fields import MinorAmount, PositiveMinorAmount, Strict
 from openmvno.payments import auto_topup, cards
 from openmvno.payments.auto_topup import MAX_PER_MONTH_LIMIT, AutoTopupView
+from openmvno.runtime import Runtime
+from openmvno.staff import runtime_settings
 from openmvno.web.deps import RT, Me, Session
 
 router = APIRouter(prefix="/api/v1", tags=["cards"], responses=PROBLEMS)  # type: ignore[arg-type]
@@ -65,6 +67,11 @@ class AutoTopupOut(BaseModel):
     card_brand: str | None
     card_last4: str | None
     last_failure_code: str | None
+    card_switched_off: bool = Field(
+        default=False,
+        description="The operator has switched payment by card off for now: no top-up is "
+        "charged until it is back",
+    )
 
 
 def _card(c: cards.SavedCard) -> SavedCardOut:
@@ -74,8 +81,8 @@ def _card(c: cards.SavedCard) -> SavedCardOut:
     )
 
 
-def _topup(v: AutoTopupView) -> AutoTopupOut:
-    return AutoTopupOut(**v.__dict__)
+def _topup(v: AutoTopupView, rt: Runtime) -> AutoTopupOut:
+    return AutoTopupOut(**v.__dict__, card_switched_off=not runtime_settings.method_on(rt, "card"))
 
 
 @router.get("/cards")
@@ -108,20 +115,23 @@ async def make_default(card_id: uuid.UUID, session: Session, me: Me) -> SavedCar
 
 @router.get("/wallet/auto-topup")
 async def get_auto_topup(session: Session, rt: RT, me: Me) -> AutoTopupOut:
-    """My wallet's auto top-up: threshold, amount, card, how many times this month."""
+    """My wallet's auto top-up: threshold, amount, card, how many times this month, and
+    whether the operator has switched payment by card off for now."""
+    await runtime_settings.refresh(session, rt)
     return _topup(await auto_topup.view(
         session, account_id=me.id, currency=rt.settings.default_currency,
         default_max=rt.settings.auto_topup_max_per_month,
-    ))
+    ), rt)
 
 
 @router.put("/wallet/auto-topup")
 async def put_auto_topup(body: AutoTopupIn, session: Session, rt: RT, me: Me) -> AutoTopupOut:
     """Turn auto top-up on or off: below ``threshold_minor`` the card is charged
     ``amount_minor``, at most ``max_per_month`` times a calendar month."""
+    await runtime_settings.refresh(session, rt)
     return _topup(await auto_topup.set_auto_topup(
         session, account_id=me.id, currency=rt.settings.default_currency,
         enabled=body.enabled, threshold_minor=body.threshold_minor,
         amount_minor=body.amount_minor, card_id=body.card_id, max_per_month=body.max_per_month,
         default_max=rt.settings.auto_topup_max_per_month,
-    ))
+    ), rt)

@@ -29,6 +29,7 @@ from openmvno.errors import DomainError, InvalidInput, NotFound
 from openmvno.fields import MINOR_AMOUNT_MAX
 from openmvno.i18n import N_, translate
 from openmvno.payments import auto_topup, cards
+from openmvno.staff import runtime_settings
 from openmvno.web.deps import RT, Session
 
 router = APIRouter(include_in_schema=False)
@@ -44,6 +45,10 @@ DONE = {
 }
 
 _YUAN = re.compile(r"^\d{1,10}(?:\.\d{1,2})?$")
+
+
+TOPUP_CARDS_OFF = N_("Payment by card is switched off for now: your wallet is not topped up "
+                     "automatically until it is back.")
 
 
 def _minor(text: str, *, field: str) -> int:
@@ -93,6 +98,10 @@ async def cards_page(request: Request, visitor: Viewer, session: Session, rt: RT
                                "again later."), code=topup.last_failure_code)
             if topup.last_failure_code else ""
         ),
+        # Payment methods switched off on the console (read for this request by the
+        # portal's visitor dependency): an enabled top-up waits until cards are back.
+        "topup_switched_off": translate(lang, TOPUP_CARDS_OFF)
+        if topup.enabled and not runtime_settings.method_on(rt, "card") else "",
         "yuan": lambda minor: f"{minor // 100}.{minor % 100:02d}",
     }
     return page(request, visitor, "cards.html", ctx)
