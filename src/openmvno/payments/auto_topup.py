@@ -279,6 +279,12 @@ def _open_run() -> Any:
     ).correlate(AutoTopup)
 
 
+def waiting_for_cards(rt: Runtime) -> bool:
+    """Auto top-ups wait: payment by card is switched off on the console (as of this
+    process's last ``runtime_settings.refresh``)."""
+    return not runtime_settings.method_on(rt, "card")
+
+
 async def _claim(rt: Runtime, now: datetime, period: str) -> list[_Due]:
     """Unit of work 1: claim due settings, write this month's next top-up of each (or
     take up one a crash left ``charging``)."""
@@ -298,7 +304,7 @@ async def _claim(rt: Runtime, now: datetime, period: str) -> list[_Due]:
     )
     async with unit_of_work(rt.sessions) as session:
         await runtime_settings.refresh(session, rt)
-        if not runtime_settings.method_on(rt, "card"):
+        if waiting_for_cards(rt):
             return []  # no saved card is charged off-session while cards are switched off
         claimed = await claim_due(
             session, AutoTopup, due, [AutoTopup.updated_at], rt.settings.auto_topup_batch,

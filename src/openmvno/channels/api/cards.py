@@ -82,7 +82,7 @@ def _card(c: cards.SavedCard) -> SavedCardOut:
 
 
 def _topup(v: AutoTopupView, rt: Runtime) -> AutoTopupOut:
-    return AutoTopupOut(**v.__dict__, card_switched_off=not runtime_settings.method_on(rt, "card"))
+    return AutoTopupOut(**v.__dict__, card_switched_off=auto_topup.waiting_for_cards(rt))
 
 
 @router.get("/cards")

@@ -29,7 +29,6 @@ from openmvno.errors import DomainError, InvalidInput, NotFound
 from openmvno.fields import MINOR_AMOUNT_MAX
 from openmvno.i18n import N_, translate
 from openmvno.payments import auto_topup, cards
-from openmvno.staff import runtime_settings
 from openmvno.web.deps import RT, Session
 
 router = APIRouter(include_in_schema=False)
@@ -101,7 +100,7 @@ async def cards_page(request: Request, visitor: Viewer, session: Session, rt: RT
         # Payment methods switched off on the console (read for this request by the
         # portal's visitor dependency): an enabled top-up waits until cards are back.
         "topup_switched_off": translate(lang, TOPUP_CARDS_OFF)
-        if topup.enabled and not runtime_settings.method_on(rt, "card") else "",
+        if topup.enabled and auto_topup.waiting_for_cards(rt) else "",
         "yuan": lambda minor: f"{minor // 100}.{minor % 100:02d}",
     }
     return page(request, visitor, "cards.html", ctx)
