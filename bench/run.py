@@ -257,9 +257,27 @@ def postgres_version(url: str | None) -> str:
         out = subprocess.run(
             ["psql", "--version"], capture_output=True, text=True, check=False, timeout=5
         )
-        return out.stdout.strip() or "PostgreSQL"
+        version = out.stdout.strip() or "PostgreSQL"
     except OSError:
-        return "PostgreSQL"
+        version = "PostgreSQL"
+    return f"{version}, server settings {server_settings(url)}"
+
+
+SHOWN_SETTINGS = ("shared_buffers", "max_wal_size", "checkpoint_timeout", "fsync",
+                  "synchronous_commit")
+
+
+def server_settings(url: str) -> str:
+    """The server settings that move the figures, as ``name=value`` (docs/OPERATIONS.md)."""
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+    query = ("SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name) "
+             "FROM pg_settings WHERE name = ANY(ARRAY['" + "','".join(SHOWN_SETTINGS) + "'])")
+    try:
+        out = subprocess.run(["psql", dsn, "-Atc", query], capture_output=True, text=True,
+                             check=False, timeout=10)
+    except OSError:
+        return "unknown"
+    return out.stdout.strip() or "unknown"
 
 
 def header(postgres: str | None, ran: list[str] | None = None, *, quick: bool = False) -> str:

@@ -48,6 +48,13 @@ start_throwaway_pg() {
   PGURL="postgresql+asyncpg://postgres@127.0.0.1:$PGPORT/postgres"
 }
 
+server_sized_pg_settings() {
+  # docs/OPERATIONS.md's production settings, sized to this machine's RAM (pg_ctl -o flags).
+  local mb=$(( $(awk '/^MemTotal:/ {print $2}' /proc/meminfo) / 1024 ))
+  echo "-c shared_buffers=$(( mb / 4 ))MB -c effective_cache_size=$(( mb / 2 ))MB" \
+       "-c max_wal_size=8GB -c checkpoint_timeout=30min"
+}
+
 stop_throwaway_pg() {
   if [ -f "$PGDIR/data/postmaster.pid" ]; then
     as_root runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDIR/data" -m immediate stop \
