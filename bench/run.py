@@ -146,32 +146,43 @@ bucket row per entry: random buckets cost ~4× the hot ones (page cache misses).
 """,
     "renewals": """\
 **The target (100,000 in under 60 s, ~1,700/s) is not met**: on the quiet machine
-(2026-12-02 07:21) two workers renewed all 100,000 in 76.7 s (1,305/s), four in 79.8 s,
-one in 143.4 s; each line exactly once, the books clean.
+(2026-12-02 12:50, the server sized as docs/OPERATIONS.md says) two workers renewed all
+100,000 in 70.7 s (1,414/s), four in 74.9 s, one in 138.2 s; each line exactly once, the
+books clean. With PostgreSQL's default settings (128 MB of buffers, 1 GB of WAL between
+checkpoints) the same machine took 76.7 s with two workers (2026-12-02 07:21).
+
+Both cores are busy for the whole storm (`vmstat`: ~97 % user + system, ~1 % I/O wait),
+so it is CPU, not the disk: ~1.4 ms of CPU per renewal. A py-spy profile of the two
+workers (20,000 lines) has them on the CPU ~30 % of the time — building and sending the
+batch's arrays (asyncpg's encoding ~13 %, socket writes ~9 %), ids (`uuid4`/`uuid5`
+~15 %), the notices ~15 % — and PostgreSQL the rest. Batches of 1,000 or 2,000 instead of
+500 gained ~7 % on 20,000 lines but nothing on 100,000 (73.0 s), so the default stays.
 
 Found 2026-12-02 with `pg_stat_statements` (20,000 lines, two workers): 17.4 s of the
 42 s of statement time was one `UPDATE sequences … RETURNING` waiting. The gapless
 receipt counter was taken at the start of a renewal batch, and its row stays locked
 until the commit, so the workers' batches ran one after the other. Since commit f138946
 it is taken last (then the receipts and the orders' receipt numbers): on the same
-machine and load, 28.9 s → 18.9 s for those 20,000 lines. On a quiet machine two workers
-now keep both cores busy, and a third or fourth adds nothing.
+machine and load, 28.9 s → 18.9 s for those 20,000 lines. Since then two workers keep
+both cores busy, and a third or fourth adds nothing.
 
-Where the time goes now (same tools, 20,000 lines): about 1.3 ms of PostgreSQL and
-1 ms of Python per renewal, on two cores shared by both. In the database: the grant
-entries (three per renewal, ~25 % of statement time with the trigger's bucket update),
-the bucket rows, the orders and their receipt numbers, then ~1 million foreign-key
-checks (~50 per renewal, ~12 %; a row inserted in this transaction and updated again,
-like a new bucket filled by its entry, is checked twice). In Python: building and
-sending the batch's arrays, the notices' rendering, the card charges. With PostgreSQL's
-`shared_buffers` at 2 GB instead of the default 128 MB, two workers took 69.1 s. Closing
-the rest needs fewer rows per renewal (the journal's rule is one entry per bucket, so
-three plan buckets cost three entries and three bucket updates).
+Where PostgreSQL's time goes (same tools, 20,000 lines): the grant entries (three per
+renewal, ~25 % of statement time with the trigger's bucket update), the bucket rows,
+the orders and their receipt numbers, then ~1 million foreign-key checks (~50 per
+renewal, ~12 %; a row inserted in this transaction and updated again, like a new bucket
+filled by its entry, is checked twice). Closing the rest needs fewer rows per renewal
+(the journal's rule is one entry per bucket, so three plan buckets cost three entries
+and three bucket updates).
 """,
     "charging": """\
-**The targets are only half met**: on the quiet machine (2026-12-02 07:31) records on
-100 hot lines go through the API at 36,343/s (≥ 30,000 met; 24 % of raw, not 50 %), and
-records spread over 100,000 lines at 11,191/s (12 % of raw).
+**The targets are only half met**: on the quiet machine (2026-12-02 12:58, the server
+sized as docs/OPERATIONS.md says) records on 100 hot lines go through the API at
+33,346/s (≥ 30,000 met; 25.9 % of raw, not 50 %), and records spread over 100,000 lines
+at 10,179/s (12.3 % of raw). With the default settings (07:31 the same day): 36,343/s
+hot (24 %), 11,191/s spread (12 %); run to run the figures move by ~10 %. Two HTTP
+processes (`serve --workers 2`) instead of one gave nothing (hot, 2,000 lines: 44,219/s
+with one, 42,758/s with two): the client, the server and PostgreSQL already fill both
+cores.
 
 Where a spread batch of 10,000 goes (`pg_stat_statements`, 2026-12-02, 50,000 lines,
 two requests in flight): the ledger's entries (~9,000, one per bucket: ~600 ms with the
