@@ -53,6 +53,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import libpq_dsn
 from reads import serving
 
 from openmvno.db import make_engine, make_sessionmaker, unit_of_work
@@ -196,7 +197,7 @@ def draws(n_buckets: int, *, batches: int, batch: int, hot: bool, seed_: int) ->
 async def raw_postgres(url: str, n_buckets: int, plan: list[list[int]], tag: str) -> float:
     import asyncpg  # type: ignore[import-untyped,unused-ignore]
 
-    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+    dsn = libpq_dsn(url)
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("DROP TABLE IF EXISTS raw_usage; DROP TABLE IF EXISTS raw_buckets")

@@ -61,6 +61,12 @@ async def fresh_postgres(url: str, name: str) -> str:
     return url.rsplit("/", 1)[0] + "/" + name
 
 
+def libpq_dsn(url: str) -> str:
+    """A SQLAlchemy ``postgresql+asyncpg://`` URL as the plain DSN psql, pgbench and
+    asyncpg take."""
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
 def fresh_postgres_url(url: str, name: str) -> str:
     """``fresh_postgres`` for code that is not in an event loop."""
     return asyncio.run(fresh_postgres(url, name))

@@ -43,7 +43,7 @@ from sqlalchemy import func, insert, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import fresh_postgres_url, load_average, measured_line, now_utc
+from common import fresh_postgres_url, libpq_dsn, load_average, measured_line, now_utc
 
 from openmvno import clock
 from openmvno.config import Settings
@@ -219,7 +219,7 @@ def pgbench_tps(url: str, clients: int, seconds: int = 5) -> float | None:
     binary = PGBENCH if Path(PGBENCH).exists() else shutil.which("pgbench")
     if binary is None:
         return None
-    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+    dsn = libpq_dsn(url)
     script = Path(tempfile.mkdtemp(prefix="openmvno-pgbench-")) / "update.sql"
     script.write_text(
         "\\set id random(1, 1000)\nUPDATE bench_raw SET bal = bal - 1 WHERE id = :id;\n"

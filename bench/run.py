@@ -280,7 +280,7 @@ SHOWN_SETTINGS = ("shared_buffers", "max_wal_size", "checkpoint_timeout", "fsync
 
 def server_settings(url: str) -> str:
     """The server settings that move the figures, as ``name=value`` (docs/OPERATIONS.md)."""
-    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+    dsn = common.libpq_dsn(url)
     query = ("SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name) "
              "FROM pg_settings WHERE name = ANY(ARRAY['" + "','".join(SHOWN_SETTINGS) + "'])")
     try:
