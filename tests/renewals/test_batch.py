@@ -23,6 +23,7 @@ from openmvno.notifications.models import Notice, OutboxMessage
 from openmvno.notifications.notices import NoticeRequest, notify_many
 from openmvno.orders.models import Order
 from openmvno.payments.models import AttemptState, PaymentAttempt, PaymentMethodKind
+from openmvno.receipts import service as receipts
 from openmvno.receipts.models import Receipt
 from openmvno.renewals.batch import DueRenewal, period_key, renew_batch
 from openmvno.renewals.runs import RenewalRun
@@ -37,6 +38,7 @@ from tests.orders.helpers import (
     subscriber,
     wallet_minor,
 )
+from tests.portal.helpers import portal_login, text_of
 
 
 async def _m30(rt: Runtime) -> Plan:
@@ -74,6 +76,7 @@ async def _what_an_order_did(rt: Runtime, order_id: uuid.UUID) -> dict[str, Any]
             select(OutboxMessage.dedupe_key).where(OutboxMessage.dedupe_key.like(f"%{o.id}%"))
         )).all()
         assert line is not None and receipt is not None
+        await receipts.fill_numbers(s, [o])  # what the API and the portal show
         result = dict(o.result)
         assert result.pop("receipt_number") == receipt.number
         assert result.pop("receipt_id") == str(receipt.id)
@@ -143,10 +146,23 @@ async def test_a_renewal_does_what_a_paid_order_does(
         notices = (await s.scalars(select(Notice.key))).all()
         assert notices == [f"renewal_succeeded:{due.line_id}:{due.period_key}"]
         assert await ledger.check(s) == []
-    # The history shows the renewal like any paid order.
+    # The history shows the renewal like any paid order, its receipt's number included
+    # (the batch numbers receipts after writing the orders: the readers take it from the
+    # receipt) — in the API's list and order, and on the portal's order pages.
     history = (await client.get("/api/v1/orders", headers=renewed_by)).json()
     (shown,) = history["items"] if isinstance(history, dict) else history
     assert shown["id"] == str(outcome.order_id) and shown["state"] == "fulfilled"
+    assert shown["result"]["receipt_number"] == "R2026-000002"
+    one = (await client.get(f"/api/v1/orders/{outcome.order_id}", headers=renewed_by)).json()
+    assert one["result"]["receipt_number"] == "R2026-000002"
+    assert one["result"]["receipt_url"] == f"/api/v1/receipts/{one['result']['receipt_id']}"
+    me = (await client.get("/api/v1/me", headers=renewed_by)).json()
+    client.headers.pop("Authorization", None)
+    await portal_login(client, me["phone"], "Harbour-Lights-2026")
+    listed = await client.get("/orders")
+    assert "R2026-000002" in text_of(listed.text)
+    detail = await client.get(f"/orders/{outcome.order_id}")
+    assert detail.status_code == 200 and f"/receipts/{one['result']['receipt_id']}" in detail.text
 
 
 async def _world(rt: Runtime, n: int, *, wallet: int, state: LineState = LineState.active,
@@ -268,10 +284,11 @@ async def test_the_same_statements_for_two_lines_or_thirty(
         counts.append(len(seen))
         # The gapless receipt counter's row stays locked until commit, so every other
         # worker's batch queues behind it: it is taken last, followed only by the
-        # receipts and the orders' receipt numbers (not at the start of the batch).
+        # receipts (not at the start of the batch; the orders are not written again).
         bump = max(i for i, sql in enumerate(seen) if sql.startswith("UPDATE sequences"))
         after = [" ".join(sql.split()[:3]) for sql in seen[bump + 1:]]
-        assert after == ["INSERT INTO receipts", "UPDATE orders SET"]
+        assert after == ["INSERT INTO receipts"]
+        assert not [sql for sql in seen if sql.startswith("UPDATE orders")]
     assert counts[1] == counts[2]
 
 

@@ -58,6 +58,8 @@ class Bucket(IdMixin, TimestampMixin, Base):
             sqlite_where=text("kind = 'money'"),
             postgresql_where=text("kind = 'money'"),
         ),
+        # Room on each page for the bucket's updates (its grant, then usage): HOT updates.
+        {"postgresql_with": {"fillfactor": 50}},
     )
 
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), index=True)
@@ -65,7 +67,9 @@ class Bucket(IdMixin, TimestampMixin, Base):
     kind: Mapped[BucketKind] = mapped_column(str_enum(BucketKind, 8))
     currency: Mapped[str | None] = mapped_column(String(3))
     """Set for money buckets only."""
-    plan_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("plans.id"))
+    plan_id: Mapped[uuid.UUID | None]
+    """The plan the bucket was sold under: a copy of its order's (no foreign key of its own
+    on PostgreSQL, see migration 20261202_storm)."""
     order_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("orders.id"))
     valid_from: Mapped[datetime] = mapped_column(default=clock.now)
     valid_until: Mapped[datetime | None]
@@ -84,7 +88,9 @@ class BalanceEntry(Base):
 
     id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
     bucket_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("buckets.id"), index=True)
-    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), index=True)
+    account_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    """The bucket's account: the ledger's trigger refuses any other (so no foreign key of
+    its own on PostgreSQL, see migration 20261202_storm)."""
     delta: Mapped[int] = mapped_column(BigInteger)
     reason: Mapped[EntryReason] = mapped_column(str_enum(EntryReason, 16))
     idempotency_key: Mapped[str] = mapped_column(String(160), unique=True)

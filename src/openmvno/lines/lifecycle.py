@@ -48,6 +48,7 @@ from openmvno.adapters.provisioning import LineStateRequest, provisioner, set_li
 from openmvno.catalog.models import Plan
 from openmvno.config import Settings
 from openmvno.db import Base, unit_of_work
+from openmvno.ids import new_id
 from openmvno.ledger import service as ledger
 from openmvno.lines.models import Line, LineEvent, LineState, NumberQuarantine, NumberState
 from openmvno.notifications.models import OutboxKind, OutboxMessage, OutboxState
@@ -118,7 +119,7 @@ def _network_job(
 ) -> dict[str, Any]:
     key = f"line-state:{action}:{line_id}:{when}"
     return {
-        "id": uuid.uuid4(), "kind": OutboxKind.line_state, "dedupe_key": key[:120],
+        "id": new_id(), "kind": OutboxKind.line_state, "dedupe_key": key[:120],
         "account_id": account_id, "recipient": msisdn, "subject": "", "body": "",
         "payload": {"action": action, "line_id": str(line_id), "iccid": iccid,
                     "msisdn": msisdn, "key": key},
@@ -139,7 +140,7 @@ async def _log_events(
 ) -> None:
     if rows:
         await session.execute(insert(EVENTS), [
-            {"id": uuid.uuid4(), "line_id": line_id, "account_id": account_id, "event": event,
+            {"id": new_id(), "line_id": line_id, "account_id": account_id, "event": event,
              "from_state": from_state, "to_state": to_state, "reason": reason[:200], "at": now}
             for line_id, account_id in rows
         ])
@@ -221,7 +222,7 @@ async def apply_move(
             index_elements=["line_id"]
         )
         await session.execute(statement, [
-            {"id": uuid.uuid4(), "line_id": r.id, "msisdn": r.msisdn, "kind": r.kind,
+            {"id": new_id(), "line_id": r.id, "msisdn": r.msisdn, "kind": r.kind,
              "state": NumberState.quarantined, "terminated_at": now, "available_at": available,
              "released_at": None}
             for r in moved

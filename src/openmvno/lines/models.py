@@ -30,7 +30,7 @@ class LineState(enum.StrEnum):
 class Line(IdMixin, TimestampMixin, Base):
     __tablename__ = "lines"
     __table_args__ = (
-        Index("ix_lines_state_expires", "state", "expires_at"),
+        Index("ix_lines_state_expires", "state", "expires_at", "id"),
         Index("ix_lines_inventory_pick", "kind", "state", "account_id"),
     )
 
@@ -87,7 +87,7 @@ class NumberQuarantine(IdMixin, Base):
     MSISDN may be imported again on new stock (``openmvno import lines``)."""
 
     __tablename__ = "number_quarantine"
-    __table_args__ = (Index("ix_number_quarantine_due", "state", "available_at"),)
+    __table_args__ = (Index("ix_number_quarantine_due", "state", "available_at", "id"),)
 
     line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lines.id"), unique=True)
     msisdn: Mapped[str] = mapped_column(String(20), index=True)

@@ -44,8 +44,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openmvno import clock
 from openmvno.accounts.models import Account
 from openmvno.config import Settings, get_settings
+from openmvno.db import among
 from openmvno.formatting import formatter, next_send_time
 from openmvno.i18n import LANGUAGES, N_, normalize_language, translate
+from openmvno.ids import new_id
 from openmvno.lines.models import Line
 from openmvno.notifications.models import (
     NoticeTemplate,
@@ -625,7 +627,7 @@ async def _notify_chunk(
                NotificationPreference.sms, NotificationPreference.email,
                NotificationPreference.marketing)
         .outerjoin(NotificationPreference, NotificationPreference.account_id == Account.id)
-        .where(Account.id.in_(account_ids))
+        .where(among(session, Account.id, account_ids))
     )
     readers = {
         row[0]: _Reader(
@@ -638,7 +640,9 @@ async def _notify_chunk(
     line_ids = sorted({r.line_id for r in requests if r.line_id is not None})
     numbers: dict[uuid.UUID, str] = {}
     if line_ids:
-        found = await session.execute(select(Line.id, Line.msisdn).where(Line.id.in_(line_ids)))
+        found = await session.execute(
+            select(Line.id, Line.msisdn).where(among(session, Line.id, line_ids))
+        )
         numbers = {lid: msisdn for lid, msisdn in found.all()}
     overrides = await load_overrides(session, {r.event for r in requests})
 
@@ -652,7 +656,7 @@ async def _notify_chunk(
             continue
         event = EVENTS[r.event]
         channels = channels_for(reader, marketing=event.marketing)
-        notice_id = uuid.uuid4()
+        notice_id = new_id()
         notice_rows.append({
             "id": notice_id, "key": r.key, "event": r.event, "account_id": r.account_id,
             "line_id": r.line_id, "urgent": r.urgent, "channels": ",".join(channels),
@@ -669,7 +673,7 @@ async def _notify_chunk(
         for channel in channels:
             text = render(event, channel, reader.language, values, overrides)
             messages.append({
-                "id": uuid.uuid4(),
+                "id": new_id(),
                 "kind": OutboxKind.sms if channel == "sms" else OutboxKind.email,
                 "dedupe_key": f"notice-{channel}:{notice_id}",
                 "account_id": r.account_id,

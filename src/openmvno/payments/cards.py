@@ -62,6 +62,7 @@ from openmvno.adapters.payments import (
 from openmvno.db import Base, IdMixin, TimestampMixin, UTCDateTime, str_enum, unit_of_work
 from openmvno.errors import DomainError, NotFound
 from openmvno.i18n import N_
+from openmvno.ids import new_id
 from openmvno.notifications import service as outbox
 from openmvno.notifications.models import OutboxKind, OutboxMessage
 from openmvno.payments.models import AttemptState, PaymentAttempt
@@ -745,7 +746,7 @@ async def _record_attempts(
             if card is not None and card.account_id != c.account_id:
                 card = None
             batch.append({
-                "i": _uuid_param(uuid.uuid4(), pg), "a": _uuid_param(c.account_id, pg),
+                "i": _uuid_param(new_id(), pg), "a": _uuid_param(c.account_id, pg),
                 "k": c.idempotency_key, "c": _uuid_param(card.id, pg) if card else None,
                 "m": int(c.amount_minor), "cur": c.currency.upper()[:3],
                 "f": None if card else ("card_removed" if card_id else "no_saved_card"),

@@ -27,7 +27,9 @@ class Receipt(IdMixin, Base):
 
     number: Mapped[str] = mapped_column(String(24), unique=True)
     order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id"), unique=True)
-    account_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    account_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    """The order's account, copied (no foreign key of its own on PostgreSQL, see migration
+    20261202_storm)."""
     buyer: Mapped[str] = mapped_column(String(100), default="")
     msisdn: Mapped[str | None] = mapped_column(String(20))
     items: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)

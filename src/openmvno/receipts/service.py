@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from openmvno import clock
 from openmvno.accounts.models import Account
@@ -157,6 +159,25 @@ async def of_order(session: AsyncSession, order: Order) -> Receipt:
 
 async def for_order(session: AsyncSession, order_id: uuid.UUID) -> Receipt | None:
     return await session.scalar(select(Receipt).where(Receipt.order_id == order_id))
+
+
+async def fill_numbers(session: AsyncSession, orders: Iterable[Order]) -> None:
+    """Put the receipt's number into the loaded ``result`` of each order that names its
+    receipt but not the number (the renewal batch numbers its receipts last, after the
+    orders are written, and does not write the orders a second time): one SELECT for all
+    of them, none when every order has its number. The orders are not marked changed."""
+    missing = {
+        uuid.UUID(str(o.result["receipt_id"])): o for o in orders
+        if o.result and "receipt_id" in o.result and "receipt_number" not in o.result
+    }
+    if not missing:
+        return
+    rows = await session.execute(
+        select(Receipt.id, Receipt.number).where(Receipt.id.in_(list(missing)))
+    )
+    for receipt_id, number in rows.all():
+        order = missing[receipt_id]
+        set_committed_value(order, "result", {**order.result, "receipt_number": number})
 
 
 def item_name(item: dict[str, Any], language: str) -> str:

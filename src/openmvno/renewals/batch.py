@@ -24,12 +24,16 @@ statements, with the same effects as a paid order's fulfilment
    job and the ``restored`` notice), a data bar lifted, the order's provisioning job, the
    ``renewal_succeeded`` notice (``notifications.notices.notify_many``), and last the
    receipt with the next number of the gapless sequence (N numbers with one ``UPDATE …
-   SET value = value + N RETURNING``, then the number written into the order's result).
+   SET value = value + N RETURNING``). The order's ``result`` names the receipt by id
+   only: the number is known after the order is written, and readers take it from the
+   receipt (``receipts.service.fill_numbers``) rather than the batch writing every order
+   twice.
    The counter's row stays locked until the transaction ends, and every other batch and
-   order queues on it: taken last, it is held for two statements and the commit, not for
-   the whole batch (taken first, four workers ran one after the other).
+   order queues on it: taken last, it is held for one more statement and the commit, not
+   for the whole batch (taken first, four workers ran one after the other).
 
-A "card" renewal's money was captured before the call; when its line turns out
+New rows get time-ordered ids (``openmvno.ids``). A "card" renewal's money was captured
+before the call; when its line turns out
 ``unavailable`` or ``duplicate`` the caller refunds that payment.
 """
 
@@ -52,11 +56,12 @@ from sqlalchemy.orm.util import identity_key
 from openmvno import clock
 from openmvno.accounts.models import Account
 from openmvno.catalog.models import Plan
-from openmvno.db import Base
+from openmvno.db import Base, among
 from openmvno.formatting import to_operator
+from openmvno.ids import new_id, new_ids
 from openmvno.ledger.batch import post_batch, post_new
 from openmvno.ledger.models import Bucket, BucketKind, EntryReason
-from openmvno.ledger.service import _GRANT_NAMESPACE, Posting, _allowances
+from openmvno.ledger.service import Posting, _allowances
 from openmvno.lines import lifecycle
 from openmvno.lines.models import Line, LineState
 from openmvno.notifications.models import OutboxKind, OutboxMessage
@@ -71,7 +76,7 @@ from openmvno.runtime import Runtime
 from openmvno.usage import barring
 from openmvno.usage.models import LineBar
 
-__all__ = ["DueRenewal", "OutcomeStatus", "RenewalOutcome", "renew_batch"]
+__all__ = ["DueRenewal", "OutcomeStatus", "RenewalOutcome", "renew_batch", "update_rows"]
 
 OutcomeStatus = Literal["renewed", "insufficient", "duplicate", "unavailable"]
 
@@ -211,6 +216,56 @@ async def _insert_many(
         await conn.exec_driver_sql(sql, list(zip(*cols, strict=True)))
 
 
+_UPDATE_PLANS: dict[tuple[str, str], tuple[str, tuple[Any, ...]]] = {}
+
+
+def _update_plan(dialect: Any, table: Table, columns: tuple[str, ...], fixed: str
+                 ) -> tuple[str, tuple[Any, ...]]:
+    """The SQL of a many-row ``UPDATE`` by id of ``table``'s ``columns`` (``fixed`` is
+    a literal ``SET`` clause added as is, e.g. ``claimed_until = NULL``), with the
+    columns' bind processors: PostgreSQL ``UPDATE … FROM unnest($1::uuid[], …)``,
+    SQLite one ``executemany`` of ``(values…, id)``."""
+    key = (dialect.name, f"{table.name}:{','.join(columns)}:{fixed}")
+    plan = _UPDATE_PLANS.get(key)
+    if plan is None:
+        cols = [table.c[name] for name in ("id", *columns)]
+        procs = tuple(c.type._cached_bind_processor(dialect) for c in cols)
+        sets = [f'"{c}" = t.c{i}' for i, c in enumerate(columns, 2)] if \
+            dialect.name == "postgresql" else [f'"{c}" = ?' for c in columns]
+        sets += [fixed] if fixed else []
+        if dialect.name == "postgresql":
+            types = [c.type.compile(dialect=dialect) for c in cols]
+            arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, 1))
+            aliases = ", ".join(f"c{i}" for i in range(1, len(cols) + 1))
+            sql = (f"UPDATE {table.name} SET {', '.join(sets)} FROM unnest({arrays}) "  # noqa: S608
+                   f"AS t({aliases}) WHERE {table.name}.id = t.c1")
+        else:
+            sql = f"UPDATE {table.name} SET {', '.join(sets)} WHERE id = ?"  # noqa: S608
+        plan = _UPDATE_PLANS[key] = (sql, procs)
+    return plan
+
+
+async def update_rows(
+    session: AsyncSession, table: Table, columns: tuple[str, ...],
+    rows: Sequence[tuple[Any, ...]], *, fixed: str = "",
+) -> None:
+    """Many rows of ``table`` updated by id in one statement straight to the driver:
+    each row is ``(id, value of each of columns…)``; ``fixed`` is a literal ``SET``
+    clause applied to every row (see :func:`_update_plan`)."""
+    if not rows:
+        return
+    conn = await session.connection()
+    sql, procs = _update_plan(conn.dialect, table, columns, fixed)
+    cols = [
+        [v if proc is None or v is None else proc(v) for v in column]
+        for proc, column in zip(procs, zip(*rows, strict=True), strict=True)
+    ]
+    if conn.dialect.name == "postgresql":
+        await conn.exec_driver_sql(sql, tuple(cols))
+    else:
+        await conn.exec_driver_sql(sql, [(*r[1:], r[0]) for r in zip(*cols, strict=True)])
+
+
 _PG_SET_LINES = (
     "UPDATE lines SET expires_at = t.u, plan_id = t.p, updated_at = $4::timestamptz "
     "FROM unnest($1::uuid[], $2::timestamptz[], $3::uuid[]) AS t(i, u, p) WHERE lines.id = t.i"
@@ -219,15 +274,6 @@ _PG_LINK_ATTEMPTS = (
     "UPDATE payment_attempts SET order_id = t.o, updated_at = $3::timestamptz "
     "FROM unnest($1::uuid[], $2::uuid[]) AS t(i, o) "
     "WHERE payment_attempts.id = t.i AND payment_attempts.order_id IS NULL"
-)
-_PG_ORDER_RECEIPT = (
-    "UPDATE orders SET result = (result::jsonb || jsonb_build_object('receipt_number', t.n))"
-    "::json, updated_at = $3::timestamptz "
-    "FROM unnest($1::uuid[], $2::text[]) AS t(i, n) WHERE orders.id = t.i"
-)
-_SQLITE_ORDER_RECEIPT = (
-    "UPDATE orders SET result = json_set(result, '$.receipt_number', ?), updated_at = ? "
-    "WHERE id = ?"
 )
 _SQLITE_SET_LINES = "UPDATE lines SET expires_at = ?, plan_id = ?, updated_at = ? WHERE id = ?"
 _SQLITE_LINK_ATTEMPTS = (
@@ -312,7 +358,7 @@ async def renew_batch(
         (r.account_id, r.currency): [r.id, r.remaining - r.reserved]
         for r in await session.execute(
             select(b.id, b.account_id, b.currency, b.remaining, b.reserved)
-            .where(b.kind == BucketKind.money, b.account_id.in_(account_ids),
+            .where(b.kind == BucketKind.money, among(session, b.account_id, account_ids),
                    b.currency.in_(sorted(currencies)))
             .order_by(b.id)
             .with_for_update(key_share=True)
@@ -323,7 +369,7 @@ async def renew_batch(
         r.id: r
         for r in await session.execute(
             select(ln.id, ln.account_id, ln.state, ln.expires_at, ln.msisdn, ln.iccid)
-            .where(ln.id.in_(sorted(first)))
+            .where(among(session, ln.id, sorted(first)))
             .order_by(ln.id)
             .with_for_update(key_share=True)
         )
@@ -331,14 +377,15 @@ async def renew_batch(
     done = {
         (r.line_id, r.period_key)
         for r in await session.execute(
-            select(RUNS.c.line_id, RUNS.c.period_key).where(RUNS.c.line_id.in_(sorted(first)))
+            select(RUNS.c.line_id, RUNS.c.period_key)
+            .where(among(session, RUNS.c.line_id, sorted(first)))
         )
     }
     people = {
         r.id: r
         for r in await session.execute(
             select(ACCOUNTS.c.id, ACCOUNTS.c.name, ACCOUNTS.c.language)
-            .where(ACCOUNTS.c.id.in_(account_ids))
+            .where(among(session, ACCOUNTS.c.id, account_ids))
         )
     }
 
@@ -368,7 +415,7 @@ async def renew_batch(
             raise ValueError(f"a card renewal needs its payment attempt: {d.line_id}")
         valid_from = line.expires_at if line.expires_at > now else now
         renewals[i] = _Renewal(
-            due=d, line=line, plan=plan, order_id=uuid.uuid4(), number=_order_number(now),
+            due=d, line=line, plan=plan, order_id=new_id(), number=_order_number(now),
             valid_from=valid_from, until=valid_from + timedelta(days=plan.validity_days),
             attempt_id=d.payment_attempt_id,
         )
@@ -417,18 +464,22 @@ async def _carry_out(
     people: dict[uuid.UUID, Any],
     now: datetime,
 ) -> None:
-    receipt_ids = [uuid.uuid4() for _ in todo]
+    receipt_ids = new_ids(len(todo))
+    run_ids, job_ids = new_ids(len(todo)), new_ids(len(todo))
     grants: list[tuple[_Renewal, BucketKind, int, uuid.UUID, str]] = []
     granted: dict[uuid.UUID, list[dict[str, Any]]] = {}
     for r in todo:
         shown = granted[r.order_id] = []
         for kind, amount in _allowances(r.plan):
+            # A new bucket of a new order: a time-ordered id (ledger.grant_plan derives
+            # its from the key so that a retried fulfilment finds it; a batch's orders
+            # are new every time, so there is nothing to find again).
             key = f"order:{r.order_id}:grant:{kind.value}"
-            grants.append((r, kind, amount, uuid.uuid5(_GRANT_NAMESPACE, key), key))
+            grants.append((r, kind, amount, new_id(), key))
             shown.append({"kind": kind.value, "amount": amount, "valid_from": _iso(r.valid_from),
                           "valid_until": _iso(r.until)})
         if r.due.funding == "wallet":
-            r.attempt_id = uuid.uuid4()
+            r.attempt_id = new_id()
 
     # The orders, fulfilled, as a paid order's fulfilment leaves them.
     order_rows = []
@@ -451,7 +502,7 @@ async def _carry_out(
                 "line_id": str(r.due.line_id), "msisdn": r.line.msisdn,
                 "plan_code": r.plan.code, "previous_expires_at": _iso(r.line.expires_at),
                 "expires_at": _iso(r.until), "granted": granted[r.order_id],
-                "receipt_id": str(receipt_id),  # its number: last, see below
+                "receipt_id": str(receipt_id),  # its number: the receipt's (fill_numbers)
                 "renewal": {"period_key": r.due.period_key, "funding": r.due.funding},
             },
             "paid_at": now, "fulfilled_at": now, "cancelled_at": None, "refunded_at": None,
@@ -488,11 +539,11 @@ async def _carry_out(
 
     # Exactly once per line and period.
     await _insert_many(session, RUNS, [
-        {"id": uuid.uuid4(), "line_id": r.due.line_id, "account_id": r.due.account_id,
+        {"id": run_id, "line_id": r.due.line_id, "account_id": r.due.account_id,
          "plan_id": r.plan.id, "period_key": r.due.period_key, "order_id": r.order_id,
          "funding": RunFunding(r.due.funding), "payment_attempt_id": r.attempt_id,
          "amount_minor": r.plan.price_minor, "currency": r.plan.currency, "created_at": now}
-        for r in todo
+        for r, run_id in zip(todo, run_ids, strict=True)
     ])
 
     # The plan's buckets, filled by grant entries.
@@ -534,7 +585,8 @@ async def _carry_out(
     # A line that ran out of data may use it again (rare: one look, then one per bar).
     barred = (await session.execute(
         select(BARS.c.line_id)
-        .where(BARS.c.line_id.in_([r.due.line_id for r in todo]), BARS.c.barred.is_(True))
+        .where(among(session, BARS.c.line_id, [r.due.line_id for r in todo]),
+               BARS.c.barred.is_(True))
     )).scalars().all()
     for line_id in barred:
         await barring.lift_if_barred(session, line_id)
@@ -542,12 +594,12 @@ async def _carry_out(
     # The order's provisioning job, as for every plan order.
     await _insert_many(
         session, OUTBOX,
-        [{"id": uuid.uuid4(), "kind": OutboxKind.provision,
+        [{"id": job_id, "kind": OutboxKind.provision,
           "dedupe_key": f"provision:{r.order_id}", "account_id": r.due.account_id,
           "recipient": r.line.msisdn, "subject": "", "body": "",
           "payload": {"order_id": str(r.order_id)}, "attempts": 0, "next_attempt_at": now,
           "last_error": "", "created_at": now}
-         for r in todo],
+         for r, job_id in zip(todo, job_ids, strict=True)],
         "ON CONFLICT (dedupe_key) DO NOTHING",
     )
     await notify_many(session, [
@@ -562,7 +614,7 @@ async def _carry_out(
 
     # Last, the receipts: numbers of the gapless sequence lock its one row until the
     # transaction ends, so every other worker's batch waits for it from here on — only
-    # for these two statements (and the caller's commit), not for the whole batch.
+    # for the receipts INSERT (and the caller's commit), not for the whole batch.
     for r, number in zip(todo, await _receipt_numbers(session, len(todo), now), strict=True):
         r.receipt_number = number
     await _insert_many(session, RECEIPTS, [
@@ -574,5 +626,3 @@ async def _carry_out(
          "payment_method": r.due.funding, "issued_at": now}
         for r, receipt_id in zip(todo, receipt_ids, strict=True)
     ])
-    await _update_many(session, _PG_ORDER_RECEIPT, _SQLITE_ORDER_RECEIPT,
-                       [r.order_id for r in todo], [(r.receipt_number,) for r in todo], now)

@@ -27,7 +27,7 @@ class Funding(enum.StrEnum):
 class AutoRenewSetting(IdMixin, TimestampMixin, Base):
     __tablename__ = "auto_renew_settings"
     __table_args__ = (
-        Index("ix_auto_renew_settings_due", "enabled", "next_attempt_at"),
+        Index("ix_auto_renew_settings_due", "enabled", "next_attempt_at", "id"),
         Index("ix_auto_renew_settings_waiting", "waiting_for_wallet", "enabled"),
     )
 

@@ -42,19 +42,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Table, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import Table, and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmvno import clock
 from openmvno.catalog.models import Plan
-from openmvno.db import unit_of_work
+from openmvno.db import among, unit_of_work
 from openmvno.ledger import service as ledger
 from openmvno.ledger.models import Bucket, BucketKind, EntryReason
 from openmvno.lines.models import Line, LineState
 from openmvno.notifications.notices import NoticeRequest, notify_many
 from openmvno.payments import cards
 from openmvno.renewals import schedule
-from openmvno.renewals.batch import DueRenewal, renew_batch
+from openmvno.renewals.batch import DueRenewal, renew_batch, update_rows
 from openmvno.renewals.models import AutoRenewSetting, Funding
 from openmvno.renewals.runs import RenewalRun
 from openmvno.runtime import Runtime
@@ -207,7 +207,7 @@ async def claim(rt: Runtime, limit: int) -> list[Claimed]:
             )
             .join(Line, Line.id == S.line_id)
             .outerjoin(Plan, Plan.id == Line.plan_id)
-            .where(S.id.in_(ids))
+            .where(among(session, S.id, ids))
             .order_by(S.line_id)
         )
         return [
@@ -410,33 +410,17 @@ _WRITE_BACK = (
 
 
 async def _write_back(session: AsyncSession, batch: list[Claimed]) -> None:
-    """Every claimed setting written back and released, in one executemany statement."""
-    rows = []
+    """Every claimed setting written back and released: one set-based UPDATE per
+    distinct set of changed columns (a handful per batch, whatever its size)."""
+    now = clock.now()
+    groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     for c in batch:
-        row = {"b_id": c.id, "claimed_until": None}
-        for name in _WRITE_BACK:
-            row[name] = c.changes.get(name, _KEEP)
-        rows.append(row)
-    # One statement per distinct set of changed columns (a handful per batch).
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in rows:
-        names = tuple(n for n in _WRITE_BACK if row[n] is not _KEEP)
-        groups.setdefault(names, []).append(
-            {"b_id": row["b_id"], **{n: row[n] for n in names}}
-        )
+        names = (*(n for n in _WRITE_BACK if n in c.changes), "updated_at")
+        groups.setdefault(names, []).append((c.id, *(c.changes[n] for n in names[:-1]), now))
     table = AutoRenewSetting.__table__
     assert isinstance(table, Table)
-    for names, group in groups.items():
-        values: dict[str, Any] = {"claimed_until": None}
-        values.update({n: bindparam(f"v_{n}", type_=table.c[n].type) for n in names})
-        await session.execute(
-            update(table).where(table.c.id == bindparam("b_id", type_=table.c.id.type))
-            .values(values),
-            [{"b_id": g["b_id"], **{f"v_{n}": g[n] for n in names}} for g in group],
-        )
-
-
-_KEEP = object()
+    for names, rows in groups.items():
+        await update_rows(session, table, names, rows, fixed="claimed_until = NULL")
 
 
 async def _reschedule_renewed(
@@ -446,7 +430,8 @@ async def _reschedule_renewed(
     if not renewed:
         return
     rows = await session.execute(
-        select(Line.id, Line.expires_at).where(Line.id.in_([c.line_id for c in renewed]))
+        select(Line.id, Line.expires_at)
+        .where(among(session, Line.id, [c.line_id for c in renewed]))
     )
     expiry: dict[uuid.UUID, datetime | None] = {r[0]: r[1] for r in rows.all()}
     for c in renewed:
@@ -475,7 +460,7 @@ async def _return_unspent_captures(
         return set()
     rows = await session.execute(
         select(RenewalRun.line_id, RenewalRun.period_key, RenewalRun.payment_attempt_id)
-        .where(RenewalRun.line_id.in_([c.line_id for c in candidates]))
+        .where(among(session, RenewalRun.line_id, [c.line_id for c in candidates]))
     )
     spent = {(r[0], r[1]): r[2] for r in rows.all()}
     returned: set[uuid.UUID] = set()

@@ -34,6 +34,7 @@ from openmvno.orders.schemas import (
 from openmvno.payments import service as payments
 from openmvno.payments.models import PaymentAttempt
 from openmvno.payments.schemas import AttemptOut, PaymentIn, PaymentStarted
+from openmvno.receipts import service as receipts
 from openmvno.runtime import Runtime
 from openmvno.web.deps import RT, Language, MaybeMe, Me, Session, Staff
 
@@ -60,6 +61,7 @@ async def order_out(
     ``attempts``: its payment attempts when already loaded, see ``my_orders``)."""
     if attempts is None:
         attempts = await orders.attempts_for(session, order.id)
+        await receipts.fill_numbers(session, [order])
     guest = order.kind is OrderKind.guest_topup
     return OrderOut(
         id=order.id,
@@ -138,6 +140,7 @@ async def my_orders(
     """My orders, newest first (renewal history)."""
     items, total = await orders.list_for_account(session, me.id, limit=limit, offset=offset)
     attempts = await orders.attempts_by_order(session, [o.id for o in items])
+    await receipts.fill_numbers(session, items)
     return OrderPage(
         items=[await order_out(session, o, language, attempts=attempts[o.id]) for o in items],
         total=total, limit=limit, offset=offset,

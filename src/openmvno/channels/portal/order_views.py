@@ -27,6 +27,7 @@ from openmvno.orders.models import Order, OrderKind, OrderState
 from openmvno.payments import refunds as provider_refunds
 from openmvno.payments import service as payments
 from openmvno.payments.models import AttemptState
+from openmvno.receipts import service as receipts
 from openmvno.receipts.service import method_name
 from openmvno.runtime import Runtime
 
@@ -182,6 +183,7 @@ async def order_context(
     state = OrderState(order.state)
     kind = OrderKind(order.kind)
     mine = visitor.account is not None and order.account_id == visitor.account.id
+    await receipts.fill_numbers(session, [order])
     r = order.result or {}
     names = await plan_names(session, lang)
     expires, previous = _when(r.get("expires_at")), _when(r.get("previous_expires_at"))

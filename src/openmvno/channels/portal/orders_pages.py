@@ -78,6 +78,7 @@ async def my_orders(request: Request, visitor: Viewer, session: Session) -> Resp
         session, visitor.account.id, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE
     )
     names = await plan_names(session, lang)
+    await receipts.fill_numbers(session, [e.order for e in entries])
     rows = [_history_row(e, names, lang, fmt) for e in entries]
     return page(request, visitor, "orders.html", _paged(rows, total, number))
 
