@@ -12,6 +12,7 @@ again at the start of each run, so a run never sees an earlier run's rows):
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
@@ -105,6 +106,17 @@ def database(url_or_settings: str | Settings) -> str:
     """``sqlite`` or ``postgresql``."""
     url = url_or_settings if isinstance(url_or_settings, str) else url_or_settings.database_url
     return "postgresql" if url.startswith("postgresql") else "sqlite"
+
+
+def machine_cpu_seconds() -> float | None:
+    """CPU time the whole machine has spent busy so far (user + nice + system + irq +
+    softirq, every core, from ``/proc/stat``); None where there is no such file."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[:7])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def load_average() -> str:

@@ -43,7 +43,14 @@ from sqlalchemy import func, insert, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import fresh_postgres_url, libpq_dsn, load_average, measured_line, now_utc
+from common import (
+    fresh_postgres_url,
+    libpq_dsn,
+    load_average,
+    machine_cpu_seconds,
+    measured_line,
+    now_utc,
+)
 
 from openmvno import clock
 from openmvno.config import Settings
@@ -157,7 +164,7 @@ def _settings(database_url: str, data_dir: Path) -> Settings:
 
 
 def _worker(database_url: str, data_dir: str, go: Any, done: Any) -> None:
-    async def work() -> int:
+    async def work() -> tuple[int, float]:
         from openmvno.renewals import scheduler
         from openmvno.runtime import build_runtime
 
@@ -166,13 +173,14 @@ def _worker(database_url: str, data_dir: str, go: Any, done: Any) -> None:
             async with unit_of_work(rt.sessions) as s:  # warm the pool
                 await s.execute(text("SELECT 1"))
             go.wait()
+            started = time.process_time()
             handled = 0
             while True:
                 n = await scheduler.run_due(rt)
                 if n == 0:
                     break
                 handled += n
-            return handled
+            return handled, time.process_time() - started
         finally:
             await rt.close()
 
@@ -195,7 +203,10 @@ async def verify(database_url: str, n: int) -> None:
         await engine.dispose()
 
 
-def storm(database_url: str, workers: int, data_dir: Path) -> float:
+def storm(database_url: str, workers: int, data_dir: Path) -> tuple[float, float, float | None]:
+    """Seconds from the start signal to the last worker's end, the workers' own CPU
+    seconds over it, and the whole machine's busy CPU seconds (the workers, the database
+    and anything else) over it."""
     ctx = mp.get_context("spawn")
     go, done = ctx.Event(), ctx.Queue()
     procs = [ctx.Process(target=_worker, args=(database_url, str(data_dir), go, done))
@@ -203,15 +214,19 @@ def storm(database_url: str, workers: int, data_dir: Path) -> float:
     for p in procs:
         p.start()
     time.sleep(3)  # let every worker import and connect before the clock starts
-    started = time.perf_counter()
+    busy, started = machine_cpu_seconds(), time.perf_counter()
     go.set()
-    handled = sum(done.get() for _ in procs)
+    answers = [done.get() for _ in procs]
     elapsed = time.perf_counter() - started
+    busy_after = machine_cpu_seconds()
+    handled = sum(a[0] for a in answers)
+    workers_cpu = sum(a[1] for a in answers)
     for p in procs:
         p.join()
         assert p.exitcode == 0, f"a worker failed ({p.exitcode})"
     print(f"  {workers} worker(s): {handled} settings handled in {elapsed:.1f} s", flush=True)
-    return elapsed
+    machine = busy_after - busy if busy is not None and busy_after is not None else None
+    return elapsed, workers_cpu, machine
 
 
 def pgbench_tps(url: str, clients: int, seconds: int = 5) -> float | None:
@@ -269,12 +284,15 @@ def measure(database_url: str, *, lines: int, workers: int, db_name: str = BENCH
     t0 = time.perf_counter()
     asyncio.run(seed(database_url, lines))
     print(f"{name}: {lines:,} lines seeded in {time.perf_counter() - t0:.0f} s", flush=True)
-    elapsed = storm(database_url, workers, data_dir)
+    elapsed, workers_cpu, machine_cpu = storm(database_url, workers, data_dir)
     asyncio.run(verify(database_url, lines))
     raw = (pgbench_tps(database_url, workers) if name == "PostgreSQL"
            else sqlite_commits(data_dir / "raw.db"))
     result = {"database": name, "workers": workers, "lines": lines,
               "seconds": round(elapsed, 1), "per_s": round(lines / elapsed),
+              "workers_ms": round(1000 * workers_cpu / lines, 2),
+              "rest_ms": round(1000 * (machine_cpu - workers_cpu) / lines, 2)
+              if machine_cpu is not None else None,
               "raw": round(raw) if raw else None, "load_before": before,
               "load_after": load_average(), "measured_at": at}
     print(f"{name:<10} {workers} worker(s) {result['per_s']:>8,} renewals/s "
@@ -293,11 +311,19 @@ def run(postgres: str | None, *, lines: int = 100_000, workers: tuple[int, ...] 
     return results
 
 
+TABLE_HEAD = (
+    "| database | workers | lines | seconds | renewals/s | raw UPDATE tps | renewals / raw"
+    " | CPU ms/renewal, workers | CPU ms/renewal, rest |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+
 def markdown(results: list[dict[str, Any]]) -> str:
     rows = "\n".join(
         f"| {r['database']} | {r['workers']} | {r['lines']:,} | {r['seconds']} |"
         f" {r['per_s']:,} | {r['raw'] if r['raw'] is not None else 'n/a'} |"
         f" {(r['per_s'] / r['raw']) if r['raw'] else 0:.0%} |"
+        f" {r.get('workers_ms', 'n/a')} | {r.get('rest_ms') or 'n/a'} |"
         for r in results
     )
     return f"""## Renewal storm
@@ -315,9 +341,11 @@ signal to the last worker's end; afterwards each line has exactly one renewal an
 `openmvno ledger check` is clean. **Raw** is the same server's `pgbench` single-row
 `UPDATE` tps with as many clients as workers, in the same run (SQLite: one `UPDATE`
 per commit through `sqlite3`). Target on PostgreSQL: 100,000 renewals in under 60 s.
+**CPU per renewal**: the workers' own CPU time (`time.process_time`, summed) and the
+rest of the machine's busy CPU (`/proc/stat`: the database, mostly) over the storm,
+divided by the lines.
 
-| database | workers | lines | seconds | renewals/s | raw UPDATE tps | renewals / raw |
-|---|---:|---:|---:|---:|---:|---:|
+{TABLE_HEAD}
 {rows}
 
 Command: `python bench/renewals.py --postgres URL` (or `scripts/bench --only renewals`;

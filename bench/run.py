@@ -145,53 +145,68 @@ UPDATE), the two SELECTs ~8 %, Python's fold ~10 %. On SQLite the row trigger up
 bucket row per entry: random buckets cost ~4× the hot ones (page cache misses).
 """,
     "renewals": """\
-**The target (100,000 in under 60 s, ~1,700/s) is not met**: on the quiet machine
-(2026-12-02 12:50, the server sized as docs/OPERATIONS.md says) two workers renewed all
-100,000 in 70.7 s (1,414/s), four in 74.9 s, one in 138.2 s; each line exactly once, the
-books clean. With PostgreSQL's default settings (128 MB of buffers, 1 GB of WAL between
-checkpoints) the same machine took 76.7 s with two workers (2026-12-02 07:21).
+**The target (100,000 in under 60 s) is met**: on the quiet machine (2026-12-02 15:38,
+the server sized as docs/OPERATIONS.md says, fsync on) two workers renewed all 100,000
+in 51.2 s (1,951/s), four in 55.5 s, one in 104.4 s; each line exactly once, the books
+clean. The run before it (15:27): 54.4 s, 55.3 s, 109.5 s. The stop before (12:50, same
+machine and settings): 70.7 s, 74.9 s, 138.2 s.
 
-Both cores are busy for the whole storm (`vmstat`: ~97 % user + system, ~1 % I/O wait),
-so it is CPU, not the disk: ~1.4 ms of CPU per renewal. A py-spy profile of the two
-workers (20,000 lines) has them on the CPU ~30 % of the time — building and sending the
-batch's arrays (asyncpg's encoding ~13 %, socket writes ~9 %), ids (`uuid4`/`uuid5`
-~15 %), the notices ~15 % — and PostgreSQL the rest. Batches of 1,000 or 2,000 instead of
-500 gained ~7 % on 20,000 lines but nothing on 100,000 (73.0 s), so the default stays.
+What changed, step by step (100,000 lines, two workers, CPU per renewal counted as the
+table above counts it; the middle rows were trial runs on a cluster set up like
+`scripts/bench`'s, the schema changed by hand before the seed):
 
-Found 2026-12-02 with `pg_stat_statements` (20,000 lines, two workers): 17.4 s of the
-42 s of statement time was one `UPDATE sequences … RETURNING` waiting. The gapless
-receipt counter was taken at the start of a renewal batch, and its row stays locked
-until the commit, so the workers' batches ran one after the other. Since commit f138946
-it is taken last (then the receipts and the orders' receipt numbers): on the same
-machine and load, 28.9 s → 18.9 s for those 20,000 lines. Since then two workers keep
-both cores busy, and a third or fourth adds nothing.
+| step | seconds | CPU ms per renewal, workers + PostgreSQL |
+|---|---:|---:|
+| the stop before (`scripts/bench`) | 70.7 | — |
+| claim index + buckets' fillfactor (with `pg_stat_statements` on) | 71.1 | 0.47 + 0.92 |
+| the same + no foreign keys on copies (`pg_stat_statements` off) | 67.3 | 0.47 + 0.85 |
+| the same + time-ordered ids (a trial: ids patched in) | 63.5 | 0.45 + 0.76 |
+| all of it (as committed) | 54.0 | 0.41 + 0.64 |
 
-Where PostgreSQL's time goes (same tools, 20,000 lines): the grant entries (three per
-renewal, ~25 % of statement time with the trigger's bucket update), the bucket rows,
-the orders and their receipt numbers, then ~1 million foreign-key checks (~50 per
-renewal, ~12 %; a row inserted in this transaction and updated again, like a new bucket
-filled by its entry, is checked twice). Closing the rest needs fewer rows per renewal
-(the journal's rule is one entry per bucket, so three plan buckets cost three entries
-and three bucket updates).
+- **The claim sorted every due setting, every time.** The claim asks for `ORDER BY
+  next_attempt_at, id LIMIT 500`, and the index was `(enabled, next_attempt_at)`: a
+  storm's lines all expire at the same moment, so each claim read all the due settings
+  and sorted them (an Incremental Sort over one group), 100,000²/500 rows over the storm
+  — 11.6 s of statement time at 100,000, most of why a line cost more at 100,000 than
+  at 20,000. The index now ends in `id` (the line lifecycle's two claims had the same
+  shape and got the same fix).
+- **Foreign-key checks were ~45 % of PostgreSQL's time** (dropping every foreign key in a
+  trial database took PostgreSQL from 0.74 to 0.48 ms per renewal on 20,000 lines). Each
+  check locks the parent row, and the plan all renewals were sold under is locked by
+  every transaction of every worker (a multixact). The columns that only copy a
+  reference already checked elsewhere lost theirs on PostgreSQL (migration
+  `2026_12_02_storm`, docs/ARCHITECTURE.md): −7 % on 20,000 lines (12.4 → 11.5 s).
+- **Time-ordered ids** (UUID v7, `openmvno.ids`) for every new row: a batch's rows land
+  on the same right-hand index pages instead of random ones (−6 % on 100,000 lines).
+- `buckets` with `fillfactor = 50`: the grant's update of a bucket inserted in the same
+  transaction is a HOT update (no new index entries); the orders are no longer written
+  twice (the receipt number is read from the receipt); the settings are written back
+  with one `UPDATE … FROM unnest` per group (was one statement per row); the batch's
+  look-ups send one array (`= ANY($1)`) instead of 500 parameters.
+
+Both cores stay busy for the whole storm (~1 % I/O wait): it is CPU. A third or fourth
+worker adds nothing on two cores. SQLite, one worker, 10,000 lines: 9.5 s.
 """,
     "charging": """\
-**The targets are only half met**: on the quiet machine (2026-12-02 12:58, the server
+**The targets are only half met**: on the quiet machine (2026-12-02 15:35, the server
 sized as docs/OPERATIONS.md says) records on 100 hot lines go through the API at
-33,346/s (≥ 30,000 met; 25.9 % of raw, not 50 %), and records spread over 100,000 lines
-at 10,179/s (12.3 % of raw). With the default settings (07:31 the same day): 36,343/s
-hot (24 %), 11,191/s spread (12 %); run to run the figures move by ~10 %. Two HTTP
-processes (`serve --workers 2`) instead of one gave nothing (hot, 2,000 lines: 44,219/s
-with one, 42,758/s with two): the client, the server and PostgreSQL already fill both
-cores.
+34,601/s (≥ 30,000 met; 30.6 % of raw, not 50 %), and records spread over 100,000 lines
+at 12,041/s (16.4 % of raw). The stop before (12:58): 33,346/s hot (25.9 %), 10,179/s
+spread (12.3 %); what moved it is the storm's schema work (buckets' HOT updates, no
+foreign-key check of an entry's copied account); run to run the figures move by ~10 %.
+Two HTTP processes (`serve --workers 2`) instead of one gave nothing (hot, 2,000 lines:
+44,219/s with one, 42,758/s with two): the client, the server and PostgreSQL already
+fill both cores.
 
-Where a spread batch of 10,000 goes (`pg_stat_statements`, 2026-12-02, 50,000 lines,
-two requests in flight): the ledger's entries (~9,000, one per bucket: ~600 ms with the
-trigger's grouped bucket update ~120 ms, two foreign-key checks per entry ~80 ms and
-five indexes), the lock of the batch's buckets (~420 ms, most of it waiting for the other
-request's batch: spread batches share buckets, so two in flight run one after the
-other), the usage rows (~140 ms), the lines' look-up (~30 ms). The raw pair writes one
-narrow row per record and one grouped UPDATE. Per record the API path writes two rows,
-each with more indexes and checks, and rates in Python between the lock and the commit.
+Where a spread batch of 10,000 goes (`pg_stat_statements`, 2026-12-02, 50,000 lines, two
+requests in flight): the ledger's entries (~9,000, one per bucket: ~600 ms with the
+trigger's grouped bucket update ~120 ms, two foreign-key checks per entry ~80 ms — one
+since then: the entry's copied account is not checked — and five indexes), the lock of
+the batch's buckets (~420 ms, most of it waiting for the other request's batch: spread
+batches share buckets, so two in flight run one after the other), the usage rows (~140
+ms), the lines' look-up (~30 ms). The raw pair writes one narrow row per record and one
+grouped UPDATE. Per record the API path writes two rows, each with more indexes and
+checks, and rates in Python between the lock and the commit.
 Half of raw needs the usage row to *be* the journal entry of a usage charge (one row per
 record, the trigger summing per bucket), not done.
 
