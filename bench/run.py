@@ -152,8 +152,8 @@ clean. The run before it (15:27): 54.4 s, 55.3 s, 109.5 s. The stop before (12:5
 machine and settings): 70.7 s, 74.9 s, 138.2 s.
 
 What changed, step by step (100,000 lines, two workers, CPU per renewal counted as the
-table above counts it; the middle rows were trial runs on a cluster set up like
-`scripts/bench`'s, the schema changed by hand before the seed):
+table above counts it; all but the first row were trial runs on a cluster set up like
+`scripts/bench`'s, the middle ones with the schema changed by hand before the seed):
 
 | step | seconds | CPU ms per renewal, workers + PostgreSQL |
 |---|---:|---:|
@@ -161,7 +161,7 @@ table above counts it; the middle rows were trial runs on a cluster set up like
 | claim index + buckets' fillfactor (with `pg_stat_statements` on) | 71.1 | 0.47 + 0.92 |
 | the same + no foreign keys on copies (`pg_stat_statements` off) | 67.3 | 0.47 + 0.85 |
 | the same + time-ordered ids (a trial: ids patched in) | 63.5 | 0.45 + 0.76 |
-| all of it (as committed) | 54.0 | 0.41 + 0.64 |
+| all of it (the committed code) | 54.0 | 0.41 + 0.64 |
 
 - **The claim sorted every due setting, every time.** The claim asks for `ORDER BY
   next_attempt_at, id LIMIT 500`, and the index was `(enabled, next_attempt_at)`: a

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from openmvno import clock
 from openmvno.db import unit_of_work
+from openmvno.formatting import zone
 from openmvno.runtime import Runtime
 from openmvno.usage import peers
 from tests.orders.helpers import subscriber
@@ -160,12 +161,20 @@ async def test_history_per_day_and_kind_for_the_owner_only(
     plan = await make_plan(rt, "U-HIST", data_bytes=GB, voice_seconds=3600)
     line = await line_with_plan(rt, plan, me, valid_from=clock.now() - timedelta(days=5))
     key = await make_peer(rt)
-    today = clock.now()
+    # Noon of the operator's day (the last one that has begun): each record's day is the
+    # same whatever the hour the test runs at (near midnight "a minute ago" and "a day
+    # ago" would share a day).
+    now = clock.now()
+    noon = now.astimezone(zone(rt.settings.timezone)).replace(
+        hour=12, minute=0, second=0, microsecond=0
+    )
+    if noon > now:
+        noon -= timedelta(days=1)
     await send(client, key, [
-        record(line, units=10 * MB, at=today - timedelta(days=2)),
-        record(line, units=5 * MB, at=today - timedelta(days=2)),
-        record(line, kind="voice", units=90, at=today - timedelta(days=1)),
-        record(line, units=MB, at=today - timedelta(minutes=1)),
+        record(line, units=10 * MB, at=noon - timedelta(days=2)),
+        record(line, units=5 * MB, at=noon - timedelta(days=2)),
+        record(line, kind="voice", units=90, at=noon - timedelta(days=1)),
+        record(line, units=MB, at=noon),
     ])
     r = await client.get(f"/api/v1/lines/{line.id}/usage", headers=headers)
     assert r.status_code == 200, r.text
