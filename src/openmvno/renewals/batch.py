@@ -33,8 +33,8 @@ statements, with the same effects as a paid order's fulfilment
    for the whole batch (taken first, four workers ran one after the other).
 
 New rows get time-ordered ids (``openmvno.ids``). A "card" renewal's money was captured
-before the call; when its line turns out
-``unavailable`` or ``duplicate`` the caller refunds that payment.
+before the call; when its line turns out ``unavailable`` or ``duplicate`` the caller
+refunds that payment.
 """
 
 from __future__ import annotations
@@ -230,10 +230,11 @@ def _update_plan(dialect: Any, table: Table, columns: tuple[str, ...], fixed: st
     if plan is None:
         cols = [table.c[name] for name in ("id", *columns)]
         procs = tuple(c.type._cached_bind_processor(dialect) for c in cols)
-        sets = [f'"{c}" = t.c{i}' for i, c in enumerate(columns, 2)] if \
-            dialect.name == "postgresql" else [f'"{c}" = ?' for c in columns]
+        postgres = dialect.name == "postgresql"
+        sets = [f'"{c}" = t.c{i}' if postgres else f'"{c}" = ?'
+                for i, c in enumerate(columns, 2)]
         sets += [fixed] if fixed else []
-        if dialect.name == "postgresql":
+        if postgres:
             types = [c.type.compile(dialect=dialect) for c in cols]
             arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, 1))
             aliases = ", ".join(f"c{i}" for i in range(1, len(cols) + 1))
