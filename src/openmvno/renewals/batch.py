@@ -194,6 +194,17 @@ def _defaults(table: Table, given: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def _bound_columns(
+    procs: Sequence[Any], rows: Sequence[Sequence[Any]]
+) -> list[list[Any]]:
+    """``rows`` turned into columns, each value bound by its column's processor (as
+    SQLAlchemy would bind it; ``None`` stays ``None``)."""
+    return [
+        [v if proc is None or v is None else proc(v) for v in column]
+        for proc, column in zip(procs, zip(*rows, strict=True), strict=True)
+    ]
+
+
 async def _insert_many(
     session: AsyncSession, table: Table, rows: list[dict[str, Any]], suffix: str = ""
 ) -> None:
@@ -206,10 +217,7 @@ async def _insert_many(
     conn = await session.connection()
     sql, names, procs = _insert_plan(conn.dialect, table, columns, suffix)
     values = [[r[n] for n in names[: len(rows[0])]] + list(extra.values()) for r in rows]
-    cols = [
-        [v if proc is None or v is None else proc(v) for v in column]
-        for proc, column in zip(procs, zip(*values, strict=True), strict=True)
-    ]
+    cols = _bound_columns(procs, values)
     if conn.dialect.name == "postgresql":
         await conn.exec_driver_sql(sql, tuple(cols))
     else:
@@ -219,13 +227,14 @@ async def _insert_many(
 _UPDATE_PLANS: dict[tuple[str, str], tuple[str, tuple[Any, ...]]] = {}
 
 
-def _update_plan(dialect: Any, table: Table, columns: tuple[str, ...], fixed: str
+def _update_plan(dialect: Any, table: Table, columns: tuple[str, ...], fixed: str, where: str
                  ) -> tuple[str, tuple[Any, ...]]:
     """The SQL of a many-row ``UPDATE`` by id of ``table``'s ``columns`` (``fixed`` is
-    a literal ``SET`` clause added as is, e.g. ``claimed_until = NULL``), with the
-    columns' bind processors: PostgreSQL ``UPDATE … FROM unnest($1::uuid[], …)``,
-    SQLite one ``executemany`` of ``(values…, id)``."""
-    key = (dialect.name, f"{table.name}:{','.join(columns)}:{fixed}")
+    a literal ``SET`` clause added as is, e.g. ``claimed_until = NULL``; ``where`` a
+    literal condition added to the id's), with the columns' bind processors: PostgreSQL
+    ``UPDATE … FROM unnest($1::uuid[], …)``, SQLite one ``executemany`` of ``(values…,
+    id)``."""
+    key = (dialect.name, f"{table.name}:{','.join(columns)}:{fixed}:{where}")
     plan = _UPDATE_PLANS.get(key)
     if plan is None:
         cols = [table.c[name] for name in ("id", *columns)]
@@ -242,73 +251,29 @@ def _update_plan(dialect: Any, table: Table, columns: tuple[str, ...], fixed: st
                    f"AS t({aliases}) WHERE {table.name}.id = t.c1")
         else:
             sql = f"UPDATE {table.name} SET {', '.join(sets)} WHERE id = ?"  # noqa: S608
+        if where:
+            sql += f" AND {where}"
         plan = _UPDATE_PLANS[key] = (sql, procs)
     return plan
 
 
 async def update_rows(
     session: AsyncSession, table: Table, columns: tuple[str, ...],
-    rows: Sequence[tuple[Any, ...]], *, fixed: str = "",
+    rows: Sequence[tuple[Any, ...]], *, fixed: str = "", where: str = "",
 ) -> None:
     """Many rows of ``table`` updated by id in one statement straight to the driver:
     each row is ``(id, value of each of columns…)``; ``fixed`` is a literal ``SET``
-    clause applied to every row (see :func:`_update_plan`)."""
+    clause applied to every row, ``where`` a literal condition every row must also meet
+    (see :func:`_update_plan`)."""
     if not rows:
         return
     conn = await session.connection()
-    sql, procs = _update_plan(conn.dialect, table, columns, fixed)
-    cols = [
-        [v if proc is None or v is None else proc(v) for v in column]
-        for proc, column in zip(procs, zip(*rows, strict=True), strict=True)
-    ]
+    sql, procs = _update_plan(conn.dialect, table, columns, fixed, where)
+    cols = _bound_columns(procs, rows)
     if conn.dialect.name == "postgresql":
         await conn.exec_driver_sql(sql, tuple(cols))
     else:
         await conn.exec_driver_sql(sql, [(*r[1:], r[0]) for r in zip(*cols, strict=True)])
-
-
-_PG_SET_LINES = (
-    "UPDATE lines SET expires_at = t.u, plan_id = t.p, updated_at = $4::timestamptz "
-    "FROM unnest($1::uuid[], $2::timestamptz[], $3::uuid[]) AS t(i, u, p) WHERE lines.id = t.i"
-)
-_PG_LINK_ATTEMPTS = (
-    "UPDATE payment_attempts SET order_id = t.o, updated_at = $3::timestamptz "
-    "FROM unnest($1::uuid[], $2::uuid[]) AS t(i, o) "
-    "WHERE payment_attempts.id = t.i AND payment_attempts.order_id IS NULL"
-)
-_SQLITE_SET_LINES = "UPDATE lines SET expires_at = ?, plan_id = ?, updated_at = ? WHERE id = ?"
-_SQLITE_LINK_ATTEMPTS = (
-    "UPDATE payment_attempts SET order_id = ?, updated_at = ? WHERE id = ? AND order_id IS NULL"
-)
-
-
-async def _update_many(
-    session: AsyncSession, pg: str, lite: str, ids: list[uuid.UUID],
-    values: list[tuple[Any, ...]], now: datetime,
-) -> None:
-    """One UPDATE of many rows by id straight to the driver: PostgreSQL ``UPDATE … FROM
-    unnest(ids, values…)`` with ``now`` as the last parameter; SQLite one ``executemany``
-    of ``(values…, now, id)`` (uuids and times bound by SQLAlchemy's own processors)."""
-    if not ids:
-        return
-    conn = await session.connection()
-    if conn.dialect.name == "postgresql":
-        await conn.exec_driver_sql(pg, (ids, *map(list, zip(*values, strict=True)), now))
-        return
-    uid = LINES.c.id.type._cached_bind_processor(conn.dialect)
-    when = LINES.c.expires_at.type._cached_bind_processor(conn.dialect)
-
-    def bind(v: Any) -> Any:
-        if isinstance(v, uuid.UUID):
-            return uid(v) if uid else v
-        if isinstance(v, datetime):
-            return when(v) if when else v
-        return v
-
-    at = bind(now)
-    await conn.exec_driver_sql(lite, [
-        (*(bind(v) for v in row), at, bind(i)) for i, row in zip(ids, values, strict=True)
-    ])
 
 
 @dataclass(slots=True)
@@ -525,8 +490,9 @@ async def _carry_out(
         await _insert_many(session, ATTEMPTS, wallet_attempts)
     card_links = [(r.attempt_id, r.order_id) for r in todo
                   if r.due.funding == "card" and r.attempt_id is not None]
-    await _update_many(session, _PG_LINK_ATTEMPTS, _SQLITE_LINK_ATTEMPTS,
-                       [a for a, _o in card_links], [(o,) for _a, o in card_links], now)
+    await update_rows(session, ATTEMPTS, ("order_id", "updated_at"),
+                      [(a, o, now) for a, o in card_links],
+                      where="payment_attempts.order_id IS NULL")
     debits = [
         Posting(wallets[(r.due.account_id, r.plan.currency)][0], r.due.account_id,
                 -r.plan.price_minor, EntryReason.payment, f"order:{r.order_id}:wallet",
@@ -564,8 +530,8 @@ async def _carry_out(
         ])
 
     # The expiry moves on (stacking), the plan is the one renewed.
-    await _update_many(session, _PG_SET_LINES, _SQLITE_SET_LINES,
-                       [r.due.line_id for r in todo], [(r.until, r.plan.id) for r in todo], now)
+    await update_rows(session, LINES, ("expires_at", "plan_id", "updated_at"),
+                      [(r.due.line_id, r.until, r.plan.id, now) for r in todo])
     for r in todo:
         obj = session.identity_map.get(identity_key(Line, r.due.line_id))
         if obj is not None:

@@ -61,7 +61,7 @@ async def order_out(
     ``attempts``: its payment attempts when already loaded, see ``my_orders``)."""
     if attempts is None:
         attempts = await orders.attempts_for(session, order.id)
-        await receipts.fill_numbers(session, [order])
+    await receipts.fill_numbers(session, [order])  # no query when it has its number
     guest = order.kind is OrderKind.guest_topup
     return OrderOut(
         id=order.id,
