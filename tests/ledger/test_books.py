@@ -118,3 +118,17 @@ async def test_a_refused_debit_writes_nothing_and_the_transaction_carries_on(
         keys = set(await s.scalars(select(BalanceEntry.idempotency_key)))
     assert keys == {"topup-Li Lei", "fine"}
     assert await books(rt) == {"Li Lei wallet CNY": 60}
+
+
+async def test_an_entry_for_no_bucket_is_refused_and_a_bucket_with_entries_stays(
+    rt: Runtime,
+) -> None:
+    li, wallet = await _wallet(rt, "Li Lei", 1000)
+    # PostgreSQL: the statement trigger (no foreign key there); SQLite: the row trigger.
+    with pytest.raises(DBAPIError, match=r"unknown bucket|another account"):
+        async with unit_of_work(rt.sessions) as s:
+            await s.execute(insert(BalanceEntry).values(**_entry(uuid.uuid4(), li, 5, "nowhere")))
+    with pytest.raises(DBAPIError, match=r"never deleted|FOREIGN KEY"):
+        async with unit_of_work(rt.sessions) as s:
+            await s.execute(delete(Bucket).where(Bucket.id == wallet))
+    assert await books(rt) == {"Li Lei wallet CNY": 1000}

@@ -6,16 +6,30 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from openmvno.catalog.models import OverageRule
 from openmvno.db import unit_of_work
+from openmvno.ledger import service as ledger
+from openmvno.ledger.models import EntryReason
 from openmvno.runtime import Runtime
 from openmvno.usage import charging
 from openmvno.usage.models import NetworkPeer, UsageRecord
 from tests.orders.helpers import fund_wallet, wallet_minor
-from tests.usage.helpers import MB, buckets, drift, line_with_plan, make_peer, make_plan
+from tests.usage.helpers import (
+    MB,
+    buckets,
+    drift,
+    entries,
+    line_with_plan,
+    make_peer,
+    make_plan,
+    remaining,
+)
 
 
 async def _peer_id(rt: Runtime) -> uuid.UUID:
@@ -72,4 +86,116 @@ async def test_a_replayed_batch_is_charged_once_even_at_the_same_moment(rt: Runt
     assert (await buckets(rt, line))["data"][0].remaining == 80 * MB
     async with unit_of_work(rt.sessions) as s:
         assert await s.scalar(select(func.count()).select_from(UsageRecord)) == 20
+    assert await drift(rt) == []
+
+
+# --- PostgreSQL's optimistic run: balances read unlocked, checked once locked ------------
+
+
+def _on_postgres(rt: Runtime) -> None:
+    if not rt.settings.database_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer: a batch always locks first, nothing can interleave")
+
+
+async def _between_read_and_lock(
+    monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[], Awaitable[None]]
+) -> list[bool]:
+    """Run ``meanwhile`` (committed in its own transaction) once, after the first
+    optimistic run has rated the batch and before it locks the buckets; returns each
+    run's ``optimistic`` (the runs of ``meanwhile``'s own batch included)."""
+    runs: list[bool] = []
+    fired: list[bool] = []
+    original_attempt = charging._attempt
+    original_check = charging._lock_and_check
+
+    async def attempt(*args: Any, optimistic: bool) -> charging.BatchResult:
+        runs.append(optimistic)
+        return await original_attempt(*args, optimistic=optimistic)
+
+    async def check(*args: Any) -> None:
+        if not fired:
+            fired.append(True)
+            await meanwhile()
+        await original_check(*args)
+
+    monkeypatch.setattr(charging, "_attempt", attempt)
+    monkeypatch.setattr(charging, "_lock_and_check", check)
+    return runs
+
+
+async def test_a_credit_between_read_and_lock_is_seen_by_running_again_locked(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _on_postgres(rt)
+    plan = await make_plan(rt, "U-OPT-CREDIT", data_bytes=10 * MB)
+    line = await line_with_plan(rt, plan)
+    await make_peer(rt)
+    peer_id = await _peer_id(rt)
+    bucket = (await buckets(rt, line))["data"][0]
+
+    async def credit() -> None:
+        async with unit_of_work(rt.sessions) as s:
+            await ledger.post(s, bucket_id=bucket.id, account_id=bucket.account_id,
+                              delta=10 * MB, reason=EntryReason.adjust, key="goodwill")
+
+    runs = await _between_read_and_lock(monkeypatch, credit)
+    # 15 MB against the 10 MB read: rating empties the bucket and blocks the rest, which
+    # the 10 MB credited meanwhile would have paid for: the batch runs again, locked.
+    counts = await _charge(rt, peer_id, _records(line.msisdn, "opt", 1, 15 * MB))
+    assert runs == [True, False]
+    assert counts == {"charged": 1}
+    assert await remaining(rt, bucket.id) == 5 * MB
+    assert await drift(rt) == []
+
+
+async def test_a_debit_between_read_and_lock_that_leaves_enough_changes_nothing(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _on_postgres(rt)
+    plan = await make_plan(rt, "U-OPT-DEBIT", data_bytes=100 * MB)
+    line = await line_with_plan(rt, plan)
+    await make_peer(rt)
+    peer_id = await _peer_id(rt)
+    bucket = (await buckets(rt, line))["data"][0]
+
+    async def other_batch() -> None:
+        async with unit_of_work(rt.sessions) as s:
+            await charging.charge_batch(s, rt.settings, peer_id=peer_id,
+                                        records=_records(line.msisdn, "other", 1, 50 * MB))
+
+    runs = await _between_read_and_lock(monkeypatch, other_batch)
+    counts = await _charge(rt, peer_id, _records(line.msisdn, "opt", 3, 10 * MB))
+    # The other batch ran (optimistic, nothing in its way) inside ours; ours still fits.
+    assert runs == [True, True]
+    assert counts == {"charged": 3}
+    assert await remaining(rt, bucket.id) == 20 * MB
+    assert await entries(rt, bucket.id) == [100 * MB, -50 * MB, -30 * MB]
+    assert await drift(rt) == []
+
+
+async def test_a_debit_between_read_and_lock_that_leaves_too_little_runs_again_locked(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _on_postgres(rt)
+    plan = await make_plan(rt, "U-OPT-SHORT", data_bytes=100 * MB)
+    line = await line_with_plan(rt, plan)
+    await make_peer(rt)
+    peer_id = await _peer_id(rt)
+    bucket = (await buckets(rt, line))["data"][0]
+    done: list[dict[str, int]] = []
+
+    async def other_batch() -> None:
+        async with unit_of_work(rt.sessions) as s:
+            result = await charging.charge_batch(
+                s, rt.settings, peer_id=peer_id,
+                records=_records(line.msisdn, "other", 1, 80 * MB))
+        done.append(result.counts)
+
+    runs = await _between_read_and_lock(monkeypatch, other_batch)
+    counts = await _charge(rt, peer_id, _records(line.msisdn, "opt", 3, 10 * MB))
+    # Read 100 MB, 30 MB rated; 20 MB left once locked: rated again against those.
+    assert done == [{"charged": 1}]
+    assert runs == [True, True, False]  # ours, the other batch, ours again locked
+    assert counts == {"charged": 2, "blocked": 1}
+    assert await remaining(rt, bucket.id) == 0
     assert await drift(rt) == []

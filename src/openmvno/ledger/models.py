@@ -88,6 +88,9 @@ class BalanceEntry(Base):
 
     id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
     bucket_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("buckets.id"), index=True)
+    """On PostgreSQL no foreign key: the ledger's trigger refuses an entry that names no
+    bucket of its account, and a bucket with entries cannot be deleted (migration
+    20261202_charging)."""
     account_id: Mapped[uuid.UUID] = mapped_column(index=True)
     """The bucket's account: the ledger's trigger refuses any other (so no foreign key of
     its own on PostgreSQL, see migration 20261202_storm)."""

@@ -3,17 +3,24 @@
 For a batch of up to ``usage_max_batch`` (10,000) records, in the caller's transaction:
 
 1. one SELECT of the lines the records name (by MSISDN or ICCID) with their plans;
-2. one SELECT ... FOR UPDATE of those lines' buckets and their owners' wallets, in id
-   order (concurrent batches on one line queue here and never deadlock; every balance
-   rating reads is then exact);
-3. one SELECT of the records this peer already sent (``duplicate``), after the lock, so a
-   batch replayed while the first is still running is seen whole;
+2. one SELECT of those lines' buckets and their owners' wallets;
+3. one SELECT of the records this peer already sent (``duplicate``);
 4. rating in Python (:mod:`openmvno.usage.rating`; no ORM object per record);
 5. one INSERT of the records with their outcome, ``ON CONFLICT (peer_id, record_id) DO
-   NOTHING RETURNING`` (PostgreSQL ``unnest`` arrays, SQLite ``json_each``);
+   NOTHING RETURNING`` (PostgreSQL ``unnest`` arrays, SQLite ``executemany``);
 6. one ledger batch: one entry per bucket per batch (``usage:<batch>:<bucket>``), the
    wallet included;
 7. thresholds and barring: a few set-based statements for the lines that crossed one.
+
+On PostgreSQL the batch first runs *optimistically* inside a savepoint: step 2 reads
+without locking, and only after step 5 one more SELECT locks the buckets ``FOR NO KEY
+UPDATE`` in id order and checks that what other transactions changed meanwhile leaves
+every outcome as rated (:func:`_lock_and_check`). Two batches in flight then overlap in
+everything but the short locked tail (lock, ledger, thresholds, commit). When the check
+fails, or a record was stored meanwhile by a replay of the same batch, the savepoint is
+rolled back and the batch runs again locking in step 2 (concurrent batches on one line
+queue there and never deadlock; the look-up of step 3 then sees a replay whole). SQLite
+has one writer: it always locks first.
 
 Every record is answered, in input order: ``charged`` (what came from which bucket and
 from the wallet), ``partial``, ``blocked``, ``duplicate``, ``unknown_line``,
@@ -32,6 +39,7 @@ from functools import lru_cache
 from typing import Any, NotRequired, TypedDict
 
 from sqlalchemy import Table
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from openmvno import clock, formatting
@@ -101,6 +109,8 @@ class BatchResult:
 # UUID objects in the dicts below. JSON columns come back as text, parsed once per plan.
 
 _PG_CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
+_PG_GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan"
+"""The look-ups are planned for their own arrays, the inserts once (see charge_batch)."""
 _PG_LINES = (
     "SELECT l.id::text, l.account_id::text, l.msisdn, l.iccid, l.state, l.expires_at,"
     " l.plan_id::text FROM lines l"
@@ -119,6 +129,17 @@ _PG_PLANS = (
     "SELECT id::text, kind, overage_rule, overage_rates::text, roaming_rates::text,"
     " roaming_zones::text, currency, name_zh, name_en FROM plans WHERE id = ANY($1::uuid[])"
 )
+_PG_READ = _PG_BUCKETS.removesuffix(" FOR NO KEY UPDATE OF b")
+_PG_LOCK = (
+    "SELECT b.id::text, b.remaining - b.reserved"
+    " FROM unnest($1::text::uuid[]) AS k(id) JOIN buckets b ON b.id = k.id"
+    " ORDER BY b.id FOR NO KEY UPDATE OF b"
+)
+"""Run under the inserts' generic plan: the keys' array joined to the primary key (as
+``= ANY($1)`` the generic plan would test the whole array against every bucket)."""
+_PG_SAVEPOINT = "SAVEPOINT usage_batch"
+_PG_ROLLBACK_TO_SAVEPOINT = "ROLLBACK TO SAVEPOINT usage_batch"
+_PG_RELEASE_SAVEPOINT = "RELEASE SAVEPOINT usage_batch"
 _PG_SEEN = (
     "SELECT record_id FROM usage_records"
     " WHERE peer_id = $1::uuid AND record_id = ANY($2::varchar[])"
@@ -269,6 +290,10 @@ class _Plan:
 # --- the batch ---------------------------------------------------------------------------
 
 
+class _Raced(Exception):
+    """The optimistic attempt met a concurrent change it cannot prove harmless."""
+
+
 async def charge_batch(
     session: AsyncSession,
     settings: Settings,
@@ -279,9 +304,59 @@ async def charge_batch(
     """Charge ``records`` from ``peer_id`` in the caller's transaction (see the module)."""
     now = clock.now()
     batch_id = uuid.uuid4()
-    home = settings.usage_home_zone
+    await session.flush()  # the driver statements below do not autoflush pending ORM rows
     conn = await session.connection()
     db = _Driver(conn, await conn.get_raw_connection())
+    if not db.pg:
+        return await _attempt(session, db, settings, peer_id, records, now, batch_id,
+                              optimistic=False)
+    try:
+        await db.run(_PG_SAVEPOINT)
+        try:
+            result = await _attempt(session, db, settings, peer_id, records, now, batch_id,
+                                    optimistic=True)
+        except _Raced:
+            await db.run(_PG_ROLLBACK_TO_SAVEPOINT)
+            return await _attempt(session, db, settings, peer_id, records, now, batch_id,
+                                  optimistic=False)
+        await db.run(_PG_RELEASE_SAVEPOINT)
+        return result
+    except DBAPIError as exc:
+        if _sqlstate(exc) == "40P01":
+            # Only a batch replayed while its first run was falling back to the locked
+            # path can meet its twin this way; the peer's resend is answered "duplicate".
+            raise _raced() from None
+        raise
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    orig = getattr(exc, "orig", exc)
+    return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+
+
+def _raced() -> Conflict:
+    return Conflict(
+        "usage_batch_raced",
+        "Some of these records arrived twice at the same moment; send the batch again.",
+    )
+
+
+async def _attempt(
+    session: AsyncSession,
+    db: _Driver,
+    settings: Settings,
+    peer_id: uuid.UUID,
+    records: Sequence[RecordIn],
+    now: datetime,
+    batch_id: uuid.UUID,
+    *,
+    optimistic: bool,
+) -> BatchResult:
+    """One run of the batch. ``optimistic`` (PostgreSQL): read the balances without
+    locking them, rate, store the records, and only then lock the buckets and check that
+    what changed meanwhile leaves every outcome as it was (:func:`_lock_and_check`);
+    otherwise (and on SQLite) lock first."""
+    home = settings.usage_home_zone
     pg = db.pg
     if pg:
         # Plan each statement for its own arrays: after five runs PostgreSQL would reuse a
@@ -363,11 +438,13 @@ async def charge_batch(
     wallet_account: dict[str, str] = {}
     bucket_plan: dict[str, dict[str, str]] = {}
     bucket_kind: dict[str, str] = {}
+    states: dict[str, BucketState] = {}
     if lines:
         line_ids = list(lines)
         account_ids = sorted({info.account_id for info in lines.values()})
         bucket_rows = await (
-            db.rows(_PG_BUCKETS, line_ids, account_ids, earliest) if pg
+            db.rows(_PG_READ if optimistic else _PG_BUCKETS, line_ids, account_ids, earliest)
+            if pg
             else db.rows(
                 _SQLITE_BUCKETS, json.dumps([_hex(i) for i in line_ids]), _sqlite_time(earliest),
                 json.dumps([_hex(a) for a in account_ids]),
@@ -412,6 +489,7 @@ async def charge_batch(
                 created_at=_parse_time(row[10]),
             )
             initial[bucket_id] = state.initial
+            states[bucket_id] = state
             bucket_kind[bucket_id] = kind
             if bplan is not None:
                 bucket_plan[bucket_id] = bplan.name
@@ -453,6 +531,7 @@ async def charge_batch(
     touched: dict[str, set[str]] = defaultdict(set)
     overage_lines: dict[str, LineInfo] = {}
     deltas: dict[str, int] = defaultdict(int)
+    short_wallets: set[str] = set()
     rate = rating.rate
     for i in order:
         r = records[i]
@@ -482,20 +561,30 @@ async def charge_batch(
             zone == home or zone in info.plan.zones
         ):
             overage_lines[info.id] = info  # beyond the allowance (not roaming elsewhere)
-        if kind == "data" and outcome.status != rating.CHARGED:
-            refused_data.add(info.id)
+        if outcome.status != rating.CHARGED:
+            if kind == "data":
+                refused_data.add(info.id)
+            if info.wallet is not None and info.wallet.id is not None:
+                short_wallets.add(info.wallet.id)
 
     # 5. the records, with their outcome
+    if pg:
+        # The inserts' plans do not depend on their arrays: the cached generic plan. (A
+        # custom plan folds the array literals while planning and parses them again when
+        # it runs: ~50 ms of a batch of 10,000.)
+        await db.run(_PG_GENERIC_PLANS)
     if statuses:
         await _insert_records(db, settings, peer_id, batch_id, now, records, line_of,
-                              statuses, rated, home)
-
-    # 6. the ledger: one entry per bucket per batch, on the buckets locked above
+                              statuses, rated, home, optimistic=optimistic)
     wallet_by_id = {w.id: w for w in wallets.values()}
     for w in wallet_by_id.values():
         assert w.id is not None
         if before[w.id] != w.remaining:
             deltas[w.id] = before[w.id] - w.remaining
+    if optimistic and before:
+        await _lock_and_check(db, before, deltas, states, wallet_by_id, short_wallets)
+
+    # 6. the ledger: one entry per bucket per batch, on the buckets locked above
     moved = [(b, used) for b, used in deltas.items() if used > 0]
     if moved:
         prefix = f"usage:{batch_id.hex}:"
@@ -586,10 +675,50 @@ async def _plans(db: _Driver, plan_ids: list[str]) -> dict[str, _Plan]:
     return out
 
 
+async def _lock_and_check(
+    db: _Driver,
+    before: dict[str, int],
+    deltas: dict[str, int],
+    states: dict[str, BucketState],
+    wallets: dict[str | None, Wallet],
+    short_wallets: set[str],
+) -> None:
+    """Lock the batch's buckets (in id order) and prove the unlocked read good enough:
+    every outcome must be what rating the same records against the balances now locked
+    would give. That holds when each bucket that limited nothing (rating left something
+    in it) still covers what the batch takes from it, and each bucket that did limit
+    (rating emptied it, or found it empty) and each wallet that fell short of a record
+    is exactly as read. Otherwise :class:`_Raced`: the batch runs again, locking first.
+    On success ``before`` and the buckets' and wallets' ``remaining`` are the locked
+    balances (before and after the batch), which the thresholds then see."""
+    ids = sorted(before)
+    rows = await db.rows(_PG_LOCK, _pg_plain(ids))
+    actual = {row[0]: int(row[1]) for row in rows}
+    if len(actual) != len(ids):
+        raise _Raced
+    for bucket_id, read in before.items():
+        now = actual[bucket_id]
+        if now == read:
+            continue
+        taken = deltas.get(bucket_id, 0)
+        if now < taken or read == taken or bucket_id in short_wallets:
+            raise _Raced
+    for bucket_id, now in actual.items():
+        before[bucket_id] = now
+        left = now - deltas.get(bucket_id, 0)
+        state = states.get(bucket_id)
+        if state is not None:
+            state.remaining = left
+        else:
+            wallet = wallets.get(bucket_id)
+            if wallet is not None:
+                wallet.remaining = left
+
+
 async def _insert_records(
     db: _Driver, settings: Settings, peer_id: uuid.UUID, batch_id: uuid.UUID, now: datetime,
     records: Sequence[RecordIn], line_of: list[LineInfo | None], statuses: dict[int, str],
-    rated: dict[int, Rated], home: str,
+    rated: dict[int, Rated], home: str, *, optimistic: bool,
 ) -> None:
     record_ids: list[str] = []
     line_ids: list[str] = []
@@ -648,13 +777,13 @@ async def _insert_records(
         result = await db.conn.exec_driver_sql(SQLITE_INSERT, rows)
         inserted = result.rowcount
     if inserted != len(statuses):
-        # Another batch stored some of these records between our look-up and now (only a
-        # peer sending one record id for two different lines at once can cause it): undo
-        # all of this batch; the peer sends it again and gets "duplicate" for those.
-        raise Conflict(
-            "usage_batch_raced",
-            "Some of these records arrived twice at the same moment; send the batch again.",
-        )
+        # Another batch stored some of these records between our look-up and now. Run
+        # optimistically, the batch runs again locking first (its look-up then sees them);
+        # locking first, only a peer sending one record id for two different lines at
+        # once can cause it: undo all of this batch; the peer's resend gets "duplicate".
+        if optimistic:
+            raise _Raced
+        raise _raced()
 
 
 async def post_postings(session: AsyncSession, postings: Sequence[Posting]) -> None:
@@ -663,10 +792,7 @@ async def post_postings(session: AsyncSession, postings: Sequence[Posting]) -> N
     apply; if one did not, the whole batch is undone rather than answered wrongly."""
     applied = await post_batch(session, postings)
     if any(a.status != "applied" for a in applied):
-        raise Conflict(
-            "usage_batch_raced",
-            "Some of these records arrived twice at the same moment; send the batch again.",
-        )
+        raise _raced()
 
 
 __all__ = ["BatchResult", "RecordIn", "charge_batch", "post_postings"]
