@@ -15,7 +15,8 @@ from sqlalchemy import func, select
 from openmvno.catalog.models import OverageRule
 from openmvno.db import unit_of_work
 from openmvno.ledger import service as ledger
-from openmvno.ledger.models import EntryReason
+from openmvno.ledger.models import Bucket, EntryReason
+from openmvno.lines.models import Line
 from openmvno.runtime import Runtime
 from openmvno.usage import charging
 from openmvno.usage.models import NetworkPeer, UsageRecord
@@ -123,15 +124,19 @@ async def _between_read_and_lock(
     return runs
 
 
+async def _one_line(rt: Runtime, code: str, data: int) -> tuple[Line, uuid.UUID, Bucket]:
+    """A line with a data bucket of ``data`` bytes, a peer; (line, peer id, bucket)."""
+    _on_postgres(rt)
+    plan = await make_plan(rt, code, data_bytes=data)
+    line = await line_with_plan(rt, plan)
+    await make_peer(rt)
+    return line, await _peer_id(rt), (await buckets(rt, line))["data"][0]
+
+
 async def test_a_credit_between_read_and_lock_is_seen_by_running_again_locked(
     rt: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _on_postgres(rt)
-    plan = await make_plan(rt, "U-OPT-CREDIT", data_bytes=10 * MB)
-    line = await line_with_plan(rt, plan)
-    await make_peer(rt)
-    peer_id = await _peer_id(rt)
-    bucket = (await buckets(rt, line))["data"][0]
+    line, peer_id, bucket = await _one_line(rt, "U-OPT-CREDIT", 10 * MB)
 
     async def credit() -> None:
         async with unit_of_work(rt.sessions) as s:
@@ -151,12 +156,7 @@ async def test_a_credit_between_read_and_lock_is_seen_by_running_again_locked(
 async def test_a_debit_between_read_and_lock_that_leaves_enough_changes_nothing(
     rt: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _on_postgres(rt)
-    plan = await make_plan(rt, "U-OPT-DEBIT", data_bytes=100 * MB)
-    line = await line_with_plan(rt, plan)
-    await make_peer(rt)
-    peer_id = await _peer_id(rt)
-    bucket = (await buckets(rt, line))["data"][0]
+    line, peer_id, bucket = await _one_line(rt, "U-OPT-DEBIT", 100 * MB)
 
     async def other_batch() -> None:
         async with unit_of_work(rt.sessions) as s:
@@ -176,12 +176,7 @@ async def test_a_debit_between_read_and_lock_that_leaves_enough_changes_nothing(
 async def test_a_debit_between_read_and_lock_that_leaves_too_little_runs_again_locked(
     rt: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _on_postgres(rt)
-    plan = await make_plan(rt, "U-OPT-SHORT", data_bytes=100 * MB)
-    line = await line_with_plan(rt, plan)
-    await make_peer(rt)
-    peer_id = await _peer_id(rt)
-    bucket = (await buckets(rt, line))["data"][0]
+    line, peer_id, bucket = await _one_line(rt, "U-OPT-SHORT", 100 * MB)
     done: list[dict[str, int]] = []
 
     async def other_batch() -> None:

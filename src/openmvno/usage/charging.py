@@ -39,7 +39,6 @@ from functools import lru_cache
 from typing import Any, NotRequired, TypedDict
 
 from sqlalchemy import Table
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from openmvno import clock, formatting
@@ -321,7 +320,7 @@ async def charge_batch(
                                   optimistic=False)
         await db.run(_PG_RELEASE_SAVEPOINT)
         return result
-    except DBAPIError as exc:
+    except Exception as exc:  # SQLAlchemy's DBAPIError, or asyncpg's own when sent direct
         if _sqlstate(exc) == "40P01":
             # Only a batch replayed while its first run was falling back to the locked
             # path can meet its twin this way; the peer's resend is answered "duplicate".
