@@ -281,7 +281,7 @@ def raw_sqlite(path: Path, n_buckets: int, plan: list[list[int]], tag: str) -> f
 def measure(database_url: str, *, lines: int, batches: int, batch: int,
             concurrency: int, db_name: str = BENCH_DB,
             scenarios: tuple[str, ...] = ("spread", "hot"),
-            py_spy: str | None = None) -> list[dict[str, Any]]:
+            py_spy: str | None = None, workers: int = 1) -> list[dict[str, Any]]:
     name = "PostgreSQL" if database_url.startswith("postgresql") else "SQLite"
     data_dir = Path(tempfile.mkdtemp(prefix="openmvno-bench-usage-"))
     if name == "SQLite":
@@ -290,7 +290,7 @@ def measure(database_url: str, *, lines: int, batches: int, batch: int,
         database_url = asyncio.run(fresh_postgres(database_url, db_name))
     msisdns, key = asyncio.run(seed(database_url, lines))
     results = []
-    with serving(database_url, data_dir) as (port, pid):
+    with serving(database_url, data_dir, workers=workers) as (port, pid):
         warm = bodies(msisdns, batches=1, batch=100, hot=False, tag="warm", seed_=0)
         asyncio.run(through_api(port, key, warm, 1))
         for scenario in scenarios:
@@ -321,7 +321,7 @@ def measure(database_url: str, *, lines: int, batches: int, batch: int,
             results.append({
                 "database": name, "scenario": scenario, "api": round(api), "raw": round(raw),
                 "ratio": api / raw, "lines": lines, "batch": batch, "batches": batches,
-                "concurrency": concurrency,
+                "concurrency": concurrency, "workers": workers,
             })
             print(f"{name:<10} {scenario:<7} API {api:>9,.0f} records/s   "
                   f"raw {raw:>9,.0f} records/s   {api / raw:6.1%}", flush=True)
@@ -331,15 +331,16 @@ def measure(database_url: str, *, lines: int, batches: int, batch: int,
 def run(postgres: str | None, *, lines: int = 100_000, batches: int = 20, batch: int = 10_000,
         concurrency: int = 2, sqlite: bool = True, db_name: str = BENCH_DB,
         scenarios: tuple[str, ...] = ("spread", "hot"),
-        py_spy: str | None = None) -> list[dict[str, Any]]:
+        py_spy: str | None = None, workers: int = 1) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     if sqlite:
         results += measure("sqlite", lines=lines, batches=batches, batch=batch,
-                           concurrency=concurrency, scenarios=scenarios, py_spy=py_spy)
+                           concurrency=concurrency, scenarios=scenarios, py_spy=py_spy,
+                           workers=workers)
     if postgres:
         results += measure(postgres, lines=lines, batches=batches, batch=batch,
                            concurrency=concurrency, db_name=db_name, scenarios=scenarios,
-                           py_spy=py_spy)
+                           py_spy=py_spy, workers=workers)
     return results
 
 
@@ -381,6 +382,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="HTTP worker processes of the served process (serve --workers)")
     parser.add_argument("--db-name", default=BENCH_DB,
                         help="the PostgreSQL database to (re)create for the run")
     parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
@@ -393,7 +396,7 @@ def main() -> None:
     results = run(args.postgres, lines=args.lines, batches=args.batches, batch=args.batch,
                   concurrency=args.concurrency, sqlite=not args.no_sqlite,
                   db_name=args.db_name, scenarios=tuple(args.scenario or ("spread", "hot")),
-                  py_spy=args.py_spy)
+                  py_spy=args.py_spy, workers=args.workers)
     print(markdown(results))
 
 

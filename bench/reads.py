@@ -82,13 +82,13 @@ def server_env(database_url: str, data_dir: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def serving(database_url: str, data_dir: Path) -> Iterator[tuple[int, int]]:
-    """``openmvno serve`` in its own process; yields (port, pid)."""
+def serving(database_url: str, data_dir: Path, *, workers: int = 1) -> Iterator[tuple[int, int]]:
+    """``openmvno serve`` in its own process (``workers`` HTTP processes); yields (port, pid)."""
     port = free_port()
     log = (data_dir / "serve.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-c", "from openmvno.cli import app; app()",
-         "serve", "--port", str(port), "--no-worker"],
+         "serve", "--port", str(port), "--no-worker", "--workers", str(workers)],
         env=server_env(database_url, data_dir),
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -4,7 +4,8 @@ For a batch of up to ``usage_max_batch`` (10,000) records, in the caller's trans
 
 1. one SELECT of the lines the records name (by MSISDN or ICCID) with their plans;
 2. one SELECT of those lines' buckets and their owners' wallets;
-3. one SELECT of the records this peer already sent (``duplicate``);
+3. one SELECT of the records this peer already sent (``duplicate``; not on the optimistic
+   run below, where the insert of step 5 tells);
 4. rating in Python (:mod:`openmvno.usage.rating`; no ORM object per record);
 5. one INSERT of the records with their outcome, ``ON CONFLICT (peer_id, record_id) DO
    NOTHING RETURNING`` (PostgreSQL ``unnest`` arrays, SQLite ``executemany``);
@@ -505,8 +506,10 @@ async def _attempt(
             if info.plan is not None:
                 info.wallet = wallets.get((info.account_id, info.plan.currency))
 
-    # 3. what this peer sent before
-    if fresh_ids:
+    # 3. what this peer sent before. Run optimistically, the records' insert answers it:
+    # one stored before makes the insert's count fall short, and the batch runs again
+    # locking first, with this look-up (a replay costs two runs; a fresh batch no look-up).
+    if fresh_ids and not optimistic:
         seen_rows = await (
             db.rows(_PG_SEEN, peer_id, fresh_ids) if pg
             else db.rows(_SQLITE_SEEN, peer_id.hex, json.dumps(fresh_ids))
@@ -776,10 +779,11 @@ async def _insert_records(
         result = await db.conn.exec_driver_sql(SQLITE_INSERT, rows)
         inserted = result.rowcount
     if inserted != len(statuses):
-        # Another batch stored some of these records between our look-up and now. Run
-        # optimistically, the batch runs again locking first (its look-up then sees them);
-        # locking first, only a peer sending one record id for two different lines at
-        # once can cause it: undo all of this batch; the peer's resend gets "duplicate".
+        # Some of these records were stored before: run optimistically (no look-up), a
+        # replay, or another batch storing them meanwhile — the batch runs again locking
+        # first, and its look-up answers them. Locking first, only a peer sending one
+        # record id for two different lines at once can cause it: undo all of this batch;
+        # the peer's resend gets "duplicate".
         if optimistic:
             raise _Raced
         raise _raced()

@@ -5,13 +5,13 @@ the voice switch). It authenticates with an API key of which only the SHA-256 is
 (shown once at creation); ``scopes`` say what it may do (``usage:write``); a revoked
 peer's key stops working at once.
 
-**UsageRecord**: one record as the peer sent it, stored once: UNIQUE
+**UsageRecord**: one record as the peer sent it, stored once: the primary key
 ``(peer_id, record_id)`` makes a replay a ``duplicate``. It keeps what rating decided
 (``status``, ``charged_units``, ``wallet_minor``); the balance itself moves through the
 ledger, one entry per bucket per batch (``batch_id`` names the batch, and the entry keys
 ``usage:<batch_id>:<bucket_id>``). Every row carries its ``day`` (operator's time zone)
 and the history index leads with ``(line_id, day)``: the table can be partitioned by
-day on PostgreSQL (the unique key then becomes ``(peer_id, record_id, day)``, a peer's
+day on PostgreSQL (the primary key then becomes ``(peer_id, record_id, day)``, a peer's
 record ids being unique per day).
 
 **LineBar**: a line's data service barred at the network because it ran out with
@@ -26,11 +26,11 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from openmvno import clock
-from openmvno.db import Base, BigInt, IdMixin
+from openmvno.db import Base, IdMixin
 
 
 class NetworkPeer(IdMixin, Base):
@@ -48,17 +48,15 @@ class NetworkPeer(IdMixin, Base):
 
 class UsageRecord(Base):
     __tablename__ = "usage_records"
-    __table_args__ = (
-        UniqueConstraint("peer_id", "record_id"),
-        Index("ix_usage_records_line_day", "line_id", "day", "kind"),
-    )
+    __table_args__ = (Index("ix_usage_records_line_day", "line_id", "day", "kind"),)
 
-    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
-    # No foreign keys: records arrive at carrier rate (a key check per row per reference
-    # would be most of the insert), always for lines read under lock in the same
-    # transaction; and a partitioned table is easier without them.
-    peer_id: Mapped[uuid.UUID]
-    record_id: Mapped[str] = mapped_column(String(64))
+    # The peer's own id is the key (no surrogate: nothing reads one, and each row would
+    # pay a sequence value and an index entry for it). No foreign keys: records arrive at
+    # carrier rate (a key check per row per reference would be most of the insert),
+    # always for lines read under lock in the same transaction; and a partitioned table
+    # is easier without them.
+    peer_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    record_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     batch_id: Mapped[uuid.UUID]
     line_id: Mapped[uuid.UUID]
     account_id: Mapped[uuid.UUID]
