@@ -85,18 +85,29 @@ class Bucket(IdMixin, TimestampMixin, Base):
 
 class BalanceEntry(Base):
     __tablename__ = "balance_entries"
+    __table_args__ = (
+        # Only entries of an order are looked up by it (a usage batch writes thousands
+        # without one): those alone are indexed (migration 20261203_entry_indexes).
+        Index(
+            "ix_balance_entries_order_id",
+            "order_id",
+            sqlite_where=text("order_id IS NOT NULL"),
+            postgresql_where=text("order_id IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
     bucket_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("buckets.id"), index=True)
     """On PostgreSQL no foreign key: the ledger's trigger refuses an entry that names no
     bucket of its account, and a bucket with entries cannot be deleted (migration
     20261202_charging)."""
-    account_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    account_id: Mapped[uuid.UUID]
     """The bucket's account: the ledger's trigger refuses any other (so no foreign key of
-    its own on PostgreSQL, see migration 20261202_storm)."""
+    its own on PostgreSQL, see migration 20261202_storm). Not indexed: an account's
+    entries are found through its buckets (``bucket_id``)."""
     delta: Mapped[int] = mapped_column(BigInteger)
     reason: Mapped[EntryReason] = mapped_column(str_enum(EntryReason, 16))
     idempotency_key: Mapped[str] = mapped_column(String(160), unique=True)
-    order_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("orders.id"), index=True)
+    order_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("orders.id"))
     memo: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
