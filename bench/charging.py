@@ -303,7 +303,7 @@ def measure(database_url: str, *, lines: int, batches: int, batch: int,
                 out = f"{py_spy}-{name.lower()}-{scenario}.txt"
                 spy = subprocess.Popen(
                     [str(Path(sys.executable).parent / "py-spy"), "record", "-o", out,
-                     "-f", "raw", "-r", "200", "-p", str(pid)],
+                     "-f", "raw", "-r", "200", "--subprocesses", "-p", str(pid)],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )
                 time.sleep(1.0)

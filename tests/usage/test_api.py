@@ -16,7 +16,16 @@ from openmvno.formatting import zone
 from openmvno.runtime import Runtime
 from openmvno.usage import peers
 from tests.orders.helpers import subscriber
-from tests.usage.helpers import GB, MB, line_with_plan, make_peer, make_plan, record, send
+from tests.usage.helpers import (
+    GB,
+    MB,
+    buckets,
+    line_with_plan,
+    make_peer,
+    make_plan,
+    record,
+    send,
+)
 
 
 async def test_no_key_a_wrong_key_and_a_revoked_key_are_refused(
@@ -152,6 +161,25 @@ async def test_iccid_names_a_line_and_inactive_lines_are_answered(
     assert [x["status"] for x in r.json()["results"]] == [
         "charged", "line_not_active", "out_of_order"
     ]
+
+
+async def test_a_line_named_by_msisdn_and_by_iccid_in_one_batch_is_one_balance(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    plan = await make_plan(rt, "U-BOTH", data_bytes=GB)
+    line = await line_with_plan(rt, plan)
+    key = await make_peer(rt)
+    by_iccid = record(line, units=2 * MB) | {"iccid": line.iccid}
+    del by_iccid["msisdn"]
+    r = await send(client, key, [record(line, units=MB), by_iccid])
+    results = r.json()["results"]
+    assert [x["status"] for x in results] == ["charged", "charged"]
+    (data,) = (await buckets(rt, line))["data"]
+    assert [x["buckets"] for x in results] == [
+        [{"bucket_id": str(data.id), "units": MB}],
+        [{"bucket_id": str(data.id), "units": 2 * MB}],
+    ]
+    assert data.remaining == GB - 3 * MB
 
 
 async def test_history_per_day_and_kind_for_the_owner_only(
