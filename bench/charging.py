@@ -2,12 +2,14 @@
 
     python bench/charging.py [--postgres URL] [--lines 100000] [--batches 20]
                              [--batch 10000] [--concurrency 2] [--db-name NAME]
-                             [--no-sqlite] [--scenario spread|hot] [--py-spy PREFIX]
+                             [--workers 2] [--no-sqlite] [--scenario spread|hot]
+                             [--py-spy PREFIX]
 
 For each database (a throw-away SQLite file; PostgreSQL when ``--postgres`` is given, in a
 fresh database ``openmvno_bench_usage`` on that server) this creates ``--lines`` lines,
 each with its own account and a data bucket (set-based, through the ledger), a network
-peer and its API key, starts ``openmvno serve --no-worker`` (one process) and then sends
+peer and its API key, starts ``openmvno serve --no-worker --workers N`` (``--workers``
+HTTP processes on PostgreSQL, as docs/OPERATIONS.md deploys it; one on SQLite) and sends
 ``--batches`` batches of ``--batch`` data records to ``POST /api/v1/usage`` over HTTP
 (``--concurrency`` requests in flight), twice:
 
@@ -290,6 +292,8 @@ def measure(database_url: str, *, lines: int, batches: int, batch: int,
         database_url = asyncio.run(fresh_postgres(database_url, db_name))
     msisdns, key = asyncio.run(seed(database_url, lines))
     results = []
+    # SQLite has one writer: the embedded default serves it from one process.
+    workers = workers if name == "PostgreSQL" else 1
     with serving(database_url, data_dir, workers=workers) as (port, pid):
         warm = bodies(msisdns, batches=1, batch=100, hot=False, tag="warm", seed_=0)
         asyncio.run(through_api(port, key, warm, 1))
@@ -331,7 +335,7 @@ def measure(database_url: str, *, lines: int, batches: int, batch: int,
 def run(postgres: str | None, *, lines: int = 100_000, batches: int = 20, batch: int = 10_000,
         concurrency: int = 2, sqlite: bool = True, db_name: str = BENCH_DB,
         scenarios: tuple[str, ...] = ("spread", "hot"),
-        py_spy: str | None = None, workers: int = 1) -> list[dict[str, Any]]:
+        py_spy: str | None = None, workers: int = 2) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     if sqlite:
         results += measure("sqlite", lines=lines, batches=batches, batch=batch,
@@ -346,6 +350,7 @@ def run(postgres: str | None, *, lines: int = 100_000, batches: int = 20, batch:
 
 def markdown(results: list[dict[str, Any]]) -> str:
     first = results[0]
+    workers = max(r.get("workers", 1) for r in results)
     hit = {"spread": "random over all lines", "hot": "100 lines"}
     rows = "\n".join(
         f"| {r['database']} | {hit[r['scenario']]}"
@@ -354,7 +359,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
     )
     return f"""## Usage charging through a served process
 
-`POST /api/v1/usage` of a served `openmvno serve --no-worker` process over HTTP, with
+`POST /api/v1/usage` of `openmvno serve --no-worker --workers N` over HTTP (PostgreSQL:
+{workers} HTTP processes, as docs/OPERATIONS.md deploys it; SQLite, one writer: one), with
 an API key: {first['batches']} batches of {first['batch']:,} data records each,
 {first['concurrency']} requests in flight, over {first['lines']:,} lines (each its own
 account and data bucket). Counted is the whole path — HTTP, the key, validation of
@@ -382,8 +388,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=1,
-                        help="HTTP worker processes of the served process (serve --workers)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="HTTP processes serving PostgreSQL (serve --workers; SQLite: 1)")
     parser.add_argument("--db-name", default=BENCH_DB,
                         help="the PostgreSQL database to (re)create for the run")
     parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")

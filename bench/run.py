@@ -188,32 +188,42 @@ Both cores stay busy for the whole storm (~1 % I/O wait): it is CPU. A third or 
 worker adds nothing on two cores. SQLite, one worker, 10,000 lines: 9.5 s.
 """,
     "charging": """\
-**The targets are only half met**: on the quiet machine (2026-12-02 15:35, the server
-sized as docs/OPERATIONS.md says) records on 100 hot lines go through the API at
-34,601/s (≥ 30,000 met; 30.6 % of raw, not 50 %), and records spread over 100,000 lines
-at 12,041/s (16.4 % of raw). The stop before (12:58): 33,346/s hot (25.9 %), 10,179/s
-spread (12.3 %); what moved it is the storm's schema work (buckets' HOT updates, no
-foreign-key check of an entry's copied account); run to run the figures move by ~10 %.
-Two HTTP processes (`serve --workers 2`) instead of one gave nothing (hot, 2,000 lines:
-44,219/s with one, 42,758/s with two): the client, the server and PostgreSQL already
-fill both cores.
+**Records on 100 hot lines meet both targets; records spread over 100,000 lines do not.**
+In the run above (2026-12-03 09:23) hot went through the API at 42,334/s, 54.3 % of raw
+(≥ 30,000 and ≥ 50 % met); spread at 14,420/s, 28.4 % of raw (neither met). This
+machine's figures move from run to run by more than the changes measured here (raw
+alone: 42,000–66,000/s spread, 78,000–111,000/s hot on the same day), so read the ratio
+of one run, not two runs' rates.
+Seen on 2026-12-03 with the same code: hot 63,513/s at 57.2 % of raw 111,003; spread
+between 12,400 and 18,000/s, 23–28 % of raw.
 
-Where a spread batch of 10,000 goes (`pg_stat_statements`, 2026-12-02, 50,000 lines, two
-requests in flight): the ledger's entries (~9,000, one per bucket: ~600 ms with the
-trigger's grouped bucket update ~120 ms, two foreign-key checks per entry ~80 ms — one
-since then: the entry's copied account is not checked — and five indexes), the lock of
-the batch's buckets (~420 ms, most of it waiting for the other request's batch: spread
-batches share buckets, so two in flight run one after the other), the usage rows (~140
-ms), the lines' look-up (~30 ms). The raw pair writes one narrow row per record and one
-grouped UPDATE. Per record the API path writes two rows, each with more indexes and
-checks, and rates in Python between the lock and the commit.
-Half of raw needs the usage row to *be* the journal entry of a usage charge (one row per
-record, the trigger summing per bucket), not done.
+What moved it on 2026-12-03 (spread; the hot figures rose with them):
+- two HTTP processes instead of one (`serve --workers 2`, as docs/OPERATIONS.md deploys
+  it): with one, the process's Python was the limit of the hot batches (hot 37,208/s =
+  43 % of raw with one; 63,513/s = 57 % with two, same day);
+- `usage_records` keyed by `(peer_id, record_id)`: no sequence value and no second index
+  per record; the optimistic run no longer looks up the records sent before (a replay
+  makes the records' insert fall short and the batch runs again locking first);
+- `balance_entries` without the unused `account_id` index and with `order_id` indexed
+  only where set (23.2 % → 27.8 % of raw, spread);
+- one generic plan for every statement of a batch, each look-up joining its keys'
+  array to an index: the buckets' read had been planned as a parallel scan of the whole
+  table (142 → 87 ms for 9,500 lines).
 
-Found on the way: after five runs on one connection PostgreSQL switched the buckets'
-lock to a generic plan, which tests `= ANY($1)` outside the index by walking the whole
-array for each row (9,000 lines: ~40 ms → ~200 ms). `charge_batch` now plans its
-statements for their own arrays (`SET LOCAL plan_cache_mode = force_custom_plan`).
+Where a spread batch of 10,000 goes now (`pg_stat_statements`, 2026-12-03, two HTTP
+processes, two requests in flight, a run whose raw pair took 66 + 39 ms, before the
+look-ups' plans changed): the ledger's
+~9,500 entries ~224 ms (of which the trigger's grouped bucket update ~125 ms), the
+usage rows ~152 ms, the buckets' unlocked read ~86 ms, their lock ~68 ms (most of it
+waiting for the other request's batch: two spread batches share ~900 buckets), the
+lines ~45 ms — ~575 ms of PostgreSQL against raw's ~105 ms, beside ~550 ms of Python in
+the server (parsing and validating 10,000 records, rating, the arrays, the 10,000
+answers; py-spy shows no single place above 7 %). Both cores are busy: it is CPU. Per
+record the API path writes two rows (the record and its bucket's entry), each with
+indexes, checks and a trigger, where raw writes one narrow row. Half of raw needs about
+half of both: the usage row as the journal entry of a usage charge (one row per record,
+the trigger summing per bucket, so no second insert), and fewer Python passes per record
+— not done.
 """,
 }
 
