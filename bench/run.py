@@ -189,7 +189,7 @@ worker adds nothing on two cores. SQLite, one worker, 10,000 lines: 9.5 s.
 """,
     "charging": """\
 **Records on 100 hot lines meet both targets; records spread over 100,000 lines do not.**
-In the run above (2026-12-03 09:23) hot went through the API at 42,334/s, 54.3 % of raw
+In the run of 2026-12-03 09:23 hot went through the API at 42,334/s, 54.3 % of raw
 (≥ 30,000 and ≥ 50 % met); spread at 14,420/s, 28.4 % of raw (neither met). This
 machine's figures move from run to run by more than the changes measured here (raw
 alone: 42,000–66,000/s spread, 78,000–111,000/s hot on the same day), so read the ratio

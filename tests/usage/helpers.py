@@ -89,12 +89,16 @@ async def grant(rt: Runtime, line: Line, plan: Plan, *, days: int | None = None,
 
 def record(line: Line | None = None, *, rid: str | None = None, kind: str = "data",
            units: int = MB, at: datetime | None = None, zone: str | None = None,
-           msisdn: str | None = None) -> dict[str, Any]:
+           msisdn: str | None = None, by_iccid: bool = False) -> dict[str, Any]:
+    """A usage record naming ``line`` by MSISDN (by ICCID with ``by_iccid``)."""
     out: dict[str, Any] = {
         "record_id": rid or uuid.uuid4().hex, "type": kind, "units": units,
         "started_at": (at or clock.now() - timedelta(minutes=1)).isoformat(),
-        "msisdn": msisdn or (line.msisdn if line else "+8617000000000"),
     }
+    if by_iccid and line is not None:
+        out["iccid"] = line.iccid
+    else:
+        out["msisdn"] = msisdn or (line.msisdn if line else "+8617000000000")
     if zone:
         out["zone"] = zone
     return out

@@ -154,8 +154,7 @@ async def test_iccid_names_a_line_and_inactive_lines_are_answered(
     line = await line_with_plan(rt, plan)
     gone = await line_with_plan(rt, plan, state=LineState.suspended)
     key = await make_peer(rt)
-    by_iccid = record(line) | {"iccid": line.iccid}
-    del by_iccid["msisdn"]
+    by_iccid = record(line, by_iccid=True)
     future = record(line, at=clock.now() + timedelta(hours=1))
     r = await send(client, key, [by_iccid, record(gone), future])
     assert [x["status"] for x in r.json()["results"]] == [
@@ -169,8 +168,7 @@ async def test_a_line_named_by_msisdn_and_by_iccid_in_one_batch_is_one_balance(
     plan = await make_plan(rt, "U-BOTH", data_bytes=GB)
     line = await line_with_plan(rt, plan)
     key = await make_peer(rt)
-    by_iccid = record(line, units=2 * MB) | {"iccid": line.iccid}
-    del by_iccid["msisdn"]
+    by_iccid = record(line, units=2 * MB, by_iccid=True)
     r = await send(client, key, [record(line, units=MB), by_iccid])
     results = r.json()["results"]
     assert [x["status"] for x in results] == ["charged", "charged"]

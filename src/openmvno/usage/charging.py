@@ -124,10 +124,11 @@ _PG_LINES = (
 )
 """A line named by MSISDN in one record and by ICCID in another comes back twice."""
 _PG_BUCKET_COLUMNS = (
-    "b.id::text, b.line_id::text, b.account_id::text, b.kind, b.currency,"
-    " b.remaining - b.reserved, b.initial, b.valid_from, b.valid_until, b.priority,"
-    " b.created_at, b.plan_id::text"
+    "{b}.id::text, {b}.line_id::text, {b}.account_id::text, {b}.kind, {b}.currency,"
+    " {b}.remaining - {b}.reserved, {b}.initial, {b}.valid_from, {b}.valid_until,"
+    " {b}.priority, {b}.created_at, {b}.plan_id::text"
 )
+"""What rating reads of a bucket, for the alias ``{b}``."""
 _PG_LINE_BUCKETS = (
     " FROM unnest($1::text::uuid[]) AS k(id) JOIN buckets b ON b.line_id = k.id"
     " WHERE b.kind <> 'money' AND (b.valid_until IS NULL OR b.valid_until > $3::timestamptz)"
@@ -137,12 +138,12 @@ _PG_WALLETS = (
     " WHERE b.kind = 'money'"
 )
 _PG_READ = (
-    f"SELECT {_PG_BUCKET_COLUMNS}{_PG_LINE_BUCKETS}"
-    f" UNION ALL SELECT {_PG_BUCKET_COLUMNS}{_PG_WALLETS}"
+    f"SELECT {_PG_BUCKET_COLUMNS.format(b='b')}{_PG_LINE_BUCKETS}"
+    f" UNION ALL SELECT {_PG_BUCKET_COLUMNS.format(b='b')}{_PG_WALLETS}"
 )
 """The lines' buckets valid at the earliest record and their owners' wallets, unlocked."""
 _PG_BUCKETS = (
-    f"SELECT {_PG_BUCKET_COLUMNS.replace('b.', 'o.')} FROM buckets o JOIN ("  # noqa: S608
+    f"SELECT {_PG_BUCKET_COLUMNS.format(b='o')} FROM buckets o JOIN ("  # noqa: S608
     f"SELECT b.id{_PG_LINE_BUCKETS} UNION ALL SELECT b.id{_PG_WALLETS}"
     ") AS s ON s.id = o.id ORDER BY o.id FOR NO KEY UPDATE OF o"
 )
