@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from openmvno.catalog.models import OverageRule
 from openmvno.db import unit_of_work
@@ -193,4 +193,76 @@ async def test_a_debit_between_read_and_lock_that_leaves_too_little_runs_again_l
     assert runs == [True, True, False]  # ours, the other batch, ours again locked
     assert counts == {"charged": 2, "blocked": 1}
     assert await remaining(rt, bucket.id) == 0
+    assert await drift(rt) == []
+
+
+# --- the locked run, queued behind a batch that holds the same buckets -------------------
+
+_PLAN_SHAPES = [
+    (),  # whatever the planner picks
+    ("enable_hashjoin", "enable_mergejoin", "enable_indexscan"),  # nested loops over scans
+    ("enable_nestloop", "enable_hashjoin"),  # merge joins
+    ("enable_nestloop", "enable_mergejoin"),  # hash joins
+]
+
+
+@pytest.mark.parametrize("plan_off", _PLAN_SHAPES, ids=lambda off: "+".join(off) or "default")
+async def test_the_locked_run_sees_every_bucket_a_queued_batch_changed(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch, plan_off: tuple[str, ...]
+) -> None:
+    """A batch waiting for the buckets another batch holds gets, once that one commits,
+    every bucket and wallet as it left them — whatever plan PostgreSQL chose (a locking
+    join once lost the wallet when the row it waited for had changed: records the wallet
+    paid for were answered ``blocked``)."""
+    _on_postgres(rt)
+    plan = await make_plan(rt, "U-QUEUE", data_bytes=100 * MB,
+                           overage_rule=OverageRule.charge_wallet, overage_rates={"data_mb": 10})
+    line = await line_with_plan(rt, plan)
+    assert line.account_id is not None
+    await fund_wallet(rt, line.account_id, 500)
+    await make_peer(rt)
+    peer_id = await _peer_id(rt)
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def holder() -> dict[str, int]:
+        # 105 MB: the allowance and 5 MB (50) of the wallet, held until the other waits.
+        async with unit_of_work(rt.sessions) as s:
+            result = await charging.charge_batch(
+                s, rt.settings, peer_id=peer_id, records=_records(line.msisdn, "h", 105, MB))
+            holding.set()
+            await release.wait()
+        return result.counts
+
+    original_attempt = charging._attempt
+
+    async def locked_first(*args: Any, optimistic: bool) -> charging.BatchResult:
+        return await original_attempt(*args, optimistic=False)
+
+    async def waiter() -> dict[str, int]:
+        await holding.wait()
+        async with unit_of_work(rt.sessions) as s:
+            for setting in plan_off:
+                await s.execute(text(f"SET LOCAL {setting} = off"))
+            result = await charging.charge_batch(
+                s, rt.settings, peer_id=peer_id, records=_records(line.msisdn, "w", 10, MB))
+        return result.counts
+
+    async def let_go_once_waiting() -> None:
+        await holding.wait()
+        while True:  # a transaction per look: pg_stat_activity holds still within one
+            async with rt.engine.connect() as watch:
+                if await watch.scalar(text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )):
+                    break
+            await asyncio.sleep(0.01)
+        release.set()
+
+    monkeypatch.setattr(charging, "_attempt", locked_first)
+    held, waited, _ = await asyncio.gather(holder(), waiter(), let_go_once_waiting())
+    assert held == {"charged": 105}
+    assert waited == {"charged": 10}  # from the wallet, as the first batch left it
+    assert await wallet_minor(rt, line.account_id) == 500 - 50 - 100
+    assert (await buckets(rt, line))["data"][0].remaining == 0
     assert await drift(rt) == []

@@ -3,7 +3,8 @@
 For a batch of up to ``usage_max_batch`` (10,000) records, in the caller's transaction:
 
 1. one SELECT of the lines the records name (by MSISDN or ICCID) with their plans;
-2. one SELECT of those lines' buckets and their owners' wallets;
+2. one SELECT of those lines' buckets and their owners' wallets (run locking: and one
+   more that locks them by id);
 3. one SELECT of the records this peer already sent (``duplicate``; not on the optimistic
    run below, where the insert of step 5 tells);
 4. rating in Python (:mod:`openmvno.usage.rating`; no ORM object per record);
@@ -142,22 +143,23 @@ _PG_READ = (
     f" UNION ALL SELECT {_PG_BUCKET_COLUMNS.format(b='b')}{_PG_WALLETS}"
 )
 """The lines' buckets valid at the earliest record and their owners' wallets, unlocked."""
-_PG_BUCKETS = (
-    f"SELECT {_PG_BUCKET_COLUMNS.format(b='o')} FROM buckets o JOIN ("  # noqa: S608
-    f"SELECT b.id{_PG_LINE_BUCKETS} UNION ALL SELECT b.id{_PG_WALLETS}"
-    ") AS s ON s.id = o.id ORDER BY o.id FOR NO KEY UPDATE OF o"
+_PG_BY_ID_LOCKED = (
+    " FROM unnest($1::text::uuid[]) AS k(id) JOIN buckets b ON b.id = k.id"
+    " ORDER BY b.id FOR NO KEY UPDATE OF b"
 )
-"""The same, locked in id order (the locking run)."""
+_PG_LOCKED = f"SELECT {_PG_BUCKET_COLUMNS.format(b='b')}{_PG_BY_ID_LOCKED}"
+"""The buckets :data:`_PG_READ` found, locked in id order, as they are now (the locking
+run). Locked by id alone, not in the read's own statement: a row the lock waited for is
+rechecked against the rest of its statement once the holder commits, and over the read's
+UNION ALL PostgreSQL 15 dropped such a row under some plans (nested loops over scans lost
+the wallet, and the records it paid for were answered ``blocked``)."""
 _PG_PLANS = (
     "SELECT p.id::text, p.kind, p.overage_rule, p.overage_rates::text, p.roaming_rates::text,"
     " p.roaming_zones::text, p.currency, p.name_zh, p.name_en"
     " FROM unnest($1::text::uuid[]) AS k(id) JOIN plans p ON p.id = k.id"
 )
-_PG_LOCK = (
-    "SELECT b.id::text, b.remaining - b.reserved"
-    " FROM unnest($1::text::uuid[]) AS k(id) JOIN buckets b ON b.id = k.id"
-    " ORDER BY b.id FOR NO KEY UPDATE OF b"
-)
+_PG_LOCK = f"SELECT b.id::text, b.remaining - b.reserved{_PG_BY_ID_LOCKED}"
+"""The optimistic run's lock: what is available in each bucket it read."""
 _PG_SAVEPOINT = "SAVEPOINT usage_batch"
 _PG_ROLLBACK_TO_SAVEPOINT = "ROLLBACK TO SAVEPOINT usage_batch"
 _PG_RELEASE_SAVEPOINT = "RELEASE SAVEPOINT usage_batch"
@@ -450,7 +452,7 @@ async def _attempt(
         if started < earliest:
             earliest = started
 
-    # 2. their buckets and their owners' wallets, locked in id order; their plans
+    # 2. their buckets and their owners' wallets (run locking: then locked in id order); plans
     before: dict[str, int] = {}
     initial: dict[str, int] = {}
     bucket_line: dict[str, LineInfo] = {}
@@ -462,15 +464,17 @@ async def _attempt(
     if lines:
         line_ids = list(lines)
         account_ids = sorted({info.account_id for info in lines.values()})
-        bucket_rows = await (
-            db.rows(_PG_READ if optimistic else _PG_BUCKETS, _pg_plain(line_ids),
-                    _pg_plain(account_ids), earliest)
-            if pg
-            else db.rows(
+        if pg:
+            bucket_rows = await db.rows(_PG_READ, _pg_plain(line_ids), _pg_plain(account_ids),
+                                        earliest)
+            if not optimistic and bucket_rows:
+                found_ids = sorted(row[0] for row in bucket_rows)
+                bucket_rows = await db.rows(_PG_LOCKED, _pg_plain(found_ids))
+        else:
+            bucket_rows = await db.rows(
                 _SQLITE_BUCKETS, json.dumps([_hex(i) for i in line_ids]), _sqlite_time(earliest),
                 json.dumps([_hex(a) for a in account_ids]),
             )
-        )
         plan_ids = set(line_plan.values())
         for row in bucket_rows:
             if row[11] is not None:
