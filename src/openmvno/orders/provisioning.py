@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy import select
+
 from openmvno.adapters.provisioning import ProvisioningFailed, ProvisioningRequest, provisioner
 from openmvno.catalog.models import Plan
 from openmvno.db import unit_of_work
@@ -19,17 +21,20 @@ async def provision(rt: Runtime, message: OutboxMessage) -> str:
     outcome on the order (``provisioning`` done / failed, visible to subscriber and agent).
     A failure raises, so the worker retries with backoff."""
     order_id = uuid.UUID(str(message.payload["order_id"]))
-    async with unit_of_work(rt.sessions) as session:
-        order = await session.get(Order, order_id)
-        if order is None:
-            return "order gone"
-        line = await session.get(Line, order.line_id) if order.line_id else None
-        plan = await session.get(Plan, order.plan_id) if order.plan_id else None
-        request = ProvisioningRequest(
-            order_id=order.id, kind=OrderKind(order.kind).value, line_id=order.line_id,
-            iccid=line.iccid if line else None, msisdn=line.msisdn if line else None,
-            plan_code=plan.code if plan else None,
-        )
+    async with unit_of_work(rt.sessions, readonly=True) as session:  # one statement
+        found = (await session.execute(
+            select(Order.kind, Order.line_id, Line.iccid, Line.msisdn, Plan.code)
+            .outerjoin(Line, Line.id == Order.line_id)
+            .outerjoin(Plan, Plan.id == Order.plan_id)
+            .where(Order.id == order_id)
+        )).one_or_none()
+    if found is None:
+        return "order gone"
+    kind, line_id, iccid, msisdn, plan_code = found
+    request = ProvisioningRequest(
+        order_id=order_id, kind=OrderKind(kind).value, line_id=line_id, iccid=iccid,
+        msisdn=msisdn, plan_code=plan_code,
+    )
     try:
         reference = await provisioner(rt.settings).provision(request)
     except ProvisioningFailed as exc:

@@ -14,11 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from sqlalchemy import ColumnElement, true
+from sqlalchemy import ColumnElement, true, update
 
 from openmvno import clock
 from openmvno.adapters.registry import email_sender, sms_sender
@@ -178,24 +177,31 @@ async def claim(rt: Runtime, limit: int) -> list[OutboxMessage]:
         )
 
 
-async def _finish(rt: Runtime, message_id: uuid.UUID, error: str | None) -> None:
+async def _finish(rt: Runtime, m: OutboxMessage, error: str | None) -> None:
+    """Mark ``m`` sent (one UPDATE) or, after a failure, reschedule it with backoff (or
+    give it up as dead after :data:`MAX_ATTEMPTS`); the lease is given back either way."""
     async with unit_of_work(rt.sessions) as session:
-        m = await session.get(OutboxMessage, message_id)
-        if m is None:
-            return
-        m.claimed_until = None
         if error is None:
-            m.state = OutboxState.sent
-            m.sent_at = clock.now()
-            m.last_error = ""
+            values: dict[str, object] = {
+                "state": OutboxState.sent, "sent_at": clock.now(), "last_error": "",
+                "claimed_until": None,
+            }
             if m.payload.get("sensitive") and not _stays_in_outbox(rt, m.kind):
-                m.body = REDACTED  # a delivered one-time code is not kept at rest
+                values["body"] = REDACTED  # a delivered one-time code is not kept at rest
+            await session.execute(
+                update(OutboxMessage).where(OutboxMessage.id == m.id).values(values)
+                .execution_options(synchronize_session=False)
+            )
+            return
+        failed = await session.get(OutboxMessage, m.id)
+        if failed is None:
+            return
+        failed.claimed_until = None
+        failed.last_error = error[:500]
+        if failed.attempts >= MAX_ATTEMPTS:
+            failed.state = OutboxState.dead
         else:
-            m.last_error = error[:500]
-            if m.attempts >= MAX_ATTEMPTS:
-                m.state = OutboxState.dead
-            else:
-                m.next_attempt_at = clock.now() + backoff(m.attempts)
+            failed.next_attempt_at = clock.now() + backoff(failed.attempts)
 
 
 async def run_once(rt: Runtime, limit: int | None = None) -> int:
@@ -244,9 +250,9 @@ async def _deliver_batch(rt: Runtime, limit: int) -> int:
             await handler(rt, m)
         except Exception as exc:  # noqa: BLE001 - any failure is retried with backoff
             log.warning("delivery failed", extra={"outbox_id": str(m.id), "kind": m.kind})
-            await _finish(rt, m.id, f"{type(exc).__name__}: {exc}")
+            await _finish(rt, m, f"{type(exc).__name__}: {exc}")
         else:
-            await _finish(rt, m.id, None)
+            await _finish(rt, m, None)
     return len(batch)
 
 
