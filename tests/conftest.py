@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -128,9 +129,30 @@ async def rt(settings: Settings) -> AsyncIterator[Runtime]:
         await runtime.close()
 
 
+_APPS: dict[str, FastAPI] = {}
+
+
+def app_for(rt: Runtime) -> FastAPI:
+    """The app serving ``rt``: one per worker process for each set of settings (but the
+    per-test ``data_dir``), handed each test's runtime. The app keeps nothing of its own
+    but ``app.state.runtime`` and what it read from the settings when it was built, and
+    FastAPI works out each route's context on its first match in an app (~0.5 s for this
+    app), which a new app per test paid again every time."""
+    key = repr([(name, getattr(value, "get_secret_value", lambda v=value: v)())
+                for name, value in rt.settings if name != "data_dir"])
+    app = _APPS.get(key)
+    if app is None:
+        app = _APPS[key] = create_app(runtime=rt)
+        # Its middleware now, from these settings (Starlette builds it on the first
+        # request, when a test may have changed its settings in place already).
+        app.middleware_stack = app.build_middleware_stack()
+    app.state.runtime = rt
+    return app
+
+
 @pytest.fixture
 async def client(rt: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(runtime=rt)
+    app = app_for(rt)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c

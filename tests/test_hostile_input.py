@@ -63,7 +63,7 @@ from openmvno.db import unit_of_work
 from openmvno.lines.models import Line
 from openmvno.models import Base
 from openmvno.runtime import Runtime
-from tests.conftest import last_code
+from tests.conftest import app_for, last_code
 from tests.orders.helpers import fund_wallet, give_line, seed_plans
 
 PASSWORD = "Quiet-river-2026"
@@ -232,7 +232,7 @@ async def _token(client: httpx.AsyncClient, login: str) -> dict[str, str]:
 
 @pytest.fixture
 async def world(rt: Runtime) -> AsyncIterator[World]:
-    app = create_app(runtime=rt)
+    app = app_for(rt)
     # A server error must arrive as the 500 answer a client would see, not as an exception.
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     api = httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=60)

@@ -15,6 +15,7 @@ from openmvno.db import unit_of_work
 from openmvno.ledger import service as ledger
 from openmvno.ledger.models import EntryReason
 from openmvno.runtime import Runtime
+from tests.conftest import FrozenClock
 from tests.portal.helpers import PASSWORD, csrf_of, portal_login, post_form, text_of
 from tests.portal.test_shop_pages import _form, _give_line, _seed, _subscriber, _wallet
 
@@ -88,7 +89,7 @@ async def test_language_link_after_a_refused_cancel_opens_the_order(
 
 
 async def test_language_link_after_a_resend_error_opens_the_code_page(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, frozen: FrozenClock  # the wait it names is exactly 60 s
 ) -> None:
     r = await post_form(
         client, "/register", "/register",

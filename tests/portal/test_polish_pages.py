@@ -22,6 +22,7 @@ from openmvno.errors import InvalidInput
 from openmvno.ledger import service as ledger
 from openmvno.ledger.models import EntryReason
 from openmvno.runtime import Runtime
+from tests.conftest import FrozenClock
 from tests.portal.helpers import csrf_of, portal_login, post_form, register_verified, text_of
 from tests.portal.test_shop_pages import (
     GB,
@@ -358,7 +359,7 @@ async def test_the_number_look_up_redirects_to_a_confirm_page_that_can_be_reload
 
 
 async def test_a_refused_code_request_redirects_to_the_code_page_which_says_why_once(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, frozen: FrozenClock  # the wait it names is exactly 60 s
 ) -> None:
     r = await post_form(client, "/register", "/register",
                         {"name": "Li Lei", "phone": "13800138971", "password": "Spring-2026",
