@@ -146,6 +146,9 @@ def app_for(rt: Runtime) -> FastAPI:
         # Its middleware now, from these settings (Starlette builds it on the first
         # request, when a test may have changed its settings in place already).
         app.middleware_stack = app.build_middleware_stack()
+    # Sharing is sound only while the app keeps nothing else: a new app.state entry
+    # would carry one test's state into the next.
+    assert set(app.state._state) == {"runtime"}, app.state._state
     app.state.runtime = rt
     return app
 
