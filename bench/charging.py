@@ -2,16 +2,18 @@
 
     python bench/charging.py [--postgres URL] [--lines 100000] [--batches 20]
                              [--batch 10000] [--concurrency 2] [--db-name NAME]
-                             [--workers 2] [--no-sqlite] [--scenario spread|hot]
+                             [--processes 2] [--no-sqlite] [--scenario spread|hot]
                              [--py-spy PREFIX]
 
 For each database (a throw-away SQLite file; PostgreSQL when ``--postgres`` is given, in a
 fresh database ``openmvno_bench_usage`` on that server) this creates ``--lines`` lines,
 each with its own account and a data bucket (set-based, through the ledger), a network
-peer and its API key, starts ``openmvno serve --no-worker --workers N`` (``--workers``
-HTTP processes on PostgreSQL, as docs/OPERATIONS.md deploys it; one on SQLite) and sends
-``--batches`` batches of ``--batch`` data records to ``POST /api/v1/usage`` over HTTP
-(``--concurrency`` requests in flight), twice:
+peer and its API key, starts ``--processes`` processes of ``openmvno serve --no-worker``
+on PostgreSQL (as the README's production deployment runs them, behind a load balancer;
+one on SQLite) and sends ``--batches`` batches of ``--batch`` data records to
+``POST /api/v1/usage`` over HTTP (``--concurrency`` requests in flight, each on its own
+keep-alive connection, the connections dealt out over the processes in turn as a
+load balancer sending each to the process with the fewest would), twice:
 
 * **spread**: every record names a random one of all the lines (a batch touches ~9,500
   buckets when there are 100,000 lines);
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -157,8 +160,12 @@ def bodies(msisdns: list[str], *, batches: int, batch: int, hot: bool, tag: str,
     return out
 
 
-async def through_api(port: int, key: str, payloads: list[bytes], concurrency: int) -> float:
-    """Records per second for sending ``payloads`` with ``concurrency`` in flight."""
+async def through_api(ports: list[int], key: str, payloads: list[bytes],
+                      concurrency: int) -> float:
+    """Records per second for sending ``payloads`` with ``concurrency`` in flight, each
+    request in flight on its own keep-alive connection, the connections dealt out over
+    ``ports`` in turn (as a load balancer that sends each connection to the process with
+    the fewest)."""
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for p in payloads:
         queue.put_nowait(p)
@@ -177,13 +184,19 @@ async def through_api(port: int, key: str, payloads: list[bytes], concurrency: i
                 raise RuntimeError(f"not all charged: {counts}")
             records += counts["charged"]
 
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=300,
-                                 limits=limits) as client:
-        # One small warm-up request (first-use costs: imports, statement caches).
+    limits = httpx.Limits(max_connections=1)
+    clients = [
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports[i % len(ports)]}", timeout=300,
+                          limits=limits)
+        for i in range(concurrency)
+    ]
+    try:
         started = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        await asyncio.gather(*(worker(client) for client in clients))
         elapsed = time.perf_counter() - started
+    finally:
+        for client in clients:
+            await client.aclose()
     return records / elapsed
 
 
@@ -283,7 +296,7 @@ def raw_sqlite(path: Path, n_buckets: int, plan: list[list[int]], tag: str) -> f
 def measure(database_url: str, *, lines: int, batches: int, batch: int,
             concurrency: int, db_name: str = BENCH_DB,
             scenarios: tuple[str, ...] = ("spread", "hot"),
-            py_spy: str | None = None, workers: int = 1) -> list[dict[str, Any]]:
+            py_spy: str | None = None, processes: int = 1) -> list[dict[str, Any]]:
     name = "PostgreSQL" if database_url.startswith("postgresql") else "SQLite"
     data_dir = Path(tempfile.mkdtemp(prefix="openmvno-bench-usage-"))
     if name == "SQLite":
@@ -293,28 +306,36 @@ def measure(database_url: str, *, lines: int, batches: int, batch: int,
     msisdns, key = asyncio.run(seed(database_url, lines))
     results = []
     # SQLite has one writer: the embedded default serves it from one process.
-    workers = workers if name == "PostgreSQL" else 1
-    with serving(database_url, data_dir, workers=workers) as (port, pid):
-        warm = bodies(msisdns, batches=1, batch=100, hot=False, tag="warm", seed_=0)
-        asyncio.run(through_api(port, key, warm, 1))
+    processes = processes if name == "PostgreSQL" else 1
+    with contextlib.ExitStack() as stack:
+        # Separate processes, not ``serve --workers N``: those share one listening socket,
+        # and whichever wakes first accepts every pending connection — both of the
+        # bench's connections often landed in one process while the other idled.
+        served = [stack.enter_context(serving(database_url, data_dir, log=f"serve{i}"))
+                  for i in range(processes)]
+        ports = [port for port, _pid in served]
+        for port in ports:
+            warm = bodies(msisdns, batches=1, batch=100, hot=False, tag=f"warm{port}", seed_=0)
+            asyncio.run(through_api([port], key, warm, 1))
         for scenario in scenarios:
             hot = scenario == "hot"
             payloads = bodies(msisdns, batches=batches, batch=batch, hot=hot, tag=scenario,
                               seed_=1 if hot else 2)
-            spy = None
+            spies = []
             if py_spy:
-                # The served process's samples during this scenario (raw collapsed stacks).
-                out = f"{py_spy}-{name.lower()}-{scenario}.txt"
-                spy = subprocess.Popen(
-                    [str(Path(sys.executable).parent / "py-spy"), "record", "-o", out,
-                     "-f", "raw", "-r", "200", "--subprocesses", "-p", str(pid)],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                )
+                # Each served process's samples during this scenario (raw collapsed stacks).
+                for i, (_port, pid) in enumerate(served):
+                    out = f"{py_spy}-{name.lower()}-{scenario}-{i}.txt"
+                    spies.append(subprocess.Popen(
+                        [str(Path(sys.executable).parent / "py-spy"), "record", "-o", out,
+                         "-f", "raw", "-r", "200", "-p", str(pid)],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    ))
                 time.sleep(1.0)
             try:
-                api = asyncio.run(through_api(port, key, payloads, concurrency))
+                api = asyncio.run(through_api(ports, key, payloads, concurrency))
             finally:
-                if spy is not None:
+                for spy in spies:
                     spy.send_signal(signal.SIGINT)
                     spy.wait(timeout=30)
             plan = draws(lines, batches=batches, batch=batch, hot=hot, seed_=3 if hot else 4)
@@ -325,7 +346,7 @@ def measure(database_url: str, *, lines: int, batches: int, batch: int,
             results.append({
                 "database": name, "scenario": scenario, "api": round(api), "raw": round(raw),
                 "ratio": api / raw, "lines": lines, "batch": batch, "batches": batches,
-                "concurrency": concurrency, "workers": workers,
+                "concurrency": concurrency, "processes": processes,
             })
             print(f"{name:<10} {scenario:<7} API {api:>9,.0f} records/s   "
                   f"raw {raw:>9,.0f} records/s   {api / raw:6.1%}", flush=True)
@@ -335,22 +356,23 @@ def measure(database_url: str, *, lines: int, batches: int, batch: int,
 def run(postgres: str | None, *, lines: int = 100_000, batches: int = 20, batch: int = 10_000,
         concurrency: int = 2, sqlite: bool = True, db_name: str = BENCH_DB,
         scenarios: tuple[str, ...] = ("spread", "hot"),
-        py_spy: str | None = None, workers: int = 2) -> list[dict[str, Any]]:
+        py_spy: str | None = None, processes: int = 2) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     if sqlite:
         results += measure("sqlite", lines=lines, batches=batches, batch=batch,
                            concurrency=concurrency, scenarios=scenarios, py_spy=py_spy,
-                           workers=workers)
+                           processes=processes)
     if postgres:
         results += measure(postgres, lines=lines, batches=batches, batch=batch,
                            concurrency=concurrency, db_name=db_name, scenarios=scenarios,
-                           py_spy=py_spy, workers=workers)
+                           py_spy=py_spy, processes=processes)
     return results
 
 
 def markdown(results: list[dict[str, Any]]) -> str:
     first = results[0]
-    workers = max(r.get("workers", 1) for r in results)
+    processes = max((r.get("processes", 2) for r in results if r["database"] == "PostgreSQL"),
+                    default=2)
     hit = {"spread": "random over all lines", "hot": "100 lines"}
     rows = "\n".join(
         f"| {r['database']} | {hit[r['scenario']]}"
@@ -359,8 +381,10 @@ def markdown(results: list[dict[str, Any]]) -> str:
     )
     return f"""## Usage charging through a served process
 
-`POST /api/v1/usage` of `openmvno serve --no-worker --workers N` over HTTP (PostgreSQL:
-{workers} HTTP processes, as docs/OPERATIONS.md deploys it; SQLite, one writer: one), with
+`POST /api/v1/usage` of `openmvno serve --no-worker` over HTTP (PostgreSQL: {processes}
+processes, as the README's production deployment runs them behind a load balancer, each
+request in flight on its own connection, the connections dealt out over the processes in
+turn; SQLite, one writer: one process), with
 an API key: {first['batches']} batches of {first['batch']:,} data records each,
 {first['concurrency']} requests in flight, over {first['lines']:,} lines (each its own
 account and data bucket). Counted is the whole path — HTTP, the key, validation of
@@ -388,8 +412,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=2,
-                        help="HTTP processes serving PostgreSQL (serve --workers; SQLite: 1)")
+    parser.add_argument("--processes", type=int, default=2,
+                        help="serve processes on PostgreSQL (SQLite: 1)")
     parser.add_argument("--db-name", default=BENCH_DB,
                         help="the PostgreSQL database to (re)create for the run")
     parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
@@ -402,7 +426,7 @@ def main() -> None:
     results = run(args.postgres, lines=args.lines, batches=args.batches, batch=args.batch,
                   concurrency=args.concurrency, sqlite=not args.no_sqlite,
                   db_name=args.db_name, scenarios=tuple(args.scenario or ("spread", "hot")),
-                  py_spy=args.py_spy, workers=args.workers)
+                  py_spy=args.py_spy, processes=args.processes)
     print(markdown(results))
 
 

@@ -82,22 +82,24 @@ def server_env(database_url: str, data_dir: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def serving(database_url: str, data_dir: Path, *, workers: int = 1) -> Iterator[tuple[int, int]]:
-    """``openmvno serve`` in its own process (``workers`` HTTP processes); yields (port, pid)."""
+def serving(database_url: str, data_dir: Path, *, workers: int = 1,
+            log: str = "serve") -> Iterator[tuple[int, int]]:
+    """``openmvno serve`` in its own process (``workers`` HTTP processes, output to
+    ``data_dir/<log>.log``); yields (port, pid)."""
     port = free_port()
-    log = (data_dir / "serve.log").open("wb")
+    out = (data_dir / f"{log}.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-c", "from openmvno.cli import app; app()",
          "serve", "--port", str(port), "--no-worker", "--workers", str(workers)],
         env=server_env(database_url, data_dir),
-        stdout=log,
+        stdout=out,
         stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"serve exited with {proc.returncode}; see {log.name}")
+                raise RuntimeError(f"serve exited with {proc.returncode}; see {out.name}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
                     break
@@ -113,7 +115,7 @@ def serving(database_url: str, data_dir: Path, *, workers: int = 1) -> Iterator[
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        log.close()
+        out.close()
 
 
 def call(port: int, path: str, *, token: str | None = None, body: Any = None) -> Any:
