@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.expression import Executable
 from sqlalchemy.types import TypeDecorator
 
 from openmvno import clock, db_inline
@@ -249,6 +250,8 @@ class SessionFactory(async_sessionmaker[AsyncSession]):
     readonly: async_sessionmaker[AsyncSession]
     reader: AsyncEngine
     """The engine of :attr:`readonly` (the read-only pool)."""
+    writer: AsyncEngine
+    """The engine of the writers' sessions."""
 
 
 def make_sessionmaker(engine: AsyncEngine) -> SessionFactory:
@@ -258,7 +261,25 @@ def make_sessionmaker(engine: AsyncEngine) -> SessionFactory:
         reader = engine.execution_options(**{READ_ONLY: True})
     factory.readonly = async_sessionmaker(reader, expire_on_commit=False, autoflush=True)
     factory.reader = reader
+    factory.writer = engine
     return factory
+
+
+async def execute_alone(factory: async_sessionmaker[AsyncSession], statement: Executable) -> int:
+    """Run one writing statement as a transaction of its own; returns the rows it matched.
+
+    On PostgreSQL it runs in autocommit, one round trip (a unit of work costs three:
+    BEGIN, the statement, COMMIT) — for a worker's bookkeeping after each delivered
+    message. On SQLite it runs in a unit of work (BEGIN IMMEDIATE, as every writer; all
+    in-process, nothing to save)."""
+    if isinstance(factory, SessionFactory) and factory.writer.dialect.name == "postgresql":
+        async with factory.writer.connect() as conn:
+            alone = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            done = await alone.execute(statement)
+            return int(done.rowcount)
+    async with unit_of_work(factory) as session:
+        result = await session.execute(statement)
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 @asynccontextmanager

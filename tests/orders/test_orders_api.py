@@ -288,10 +288,14 @@ async def test_success_notice_and_provisioning_job_go_out(
             OutboxMessage.kind == OutboxKind.email,
             OutboxMessage.dedupe_key == f"order-done-email:{o['id']}"))
         assert email is not None
+    before = (await client.get(f"/api/v1/orders/{o['id']}", headers=headers)).json()
+    assert before["provisioning"] == "pending" and before["result"]
     await deliver()  # type: ignore[operator]
     got = (await client.get(f"/api/v1/orders/{o['id']}", headers=headers)).json()
     assert got["provisioning"] == "done"
     assert got["result"]["provisioning_ref"].startswith("sbx-prov-")
+    # The outcome is added to what fulfilment recorded, which stays as it was.
+    assert got["result"] == {**before["result"], "provisioning_ref": got["result"]["provisioning_ref"]}
 
 
 async def test_failed_provisioning_is_visible_on_the_order(

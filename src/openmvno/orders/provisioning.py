@@ -4,12 +4,15 @@ order and records the outcome on it."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import JSON, literal, select, update
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from openmvno.adapters.provisioning import ProvisioningFailed, ProvisioningRequest, provisioner
 from openmvno.catalog.models import Plan
-from openmvno.db import unit_of_work
+from openmvno.db import execute_alone, unit_of_work
 from openmvno.lines.models import Line
 from openmvno.notifications.models import OutboxMessage
 from openmvno.orders.models import Order, OrderKind, ProvisioningState
@@ -48,13 +51,39 @@ async def _set_provisioning(
     rt: Runtime, order_id: uuid.UUID, state: ProvisioningState, *, reference: str = "",
     error: str = "",
 ) -> None:
-    async with unit_of_work(rt.sessions) as session:
-        order = await session.get(Order, order_id)
-        if order is None:
-            return
-        order.provisioning = state
-        extra = {"provisioning_ref": reference} if reference else {"provisioning_error": error}
-        order.result = {**order.result, **extra}
+    """Record the outcome on the order: one UPDATE that merges it into ``orders.result``
+    in the database (its own transaction; on PostgreSQL one round trip)."""
+    extra = {"provisioning_ref": reference} if reference else {"provisioning_error": error}
+    await execute_alone(rt.sessions, update(Order).where(Order.id == order_id).values(
+        provisioning=state, result=_JsonMerged(Order.result, extra),
+    ))
+
+
+class _JsonMerged(FunctionElement[Any]):
+    """A JSON column with the keys of ``extra`` set (a JSON object merge, in SQL; a value
+    that is not an object counts as ``{}``)."""
+
+    type = JSON()
+    inherit_cache = True
+
+    def __init__(self, column: Any, extra: dict[str, str]) -> None:
+        super().__init__(column, literal(extra, JSON()))
+
+
+@compiles(_JsonMerged, "postgresql")
+def _json_merged_postgresql(element: _JsonMerged, compiler: Any, **kw: Any) -> str:
+    column, extra = element.clauses
+    current = compiler.process(column, **kw)
+    return (f"(CASE WHEN json_typeof({current}) = 'object' THEN CAST({current} AS JSONB)"
+            f" ELSE '{{}}'::JSONB END || CAST({compiler.process(extra, **kw)} AS JSONB))::JSON")
+
+
+@compiles(_JsonMerged, "sqlite")
+def _json_merged_sqlite(element: _JsonMerged, compiler: Any, **kw: Any) -> str:
+    column, extra = element.clauses
+    current = compiler.process(column, **kw)
+    return (f"json_patch(CASE WHEN json_type({current}) = 'object' THEN {current} ELSE '{{}}' END,"
+            f" {compiler.process(extra, **kw)})")
 
 
 __all__ = ["provision"]

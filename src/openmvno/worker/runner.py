@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, true, update
 
 from openmvno import clock
 from openmvno.adapters.registry import email_sender, sms_sender
-from openmvno.db import unit_of_work
+from openmvno.db import execute_alone, unit_of_work
 from openmvno.notifications.models import OutboxKind, OutboxMessage, OutboxState
 from openmvno.ratelimit import service as ratelimit
 from openmvno.runtime import Runtime
@@ -178,21 +178,21 @@ async def claim(rt: Runtime, limit: int) -> list[OutboxMessage]:
 
 
 async def _finish(rt: Runtime, m: OutboxMessage, error: str | None) -> None:
-    """Mark ``m`` sent (one UPDATE) or, after a failure, reschedule it with backoff (or
-    give it up as dead after :data:`MAX_ATTEMPTS`); the lease is given back either way."""
+    """Mark ``m`` sent (one UPDATE, its own transaction: on PostgreSQL one round trip) or,
+    after a failure, reschedule it with backoff (or give it up as dead after
+    :data:`MAX_ATTEMPTS`); the lease is given back either way."""
+    if error is None:
+        values: dict[str, object] = {
+            "state": OutboxState.sent, "sent_at": clock.now(), "last_error": "",
+            "claimed_until": None,
+        }
+        if m.payload.get("sensitive") and not _stays_in_outbox(rt, m.kind):
+            values["body"] = REDACTED  # a delivered one-time code is not kept at rest
+        await execute_alone(
+            rt.sessions, update(OutboxMessage).where(OutboxMessage.id == m.id).values(values)
+        )
+        return
     async with unit_of_work(rt.sessions) as session:
-        if error is None:
-            values: dict[str, object] = {
-                "state": OutboxState.sent, "sent_at": clock.now(), "last_error": "",
-                "claimed_until": None,
-            }
-            if m.payload.get("sensitive") and not _stays_in_outbox(rt, m.kind):
-                values["body"] = REDACTED  # a delivered one-time code is not kept at rest
-            await session.execute(
-                update(OutboxMessage).where(OutboxMessage.id == m.id).values(values)
-                .execution_options(synchronize_session=False)
-            )
-            return
         failed = await session.get(OutboxMessage, m.id)
         if failed is None:
             return
