@@ -48,13 +48,13 @@ def serve(
     ] = False,
 ) -> None:
     """Apply migrations and serve the API, portal and consoles."""
+    settings = settings_for(data_dir, serving=True, demo=demo)  # refused before any import
     import uvicorn
 
     from openmvno.app import create_app
     from openmvno.logs import setup_logging
     from openmvno.migrate import upgrade
 
-    settings = settings_for(data_dir, serving=True, demo=demo)
     if "public_url" not in settings.model_fields_set:
         # Links, payment return pages and sandbox webhooks must reach this very server.
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
@@ -97,10 +97,10 @@ def worker(
     """Run the outbox (SMS, email, provisioning) and every scheduled job (line expiry,
     grace, suspension, renewals, reminders). Run as many processes as you like; SIGTERM or
     Ctrl-C finishes the batch in hand, then stops."""
+    settings = settings_for(data_dir, serving=True, migrated=True)  # refused before any import
     from openmvno.logs import setup_logging
     from openmvno.worker.cli import run_worker
 
-    settings = settings_for(data_dir, serving=True, migrated=True)
     setup_logging(json_lines=settings.log_json)
     n = run_worker(settings, once=once)
     if once:
