@@ -36,6 +36,7 @@ from openmvno import clock
 from openmvno.config import Settings
 from openmvno.db import unit_of_work
 from openmvno.runtime import Runtime, build_runtime
+from tests.shared_cache import shared_cache_dir
 
 PG_URL = os.environ.get("OPENMVNO_TEST_DATABASE_URL", "")
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
@@ -253,6 +254,7 @@ def portal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PortalSe
         "OPENMVNO_SECRET_KEY": SECRET,
         "OPENMVNO_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "OPENMVNO_LOG_JSON": "true",
+        "OPENMVNO_CACHE_DIR": str(shared_cache_dir(tmp_path_factory)),
     }
     env.pop("OPENMVNO_DATABASE_URL", None)
     if PG_URL:

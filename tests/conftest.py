@@ -25,6 +25,7 @@ from openmvno.migrate import upgrade
 from openmvno.models import Base
 from openmvno.runtime import Runtime, build_runtime
 from openmvno.worker.runner import drain
+from tests.shared_cache import shared_cache_dir
 
 PG_URL = os.environ.get("OPENMVNO_TEST_DATABASE_URL", "")
 WORKER = os.environ.get("OPENMVNO_TEST_DB_TAG", "") + os.environ.get("PYTEST_XDIST_WORKER", "gw0")
@@ -56,8 +57,10 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
+def settings(database_url: str, tmp_path: Path,
+             tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(
+        cache_dir=shared_cache_dir(tmp_path_factory),
         environment="development",  # the dev outbox page (last_code) exists only in development
         database_url=database_url,
         data_dir=tmp_path,

@@ -1,8 +1,11 @@
 """Receipts: the HTML page is styled (its one style block allowed by the policy) with a
-way back; PDF receipts prepare the CJK font once per process, never per receipt."""
+way back; PDF receipts make the CJK working font once, never per receipt, and keep it in
+the cache directory, where later processes read it (a damaged or vanished file is made
+again)."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import uuid
@@ -40,30 +43,48 @@ def builds(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     made: list[tuple[str, int]] = []
     real = pdf._build
 
-    def counting(path: str, index: int) -> Any:
+    def counting(path: str, index: int, out: str) -> Any:
         made.append((path, index))
-        return real(path, index)
+        return real(path, index, out)
 
     monkeypatch.setattr(pdf, "_working", {})
     monkeypatch.setattr(pdf, "_build", counting)
     return made
 
 
-def test_pdf_receipts_prepare_the_cjk_font_once_per_process(
-    builds: list[tuple[str, int]],
+def _draws_receipts(data: bytes, *words: str) -> bool:
+    text = _pdf_unicode_text(data)
+    return data.startswith(b"%PDF") and b"NotoSansCJK" in data and all(
+        ch in text for word in words for ch in word)
+
+
+def test_pdf_receipts_make_the_cjk_font_once_and_later_processes_read_it(
+    builds: list[tuple[str, int]], tmp_path: Path
 ) -> None:
-    first = pdf.render_pdf(_receipt(), language="zh-CN", operator="OpenMVNO")
+    cache = str(tmp_path / "cache" / "fonts")
+    first = pdf.render_pdf(_receipt(), language="zh-CN", operator="OpenMVNO", cache_dir=cache)
     second = pdf.render_pdf(_receipt(buyer="Li Lei", method="card"), language="en",
-                            operator="OpenMVNO")
-    third = pdf.render_pdf(_receipt(buyer="韩梅梅"), language="zh-CN", operator="OpenMVNO")
+                            operator="OpenMVNO", cache_dir=cache)
+    third = pdf.render_pdf(_receipt(buyer="韩梅梅"), language="zh-CN", operator="OpenMVNO",
+                           cache_dir=cache)
     assert len(builds) == 1
-    for data in (first, second, third):
-        assert data.startswith(b"%PDF") and b"NotoSansCJK" in data
-    text = _pdf_unicode_text(first)
-    for word in ("收据", "张小明", "全能", "支付宝", "合计"):
-        assert all(ch in text for ch in word), word
-    assert all(ch in _pdf_unicode_text(third) for ch in "韩梅梅")
-    assert all(ch in _pdf_unicode_text(second) for ch in "ReceiptAlli")
+    assert _draws_receipts(first, "收据", "张小明", "全能", "支付宝", "合计")
+    assert _draws_receipts(third, "韩梅梅") and _draws_receipts(second, "ReceiptAlli")
+    path, index = pdf.cjk_font()
+    kept = Path(cache) / pdf.cached_name(path, index)
+    assert [p.name for p in Path(cache).iterdir()] == [kept.name]
+
+    pdf._working.clear()  # a process started later reads it
+    again = pdf.render_pdf(_receipt(buyer="李雷"), language="zh-CN", operator="OpenMVNO",
+                           cache_dir=cache)
+    assert len(builds) == 1 and _draws_receipts(again, "李雷", "收据")
+
+    kept.write_bytes(b"not a font")  # damaged (a disk that filled up, say)
+    pdf._working.clear()
+    mended = pdf.render_pdf(_receipt(), language="zh-CN", operator="OpenMVNO", cache_dir=cache)
+    assert len(builds) == 2 and _draws_receipts(mended, "张小明")
+    assert kept.read_bytes()[:4] == b"OTTO"  # made again in its place, whole
+    assert [p.name for p in Path(cache).iterdir()] == [kept.name]  # nothing half-written
 
 
 def test_a_character_outside_the_working_font_is_still_drawn(
@@ -120,3 +141,15 @@ def test_the_working_font_is_made_again_if_its_file_went_away(
     data = pdf.render_pdf(_receipt(), language="zh-CN", operator="OpenMVNO")
     assert data.startswith(b"%PDF") and len(builds) == 2
     assert Path(pdf.working_font(path, index).path).is_file()
+
+
+def test_the_kept_font_is_named_by_the_face_file_it_was_cut_from(tmp_path: Path) -> None:
+    path, index = pdf.cjk_font()
+    copy = tmp_path / Path(path).name
+    shutil.copyfile(path, copy)
+    named = pdf.cached_name(str(copy), index)
+    assert named == pdf.cached_name(str(copy), index)
+    assert named != pdf.cached_name(str(copy), index + 1)  # another face of the collection
+    stat = copy.stat()
+    os.utime(copy, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # a new package
+    assert pdf.cached_name(str(copy), index) != named

@@ -8,12 +8,19 @@ GB 2312 — the common Chinese characters, kana, Greek, Cyrillic — and every c
 the Chinese catalog). Each receipt is then drawn with that (about 7,500 glyphs, tens of
 milliseconds). A receipt with a character outside it (a rare character in a name) is
 drawn with the full face, as before: slower, never a missing glyph.
+
+The working font is kept in the cache directory (``OPENMVNO_CACHE_DIR``, by default
+``data_dir/cache``), named by the face's file (path, size, modification time), the face's
+index, fontTools' version and the character set: the next process, or the next start,
+reads it (a fraction of a second) instead of making it again. A file there that does not
+read as a font is made again.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import hashlib
 import io
 import logging
 import os
@@ -70,7 +77,8 @@ def cjk_font(configured: str = "") -> tuple[str, int]:
     )
 
 
-def working_charset() -> set[int]:
+@cache
+def working_charset() -> frozenset[int]:
     """The characters of the working font (see the module's docstring)."""
     chars: set[int] = set(range(0x20, 0x7F)) | set(range(0xA0, 0x250))
     for start, end in ((0x2000, 0x2070), (0x20A0, 0x20C1), (0x2100, 0x2200),
@@ -84,13 +92,13 @@ def working_charset() -> set[int]:
 
     for text in _catalog("zh-CN").values():
         chars.update(ord(ch) for ch in text if ord(ch) >= 0x20)
-    return chars
+    return frozenset(chars)
 
 
 @dataclass(frozen=True)
 class WorkingFont:
-    """A face cut down to :func:`working_charset`, written once to a private file
-    (fpdf2 reads fonts from files), and the characters the face and it can draw."""
+    """A face cut down to :func:`working_charset`, in a file (fpdf2 reads fonts from
+    files), and the characters the face and it can draw."""
 
     path: str
     covers: frozenset[int]
@@ -98,7 +106,7 @@ class WorkingFont:
 
 
 _lock = threading.Lock()
-_working: dict[tuple[str, int], WorkingFont] = {}
+_working: dict[tuple[str, int, str], WorkingFont] = {}
 _cache_dir: list[str] = []
 
 
@@ -110,8 +118,21 @@ def _private_dir() -> str:
     return _cache_dir[-1]
 
 
-def _build(path: str, index: int) -> WorkingFont:
-    from fontTools import subset as ftsubset  # type: ignore[import-untyped]
+def cached_name(path: str, index: int) -> str:
+    """The working font's file name in the cache directory: it changes whenever the face's
+    file, the face, fontTools or the character set does."""
+    import fontTools  # type: ignore[import-untyped]
+
+    stat = os.stat(path)
+    identity = repr((os.path.realpath(path), stat.st_size, stat.st_mtime_ns, index,
+                     fontTools.version, sorted(working_charset())))
+    return f"{Path(path).stem}-{index}-{hashlib.sha256(identity.encode()).hexdigest()[:24]}.otf"
+
+
+def _build(path: str, index: int, out: str) -> WorkingFont:
+    """Cut the face down to the working character set and write it to ``out`` (whole or
+    not at all: a reader never sees half a file)."""
+    from fontTools import subset as ftsubset
     from fontTools.ttLib import TTFont
 
     # No bounding boxes recomputed on save: the full face's are a true (larger) bound,
@@ -133,34 +154,73 @@ def _build(path: str, index: int) -> WorkingFont:
         face.save(data)
     finally:
         face.close()
-    fd, out = tempfile.mkstemp(suffix=".otf", dir=_private_dir())
-    with os.fdopen(fd, "wb") as f:
-        f.write(data.getvalue())
+    fd, part = tempfile.mkstemp(suffix=".part", dir=os.path.dirname(out))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.getvalue())
+        os.replace(part, out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(part)
+        raise
     return WorkingFont(out, covers, full)
 
 
-def working_font(path: str, index: int) -> WorkingFont:
-    """The working font of a face, made on first use and kept for the process (made
-    again if its file went away, say a temporary directory was cleaned)."""
-    key = (path, index)
+def _read_kept(path: str, index: int, kept: str) -> WorkingFont | None:
+    """The working font a process made before, if ``kept`` reads as one."""
+    from fontTools.ttLib import TTFont
+
+    if not os.path.isfile(kept):
+        return None
+    try:
+        with TTFont(kept, lazy=True) as small:
+            covers = frozenset(small.getBestCmap() or {})
+        with TTFont(path, fontNumber=index, lazy=True) as face:
+            full = frozenset(face.getBestCmap() or {})
+    except Exception:  # noqa: BLE001 - a damaged file is made again, whatever the damage
+        log.warning("receipt font in the cache unreadable, making it again",
+                    extra={"font": kept})
+        return None
+    return WorkingFont(kept, covers, full) if covers else None
+
+
+def working_font(path: str, index: int, cache_dir: str = "") -> WorkingFont:
+    """The working font of a face: read from ``cache_dir`` when a process made it before,
+    else made (and kept there; without a cache directory, in a private temporary one for
+    this process). Kept in memory for the process, and found or made again if its file
+    went away (say a temporary directory was cleaned)."""
+    key = (path, index, cache_dir)
     found = _working.get(key)
     if found is None or not os.path.isfile(found.path):
-        with _lock:  # two first receipts at once build it once
+        with _lock:  # two first receipts at once make it once
             found = _working.get(key)
             if found is None or not os.path.isfile(found.path):
-                started = time.perf_counter()
-                found = _working[key] = _build(path, index)
-                log.info("receipt font prepared", extra={
-                    "font": path, "glyphs": len(found.covers),
-                    "ms": round((time.perf_counter() - started) * 1000)})
+                found = _working[key] = _find_or_build(path, index, cache_dir)
     return found
 
 
-def _font_for(texts: Iterable[str], font_path: str) -> tuple[str, int]:
+def _find_or_build(path: str, index: int, cache_dir: str) -> WorkingFont:
+    if cache_dir:
+        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+        out = os.path.join(cache_dir, cached_name(path, index))
+        kept = _read_kept(path, index, out)
+        if kept is not None:
+            return kept
+    else:
+        out = os.path.join(_private_dir(), cached_name(path, index))
+    started = time.perf_counter()
+    made = _build(path, index, out)
+    log.info("receipt font prepared", extra={
+        "font": path, "glyphs": len(made.covers),
+        "ms": round((time.perf_counter() - started) * 1000)})
+    return made
+
+
+def _font_for(texts: Iterable[str], font_path: str, cache_dir: str) -> tuple[str, int]:
     """The file and face index to draw ``texts`` with: the working font when it has every
     character the full face has, else the full face."""
     path, index = cjk_font(font_path)
-    work = working_font(path, index)
+    work = working_font(path, index, cache_dir)
     wanted = {ord(ch) for text in texts for ch in text if not ch.isspace()}
     missing = wanted - work.covers
     if missing & work.full_covers:
@@ -168,8 +228,10 @@ def _font_for(texts: Iterable[str], font_path: str) -> tuple[str, int]:
     return work.path, 0
 
 
-def render_pdf(receipt: Receipt, *, language: str, operator: str, font_path: str = "") -> bytes:
-    """An A4 PDF receipt; Chinese and Latin text both render with the CJK font."""
+def render_pdf(receipt: Receipt, *, language: str, operator: str, font_path: str = "",
+               cache_dir: str = "") -> bytes:
+    """An A4 PDF receipt; Chinese and Latin text both render with the CJK font (its
+    working font kept in ``cache_dir``: settings.font_cache_dir)."""
     ctx = context(receipt, language=language, operator=operator)
     t = ctx["t"]
     facts = [
@@ -185,7 +247,7 @@ def render_pdf(receipt: Receipt, *, language: str, operator: str, font_path: str
     title = f"{operator} — {t('Receipt')}"
     texts = [title, *(f"{label}{value}" for label, value in facts), *head,
              *(cell for row in rows for cell in row)]
-    path, index = _font_for(texts, font_path)
+    path, index = _font_for(texts, font_path, cache_dir)
 
     pdf = FPDF(format="A4")
     pdf.set_title(f"{t('Receipt')} {receipt.number}")

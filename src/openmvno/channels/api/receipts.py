@@ -65,6 +65,7 @@ def _pdf(receipt: Receipt, rt: RT, language: str) -> Response:
     data = pdf.render_pdf(
         receipt, language=language, operator=rt.settings.operator_name,
         font_path=rt.settings.receipt_font_path,
+        cache_dir=rt.settings.font_cache_dir,
     )
     headers = {**_PRIVATE, "Content-Disposition": f'inline; filename="{receipt.number}.pdf"'}
     return Response(data, media_type="application/pdf", headers=headers)

@@ -302,6 +302,7 @@ async def guest_receipt_pdf(
     data = await run_in_threadpool(  # seconds of CPU the first time: off the event loop
         pdf.render_pdf, receipt, language=request.state.language,
         operator=rt.settings.operator_name, font_path=rt.settings.receipt_font_path,
+        cache_dir=rt.settings.font_cache_dir,
     )
     headers = {**PRIVATE, "Content-Disposition": f'attachment; filename="{receipt.number}.pdf"'}
     return Response(data, media_type="application/pdf", headers=headers)
