@@ -15,13 +15,12 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from openmvno.accounts.models import Role
-from openmvno.app import create_app
 from openmvno.channels.sms.commands import handle
 from openmvno.db import unit_of_work
 from openmvno.orders.models import Order
 from openmvno.runtime import Runtime
 from openmvno.staff.models import StaffTotp
-from tests.conftest import FrozenClock
+from tests.conftest import FrozenClock, app_for
 from tests.console.helpers import console_login, csrf_of, make_staff, staff_client
 from tests.orders.helpers import order, pay
 from tests.sms.helpers import person
@@ -30,7 +29,7 @@ USSD_SECRET = "ussd-shared-secret-0123456789"
 
 
 async def test_agents_do_not_open_admin_pages(rt: Runtime) -> None:
-    app = create_app(runtime=rt)
+    app = app_for(rt)
     agent, _ = await staff_client(app, rt, Role.agent)
     for path in ("/console/admin", "/console/admin/plans", "/console/admin/audit"):
         assert (await agent.get(path)).status_code == 403
@@ -41,7 +40,7 @@ async def test_retired_plan_leaves_portal_api_sms_and_ussd(rt: Runtime,
                                                            client: httpx.AsyncClient) -> None:
     rt.settings = rt.settings.model_copy(update={"ussd_secret": SecretStr(USSD_SECRET)})
     p = await person(client, rt, plan=None)
-    app = create_app(runtime=rt)
+    app = app_for(rt)
     admin, csrf = await staff_client(app, rt, Role.admin)
 
     async def ussd_plans() -> str:
@@ -74,7 +73,7 @@ async def test_retired_plan_leaves_portal_api_sms_and_ussd(rt: Runtime,
 async def test_price_change_keeps_history_and_bought_prices(rt: Runtime,
                                                             client: httpx.AsyncClient) -> None:
     p = await person(client, rt, plan="M30")
-    app = create_app(runtime=rt)
+    app = app_for(rt)
     admin, csrf = await staff_client(app, rt, Role.admin)
     r = await admin.post("/console/admin/plans/M30", data={"csrf": csrf, "amount": "60",
                                                            "zones": "cn, hk", "reason": "new season"})
@@ -101,7 +100,7 @@ async def test_price_change_keeps_history_and_bought_prices(rt: Runtime,
 
 async def test_alipay_off_leaves_every_channel(rt: Runtime, client: httpx.AsyncClient) -> None:
     p = await person(client, rt, plan=None)
-    app = create_app(runtime=rt)
+    app = app_for(rt)
     admin, csrf = await staff_client(app, rt, Role.admin)
     methods = [m["method"] for m in (await client.get("/api/v1/payment-methods")).json()]
     assert "alipay" in methods
@@ -133,7 +132,7 @@ async def test_alipay_off_leaves_every_channel(rt: Runtime, client: httpx.AsyncC
 
 
 async def test_staff_accounts_roles_and_peer_keys(rt: Runtime) -> None:
-    app = create_app(runtime=rt)
+    app = app_for(rt)
     admin, csrf = await staff_client(app, rt, Role.admin)
     r = await admin.post("/console/admin/staff", data={
         "csrf": csrf, "name": "New Agent", "email": "new.agent@op.example",
@@ -165,7 +164,7 @@ async def test_staff_accounts_roles_and_peer_keys(rt: Runtime) -> None:
 async def test_dashboard_has_charts_and_exports_are_csv(rt: Runtime,
                                                         client: httpx.AsyncClient) -> None:
     p = await person(client, rt, plan="M30")
-    app = create_app(runtime=rt)
+    app = app_for(rt)
     admin, _ = await staff_client(app, rt, Role.admin)
     for lang in ("en", "zh-CN"):
         page = await admin.get(f"/console/admin?lang={lang}")
@@ -185,7 +184,7 @@ async def test_dashboard_has_charts_and_exports_are_csv(rt: Runtime,
 
 
 async def test_totp_second_factor(rt: Runtime, frozen: FrozenClock) -> None:
-    app = create_app(runtime=rt)
+    app = app_for(rt)
     admin = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
     admin_email = await make_staff(rt, Role.admin)
     assert (await console_login(admin, admin_email)).status_code == 303

@@ -11,13 +11,12 @@ import httpx
 from sqlalchemy import select
 
 from openmvno.accounts.models import Role
-from openmvno.app import create_app
 from openmvno.audit.models import AuditEvent
 from openmvno.db import unit_of_work
 from openmvno.notifications.models import OutboxMessage
 from openmvno.orders.models import Order
 from openmvno.runtime import Runtime
-from tests.conftest import last_code
+from tests.conftest import app_for, last_code
 from tests.console.helpers import (
     Caller,
     caller,
@@ -78,7 +77,7 @@ async def test_wrong_passwords_lock_the_staff_login(rt: Runtime, client: httpx.A
 
 
 async def test_a_form_without_its_token_is_refused(rt: Runtime, client: httpx.AsyncClient) -> None:
-    app = create_app(runtime=rt)
+    app = app_for(rt)
     agent, _csrf = await staff_client(app, rt, Role.agent)
     who = await caller(client, rt)
     r = await agent.post(f"/console/accounts/{who.account_id}/verify/send",
@@ -90,7 +89,7 @@ async def test_a_form_without_its_token_is_refused(rt: Runtime, client: httpx.As
 async def test_search_by_device_serial_shows_masked_data_and_reveal_is_audited(
     rt: Runtime, client: httpx.AsyncClient
 ) -> None:
-    app = create_app(runtime=rt)
+    app = app_for(rt)
     agent, csrf = await staff_client(app, rt, Role.agent)
     who = await caller(client, rt, name="Zhang Xiaoming")
     page = await agent.get("/console", params={"q": who.serial.lower()})
@@ -127,7 +126,7 @@ CHANGING = [
 
 async def test_nothing_changes_for_an_unverified_caller(rt: Runtime, client: httpx.AsyncClient) -> None:
     await seed_plans(rt)
-    app = create_app(runtime=rt)
+    app = app_for(rt)
     agent, csrf = await staff_client(app, rt, Role.admin)  # even an admin must verify
     who = await caller(client, rt)
     pending = await order(client, who.headers, {"kind": "plan", "line_id": str(who.line_id),
@@ -151,7 +150,7 @@ async def test_nothing_changes_for_an_unverified_caller(rt: Runtime, client: htt
 async def test_device_serial_and_name_verify_for_15_minutes(
     rt: Runtime, client: httpx.AsyncClient, frozen: object
 ) -> None:
-    app = create_app(runtime=rt)
+    app = app_for(rt)
     agent, csrf = await staff_client(app, rt, Role.agent)
     who = await caller(client, rt, name="Han Meimei")
     url = f"/console/accounts/{who.account_id}"
@@ -178,7 +177,7 @@ async def test_payment_link_by_sms_is_paid_by_the_caller_and_the_agent_sees_it(
 ) -> None:
     await seed_plans(rt)
     provider = use_tiny_provider(rt)
-    app = create_app(runtime=rt)
+    app = app_for(rt)
     agent, csrf = await staff_client(app, rt, Role.agent)
     who = await caller(client, rt)
     await _verify_by_sms(agent, csrf, who, client)
@@ -211,7 +210,7 @@ async def test_wallet_payment_and_bank_transfer_need_permission(
     rt: Runtime, client: httpx.AsyncClient
 ) -> None:
     await seed_plans(rt)
-    app = create_app(runtime=rt)
+    app = app_for(rt)
     agent, csrf = await staff_client(app, rt, Role.agent)
     who = await caller(client, rt)
     await _verify_by_sms(agent, csrf, who, client)
@@ -247,7 +246,7 @@ async def test_wallet_payment_and_bank_transfer_need_permission(
 async def test_misdirected_topup_moves_with_both_notified_and_one_audit_event(
     rt: Runtime, client: httpx.AsyncClient
 ) -> None:
-    app = create_app(runtime=rt)
+    app = app_for(rt)
     agent, csrf = await staff_client(app, rt, Role.agent)
     wrong = await caller(client, rt, name="Wrong Person", wallet=0)
     right = await caller(client, rt, name="Right Person", wallet=1000)
@@ -295,7 +294,7 @@ async def test_refund_above_the_approval_amount_waits_for_an_admin(
 ) -> None:
     await seed_plans(rt)
     rt.settings.console_refund_approval_minor = 1000
-    app = create_app(runtime=rt)
+    app = app_for(rt)
     agent, csrf = await staff_client(app, rt, Role.agent)
     who = await caller(client, rt)
     await _verify_by_sms(agent, csrf, who, client)
@@ -322,7 +321,7 @@ async def test_refund_above_the_approval_amount_waits_for_an_admin(
 async def test_messages_hide_codes_and_reading_them_is_audited(
     rt: Runtime, client: httpx.AsyncClient
 ) -> None:
-    app = create_app(runtime=rt)
+    app = app_for(rt)
     agent, csrf = await staff_client(app, rt, Role.agent)
     who = await caller(client, rt)
     await _verify_by_sms(agent, csrf, who, client)

@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import select
 
 from openmvno.accounts.models import Role
-from openmvno.app import create_app
 from openmvno.audit.models import AuditEvent
 from openmvno.catalog.models import Plan, PlanKind
 from openmvno.db import unit_of_work
@@ -22,7 +21,7 @@ from openmvno.notifications.models import Notice
 from openmvno.runtime import Runtime, build_runtime
 from openmvno.staff import runtime_settings, schedule
 from openmvno.staff.models import RuntimeSetting
-from tests.conftest import FrozenClock
+from tests.conftest import FrozenClock, app_for
 from tests.console.helpers import staff_client
 from tests.notifications.helpers import account, line
 
@@ -53,7 +52,7 @@ async def test_the_console_schedule_decides_which_reminders_the_worker_sends(
     a = await account(rt, language="en", name="Li Lei")
     far = await line(rt, a, plan_id=plan.id, expires_at=frozen.now + timedelta(days=12))
     mid = await line(rt, a, plan_id=plan.id, expires_at=frozen.now + timedelta(days=9, hours=12))
-    app = create_app(runtime=rt)
+    app = app_for(rt)
     admin, csrf = await staff_client(app, rt, Role.admin)
 
     page = await admin.get("/console/admin/notices?lang=en")
@@ -94,7 +93,7 @@ async def test_another_process_follows_the_schedule_within_its_cache_time(
     other = build_runtime(rt.settings.model_copy(update={"runtime_settings_cache_seconds": 0}))
     try:
         assert await reminders.run_due(other) == 0
-        app = create_app(runtime=rt)
+        app = app_for(rt)
         admin, csrf = await staff_client(app, rt, Role.admin)
         r = await admin.post("/console/admin/reminders", data={"csrf": csrf, "days": "15"})
         assert r.status_code == 303
@@ -111,7 +110,7 @@ async def test_another_process_follows_the_schedule_within_its_cache_time(
 async def test_a_wrong_schedule_is_refused_with_a_clear_message_and_stores_nothing(
     rt: Runtime, typed: str
 ) -> None:
-    app = create_app(runtime=rt)
+    app = app_for(rt)
     admin, csrf = await staff_client(app, rt, Role.admin)
     r = await admin.post("/console/admin/reminders?lang=en", data={"csrf": csrf, "days": typed})
     assert r.status_code == 422, r.text
@@ -128,7 +127,7 @@ async def test_a_wrong_schedule_is_refused_with_a_clear_message_and_stores_nothi
 
 
 async def test_each_change_is_audited_with_before_and_after(rt: Runtime) -> None:
-    app = create_app(runtime=rt)
+    app = app_for(rt)
     admin, csrf = await staff_client(app, rt, Role.admin)
     me = await admin.get("/console/admin/notices")
     assert me.status_code == 200
@@ -152,7 +151,7 @@ async def test_each_change_is_audited_with_before_and_after(rt: Runtime) -> None
 
 
 async def test_agents_cannot_change_the_schedule(rt: Runtime) -> None:
-    app = create_app(runtime=rt)
+    app = app_for(rt)
     agent, csrf = await staff_client(app, rt, Role.agent)
     r = await agent.post("/console/admin/reminders", data={"csrf": csrf, "days": "5"})
     assert r.status_code == 403

@@ -15,7 +15,6 @@ from sqlalchemy import func, select
 
 from openmvno.accounts.models import Role
 from openmvno.adapters.payments.sandbox_models import SandboxCharge
-from openmvno.app import create_app
 from openmvno.catalog.models import Plan
 from openmvno.db import unit_of_work
 from openmvno.ledger import service as ledger
@@ -26,7 +25,7 @@ from openmvno.payments.models import PaymentAttempt
 from openmvno.renewals import scheduler
 from openmvno.renewals.models import AutoRenewSetting, Funding
 from openmvno.runtime import Runtime
-from tests.conftest import FrozenClock
+from tests.conftest import FrozenClock, app_for
 from tests.console.helpers import staff_client
 from tests.orders.helpers import fund_wallet, give_line, seed_plans, subscriber, wallet_minor
 from tests.payments.card_helpers import DECLINES_LATER, SAVES, new_account, save_card
@@ -104,7 +103,7 @@ async def test_cards_off_no_card_is_charged_wallet_fallback_or_a_failure_retried
     card_only = await _auto_line(rt, me, frozen, funding=Funding.card, card=card,
                                  fallback=False)
     expiry = frozen.now + timedelta(days=30)
-    admin, csrf = await staff_client(create_app(runtime=rt), rt, Role.admin)
+    admin, csrf = await staff_client(app_for(rt), rt, Role.admin)
     await _switch(admin, csrf, "card", "off")
 
     # The API says the funding source is switched off (and what happens instead).
@@ -141,7 +140,7 @@ async def test_cards_off_no_card_is_charged_wallet_fallback_or_a_failure_retried
     assert len(await _failed_bodies(rt, me)) == 1  # one notice per stage
 
     await admin.aclose()
-    admin, csrf = await staff_client(create_app(runtime=rt), rt, Role.admin)  # time moved
+    admin, csrf = await staff_client(app_for(rt), rt, Role.admin)  # time moved
     await _switch(admin, csrf, "card", "on")
     headers = await _fresh(client, headers)
     shown = (await client.get(f"/api/v1/lines/{card_only}/auto-renew", headers=headers)).json()
@@ -168,7 +167,7 @@ async def test_wallet_off_no_renewal_debits_the_wallet(
     by_card = await _auto_line(rt, me, frozen, funding=Funding.card, card=declining)
     lapsed = await _auto_line(rt, me, frozen, funding=Funding.wallet)
     expiry = frozen.now + timedelta(days=30)
-    admin, csrf = await staff_client(create_app(runtime=rt), rt, Role.admin)
+    admin, csrf = await staff_client(app_for(rt), rt, Role.admin)
     await _switch(admin, csrf, "wallet", "off")
 
     shown = (await client.get(f"/api/v1/lines/{by_wallet}/auto-renew", headers=headers)).json()
@@ -202,7 +201,7 @@ async def test_wallet_off_no_renewal_debits_the_wallet(
     assert any("payment from the wallet is switched off for now" in b for b in bodies), bodies
 
     await admin.aclose()
-    admin, csrf = await staff_client(create_app(runtime=rt), rt, Role.admin)  # time moved
+    admin, csrf = await staff_client(app_for(rt), rt, Role.admin)  # time moved
     await _switch(admin, csrf, "wallet", "on")
     assert await scheduler.run_due(rt) == 1  # the suspended line, its wallet covers the price
     line, _ = await _setting(rt, lapsed)
@@ -219,7 +218,7 @@ async def test_the_portal_says_the_funding_is_switched_off(
     await seed_plans(rt)
     headers, me = await subscriber(client)
     line_id = await _auto_line(rt, me, frozen, funding=Funding.wallet)
-    admin, csrf = await staff_client(create_app(runtime=rt), rt, Role.admin)
+    admin, csrf = await staff_client(app_for(rt), rt, Role.admin)
     page = await client.get("/login")
     r = await client.post("/login", data={"csrf": csrf_of(page.text), "login": headers["X-Phone"],
                                           "password": "Harbour-Lights-2026"})
@@ -245,7 +244,7 @@ async def test_auto_topup_waits_while_cards_are_off(
             s, account_id=account, currency="CNY", enabled=True, threshold_minor=2000,
             amount_minor=5000, max_per_month=2,
         )
-    admin, csrf = await staff_client(create_app(runtime=rt), rt, Role.admin)
+    admin, csrf = await staff_client(app_for(rt), rt, Role.admin)
     await _switch(admin, csrf, "card", "off")
     assert await auto_topup.run_due(rt) == 0  # due (an empty wallet), but cards are off
     assert await _count(rt, SandboxCharge) == 0
@@ -277,7 +276,7 @@ async def test_the_api_and_the_portal_say_auto_topup_waits_while_cards_are_off(
     assert r.status_code == 303, r.text
     assert 'data-test="topup-switched-off"' not in (await client.get("/account/cards")).text
 
-    admin, csrf = await staff_client(create_app(runtime=rt), rt, Role.admin)
+    admin, csrf = await staff_client(app_for(rt), rt, Role.admin)
     await _switch(admin, csrf, "card", "off")
     shown = (await client.get("/api/v1/wallet/auto-topup", headers=headers)).json()
     assert (shown["enabled"], shown["card_switched_off"]) == (True, True)
