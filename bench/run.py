@@ -188,24 +188,23 @@ Both cores stay busy for the whole storm (~1 % I/O wait): it is CPU. A third or 
 worker adds nothing on two cores. SQLite, one worker, 10,000 lines: 9.5 s.
 """,
     "charging": """\
-**Records on 100 hot lines meet the ratio, and the rate whenever the machine runs at its
-usual speed; records spread over 100,000 lines meet neither.** In the run of 2026-12-03
-13:11 above, raw itself ran at half its usual speed (hot 49,015/s against 78,000–111,000
-earlier that day): hot went through the API at 26,672/s, 54.4 % of raw (≥ 50 % met,
-≥ 30,000 not); spread at 9,353/s, 26.1 % of raw (neither met). In the run of 09:23,
-hot reached 42,334/s, 54.3 % of raw (both met), and spread 14,420/s, 28.4 %. This
-machine's figures move from run to run by more than the changes measured here (raw
-alone: 36,000–66,000/s spread, 49,000–111,000/s hot on the same day), so read the ratio
-of one run, not two runs' rates.
-Seen earlier on 2026-12-03: hot 63,513/s at 57.2 % of raw 111,003; spread
-between 9,300 and 18,000/s, 23–30 % of raw. The locking run's read-then-lock (13:00;
-a batch runs locked only after a race) left the ratios where they were: interleaved with
-the code before it, spread 27 % against 30 %, hot 46 % against 44 %, within the noise.
+**Records on 100 hot lines meet both targets; records spread over 100,000 lines meet
+neither.** Two runs of 2026-12-03 evening, one after the other: hot 33,457/s = 67.7 % and
+39,513/s = 62.1 % of raw; spread 13,941/s = 39.0 % and 13,407/s = 38.1 % of raw (raw
+spread 35,792 and 35,235/s: this machine ran at about half the raw speed it showed in the
+morning, 66,000/s, so the ratio is the figure to read, not the rate).
 
-What moved it on 2026-12-03 (spread; the hot figures rose with them):
-- two HTTP processes instead of one (`serve --workers 2`, as docs/OPERATIONS.md deploys
-  it): with one, the process's Python was the limit of the hot batches (hot 37,208/s =
-  43 % of raw with one; 63,513/s = 57 % with two, same day);
+What moved it that evening (spread 26–30 % → 38–39 %, hot ~54 % → 62–68 %): the bench
+had started `serve --workers 2`, whose two processes share one listening socket; the
+process that wakes first accepts every connection waiting, and the bench's two
+keep-alive connections often both landed in one process while the other idled (seen in
+`ps`: one process's CPU time grew, the other's stood still). The bench now runs two
+`serve` processes, each request in flight on its own connection to its own process, as
+a load balancer dealing connections to the process with the fewest would
+(docs/OPERATIONS.md tells operators to spread a peer's connections so). Both processes
+and both PostgreSQL backends are then busy: the two cores are the limit.
+
+Earlier the same day (spread; the hot figures rose with them):
 - `usage_records` keyed by `(peer_id, record_id)`: no sequence value and no second index
   per record; the optimistic run no longer looks up the records sent before (a replay
   makes the records' insert fall short and the batch runs again locking first);
@@ -215,20 +214,19 @@ What moved it on 2026-12-03 (spread; the hot figures rose with them):
   array to an index: the buckets' read had been planned as a parallel scan of the whole
   table (142 → 87 ms for 9,500 lines).
 
-Where a spread batch of 10,000 goes now (`pg_stat_statements`, 2026-12-03, two HTTP
-processes, two requests in flight, a run whose raw pair took 66 + 39 ms, before the
-look-ups' plans changed): the ledger's
-~9,500 entries ~224 ms (of which the trigger's grouped bucket update ~125 ms), the
-usage rows ~152 ms, the buckets' unlocked read ~86 ms, their lock ~68 ms (most of it
-waiting for the other request's batch: two spread batches share ~900 buckets), the
-lines ~45 ms — ~575 ms of PostgreSQL against raw's ~105 ms, beside ~550 ms of Python in
-the server (parsing and validating 10,000 records, rating, the arrays, the 10,000
-answers; py-spy shows no single place above 7 %). Both cores are busy: it is CPU. Per
-record the API path writes two rows (the record and its bucket's entry), each with
-indexes, checks and a trigger, where raw writes one narrow row. Half of raw needs about
-half of both: the usage row as the journal entry of a usage charge (one row per record,
-the trigger summing per bucket, so no second insert), and fewer Python passes per record
-— not done.
+Where a spread batch of 10,000 goes (`pg_stat_statements` and py-spy, 2026-12-03, two
+processes, two requests in flight; times inside PostgreSQL include waiting for a core):
+the ledger's ~9,100 entries with the trigger's grouped bucket update 380–510 ms, the
+usage rows 285–370 ms, the buckets' lock 165–195 ms (part of it waiting for the other
+request's batch: two spread batches share ~900 buckets), their unlocked read ~180 ms,
+the lines 95–130 ms — against raw's insert of 115–150 ms plus its grouped update; and
+in each server process about as much CPU again in Python (parsing and validating 10,000
+records, rating, the arrays, the 10,000 answers; py-spy: no single place above 9 %, the
+JSON validation 9 %, rating 9 %). Per record the API path writes two rows (the record
+and its bucket's entry), each with indexes, checks and a trigger, where raw writes one
+narrow row. Half of raw needs about half of both: the usage row as the journal entry of
+a usage charge (one row per record, the trigger summing per bucket, so no second
+insert), and fewer Python passes per record — not done.
 """,
 }
 
