@@ -129,9 +129,15 @@ def cached_name(path: str, index: int) -> str:
     return f"{Path(path).stem}-{index}-{hashlib.sha256(identity.encode()).hexdigest()[:24]}.otf"
 
 
-def _build(path: str, index: int, out: str) -> WorkingFont:
-    """Cut the face down to the working character set and write it to ``out`` (whole or
-    not at all: a reader never sees half a file)."""
+@dataclass(frozen=True)
+class _Cut:
+    data: bytes
+    covers: frozenset[int]
+    full_covers: frozenset[int]
+
+
+def _build(path: str, index: int) -> _Cut:
+    """Cut the face down to the working character set (the ~10 s of CPU)."""
     from fontTools import subset as ftsubset
     from fontTools.ttLib import TTFont
 
@@ -154,16 +160,21 @@ def _build(path: str, index: int, out: str) -> WorkingFont:
         face.save(data)
     finally:
         face.close()
+    return _Cut(data.getvalue(), covers, full)
+
+
+def _keep(cut: _Cut, out: str) -> WorkingFont:
+    """Write the cut font to ``out``, whole or not at all (a reader never sees half)."""
     fd, part = tempfile.mkstemp(suffix=".part", dir=os.path.dirname(out))
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data.getvalue())
+            f.write(cut.data)
         os.replace(part, out)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(part)
         raise
-    return WorkingFont(out, covers, full)
+    return WorkingFont(out, cut.covers, cut.full_covers)
 
 
 def _read_kept(path: str, index: int, kept: str) -> WorkingFont | None:
@@ -200,20 +211,30 @@ def working_font(path: str, index: int, cache_dir: str = "") -> WorkingFont:
 
 
 def _find_or_build(path: str, index: int, cache_dir: str) -> WorkingFont:
+    name = cached_name(path, index)
+    cut: _Cut | None = None
     if cache_dir:
-        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
-        out = os.path.join(cache_dir, cached_name(path, index))
-        kept = _read_kept(path, index, out)
-        if kept is not None:
-            return kept
-    else:
-        out = os.path.join(_private_dir(), cached_name(path, index))
+        out = os.path.join(cache_dir, name)
+        try:
+            os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+            kept = _read_kept(path, index, out)
+            if kept is not None:
+                return kept
+            cut = _timed_build(path, index)
+            return _keep(cut, out)
+        except OSError as exc:  # no place to keep it: a receipt is still drawn
+            log.warning("receipt font cache not writable; keeping the font for this process",
+                        extra={"dir": cache_dir, "error": str(exc)})
+    return _keep(cut or _timed_build(path, index), os.path.join(_private_dir(), name))
+
+
+def _timed_build(path: str, index: int) -> _Cut:
     started = time.perf_counter()
-    made = _build(path, index, out)
+    cut = _build(path, index)
     log.info("receipt font prepared", extra={
-        "font": path, "glyphs": len(made.covers),
+        "font": path, "glyphs": len(cut.covers),
         "ms": round((time.perf_counter() - started) * 1000)})
-    return made
+    return cut
 
 
 def _font_for(texts: Iterable[str], font_path: str, cache_dir: str) -> tuple[str, int]:
