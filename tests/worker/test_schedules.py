@@ -27,7 +27,7 @@ from openmvno.notifications import service as notifications
 from openmvno.notifications.models import OutboxKind, OutboxMessage, OutboxState
 from openmvno.runtime import Runtime
 from openmvno.worker import runner
-from openmvno.worker.claims import claim_due, release
+from openmvno.worker.claims import claim_due, release, update_due
 from openmvno.worker.jobs import JobCounts, describe, job_name
 from openmvno.worker.models import WorkerJob
 from tests.conftest import PG_URL, FrozenClock
@@ -79,6 +79,28 @@ async def test_claims_take_each_due_row_once_until_the_lease_runs_out(
     async with unit_of_work(rt.sessions) as session:
         released = await claim_due(session, OutboxMessage, due, order, 10, timedelta(minutes=2))
     assert len(released) == 2
+
+
+async def test_a_claim_takes_its_limit_even_where_the_table_looks_empty(rt: Runtime) -> None:
+    """The planner, told by fresh statistics that the table is (nearly) empty, may run a
+    plain ``IN (subquery … LIMIT n FOR UPDATE SKIP LOCKED)`` again for every row it
+    updates — a claim of 4 then took all 6 due rows. The claim picks its rows once."""
+    due = OutboxMessage.state == OutboxState.pending
+    order = [OutboxMessage.dedupe_key]
+    async with rt.engine.connect() as conn:
+        await conn.exec_driver_sql("ANALYZE outbox")  # statistics of an empty table
+    await _queue(rt, 6)
+    async with unit_of_work(rt.sessions) as session:
+        first = await claim_due(session, OutboxMessage, due, order, 4, timedelta(minutes=2))
+    async with unit_of_work(rt.sessions) as session:
+        second = await claim_due(session, OutboxMessage, due, order, 4, timedelta(minutes=2))
+    assert [r.dedupe_key for r in first] == ["m:0", "m:1", "m:2", "m:3"]
+    assert sorted(r.dedupe_key for r in second) == ["m:4", "m:5"]
+    async with unit_of_work(rt.sessions) as session:  # and a claim that changes rows at once
+        moved = await update_due(session, OutboxMessage, due, order, 4,
+                                 {"state": OutboxState.dead}, returning=[OutboxMessage.id])
+    assert len(moved) == 4
+    assert (await _states(rt))["pending"] == 2
 
 
 @pytest.mark.skipif(not PG_URL, reason="SKIP LOCKED: two open transactions need PostgreSQL")

@@ -2,10 +2,10 @@
 
 ``claim_due`` is the one way scheduled jobs take rows::
 
-    UPDATE t SET claimed_until = :now + :lease
-     WHERE id IN (SELECT id FROM t
+    WITH picked AS MATERIALIZED (SELECT id FROM t
                    WHERE <due> AND (claimed_until IS NULL OR claimed_until < :now)
                    ORDER BY <order> LIMIT :n FOR UPDATE SKIP LOCKED)
+    UPDATE t SET claimed_until = :now + :lease WHERE id IN (SELECT id FROM picked)
     RETURNING <columns>
 
 On PostgreSQL two workers never get the same row: the inner ``SKIP LOCKED`` passes
@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Row, Table, Update, or_, select, update
+from sqlalchemy import ColumnElement, Row, Select, Table, Update, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
 
@@ -110,10 +110,20 @@ def _claim(
     values: dict[str, Any] = {claim_column: now + lease, **(extra_values or {})}
     return (
         update(target)
-        .where(t.c.id.in_(inner.scalar_subquery()))
+        .where(t.c.id.in_(_picked_once(inner)))
         .values(values)
         .execution_options(synchronize_session=False)
     )
+
+
+def _picked_once(inner: Select[Any]) -> Select[Any]:
+    """The ids ``inner`` picks, picked once: ``inner`` as a MATERIALIZED CTE on PostgreSQL.
+    As a plain ``IN (subquery)`` the planner may join it as the inner side of a nested
+    loop and run it again for every row of the outer scan — each run locking further
+    rows past the ones it skipped — so one claim took every due row, not ``limit`` (seen
+    once the table's statistics said it was nearly empty)."""
+    picked = inner.cte("picked").prefix_with("MATERIALIZED", dialect="postgresql")
+    return select(picked.c.id)
 
 
 async def update_due(
@@ -132,9 +142,9 @@ async def update_due(
     unit of work that writes the move's other effects, so a crash undoes all of it and
     the rows are simply due again (no lease to wait for)::
 
-        UPDATE t SET <values>
-         WHERE id IN (SELECT id FROM t WHERE <due> ORDER BY … LIMIT n FOR UPDATE SKIP LOCKED)
-           AND <due>
+        WITH picked AS MATERIALIZED (SELECT id FROM t WHERE <due> ORDER BY … LIMIT n
+                                     FOR UPDATE SKIP LOCKED)
+        UPDATE t SET <values> WHERE id IN (SELECT id FROM picked) AND <due>
         RETURNING …
 
     ``due_clause`` is checked again by the outer statement, so a row changed in between
@@ -146,7 +156,7 @@ async def update_due(
     )
     statement = (
         update(t)
-        .where(t.c.id.in_(inner.scalar_subquery()), due_clause)
+        .where(t.c.id.in_(_picked_once(inner)), due_clause)
         .values(values)
         .returning(*returning)
         .execution_options(synchronize_session=False)
