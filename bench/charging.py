@@ -19,7 +19,10 @@ load balancer sending each to the process with the fewest would), twice:
   buckets when there are 100,000 lines);
 * **hot**: every record names one of the first 100 lines.
 
-Every record of every batch must come back ``charged``. What is counted is the whole
+Every record of every batch must come back ``charged``. Beside each rate the bench
+reports what it cost in CPU seconds per 10,000 records, read from ``/proc`` while it
+ran: for the API the served processes and the database's backends, for raw the bench's
+own process and its backend — where the two cores went. What is counted is the whole
 path: HTTP, the API key, validation of every record, rating, the record rows, the
 ledger (one entry per bucket per batch, the books kept by the database's trigger), and
 the answer of every record.
@@ -58,7 +61,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import libpq_dsn
+from common import CpuMeter, libpq_dsn
 from reads import serving
 
 from openmvno.db import make_engine, make_sessionmaker, unit_of_work
@@ -209,7 +212,8 @@ def draws(n_buckets: int, *, batches: int, batch: int, hot: bool, seed_: int) ->
     return [[rng.randrange(top) for _ in range(batch)] for _ in range(batches)]
 
 
-async def raw_postgres(url: str, n_buckets: int, plan: list[list[int]], tag: str) -> float:
+async def raw_postgres(url: str, n_buckets: int, plan: list[list[int]], tag: str,
+                       meter: CpuMeter) -> float:
     import asyncpg  # type: ignore[import-untyped,unused-ignore]
 
     dsn = libpq_dsn(url)
@@ -235,6 +239,7 @@ async def raw_postgres(url: str, n_buckets: int, plan: list[list[int]], tag: str
             "UPDATE raw_buckets SET remaining = remaining - d.u FROM unnest($1::bigint[],"
             " $2::bigint[]) AS d(id, u) WHERE raw_buckets.id = d.id"
         )
+        meter.start()
         started = time.perf_counter()
         records = 0
         for b, buckets in enumerate(plan):
@@ -247,13 +252,16 @@ async def raw_postgres(url: str, n_buckets: int, plan: list[list[int]], tag: str
                 keys = sorted(sums)
                 await grouped.fetch(keys, [sums[k] for k in keys])
             records += len(rows)
-        return records / (time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        meter.stop()
+        return records / elapsed
     finally:
         await conn.execute("DROP TABLE IF EXISTS raw_usage; DROP TABLE IF EXISTS raw_buckets")
         await conn.close()
 
 
-def raw_sqlite(path: Path, n_buckets: int, plan: list[list[int]], tag: str) -> float:
+def raw_sqlite(path: Path, n_buckets: int, plan: list[list[int]], tag: str,
+               meter: CpuMeter) -> float:
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode=WAL")
@@ -267,6 +275,7 @@ def raw_sqlite(path: Path, n_buckets: int, plan: list[list[int]], tag: str) -> f
         conn.executemany("INSERT INTO raw_buckets VALUES (?, 1099511627776)",
                          [(i,) for i in range(n_buckets)])
         conn.execute("COMMIT")
+        meter.start()
         started = time.perf_counter()
         records = 0
         for b, buckets in enumerate(plan):
@@ -283,7 +292,9 @@ def raw_sqlite(path: Path, n_buckets: int, plan: list[list[int]], tag: str) -> f
             conn.executemany("UPDATE raw_buckets SET remaining = remaining - ? WHERE id = ?",
                              [(u, k) for k, u in sorted(sums.items())])
             conn.execute("COMMIT")
-        return records / (time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        meter.stop()
+        return records / elapsed
     finally:
         conn.execute("DROP TABLE IF EXISTS raw_usage")
         conn.execute("DROP TABLE IF EXISTS raw_buckets")
@@ -305,6 +316,7 @@ def measure(database_url: str, *, lines: int, batches: int, batch: int,
         database_url = asyncio.run(fresh_postgres(database_url, db_name))
     msisdns, key = asyncio.run(seed(database_url, lines))
     results = []
+    backends = db_name if name == "PostgreSQL" else None
     # SQLite has one writer: the embedded default serves it from one process.
     processes = processes if name == "PostgreSQL" else 1
     with contextlib.ExitStack() as stack:
@@ -332,24 +344,36 @@ def measure(database_url: str, *, lines: int, batches: int, batch: int,
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                     ))
                 time.sleep(1.0)
+            # CPU of the served processes and of the database's backends (PostgreSQL;
+            # SQLite works inside the served process) while the batches are sent.
+            api_cpu = CpuMeter([pid for _port, pid in served], backends)
+            api_cpu.start()
             try:
                 api = asyncio.run(through_api(ports, key, payloads, concurrency))
+                api_cpu.stop()
             finally:
                 for spy in spies:
                     spy.send_signal(signal.SIGINT)
                     spy.wait(timeout=30)
             plan = draws(lines, batches=batches, batch=batch, hot=hot, seed_=3 if hot else 4)
+            raw_cpu = CpuMeter([os.getpid()], backends)
             if name == "SQLite":
-                raw = raw_sqlite(data_dir / "raw.db", lines, plan, scenario)
+                raw = raw_sqlite(data_dir / "raw.db", lines, plan, scenario, raw_cpu)
             else:
-                raw = asyncio.run(raw_postgres(database_url, lines, plan, scenario))
+                raw = asyncio.run(raw_postgres(database_url, lines, plan, scenario, raw_cpu))
+            records = batches * batch
+            cpu = {  # CPU seconds per 10,000 records
+                "api": {k: v * 10_000 / records for k, v in api_cpu.used.items()},
+                "raw": {k: v * 10_000 / records for k, v in raw_cpu.used.items()},
+            }
             results.append({
                 "database": name, "scenario": scenario, "api": round(api), "raw": round(raw),
                 "ratio": api / raw, "lines": lines, "batch": batch, "batches": batches,
-                "concurrency": concurrency, "processes": processes,
+                "concurrency": concurrency, "processes": processes, "cpu": cpu,
             })
             print(f"{name:<10} {scenario:<7} API {api:>9,.0f} records/s   "
-                  f"raw {raw:>9,.0f} records/s   {api / raw:6.1%}", flush=True)
+                  f"raw {raw:>9,.0f} records/s   {api / raw:6.1%}   CPU s per 10,000:"
+                  f" API {_cpu_text(cpu['api'])}, raw {_cpu_text(cpu['raw'])}", flush=True)
     return results
 
 
@@ -369,6 +393,13 @@ def run(postgres: str | None, *, lines: int = 100_000, batches: int = 20, batch:
     return results
 
 
+def _cpu_text(cpu: dict[str, float]) -> str:
+    """CPU seconds as ``processes + database`` (SQLite: the processes alone)."""
+    if cpu["database"] == 0:
+        return f"{cpu['processes']:.2f}"
+    return f"{cpu['processes']:.2f} + {cpu['database']:.2f}"
+
+
 def markdown(results: list[dict[str, Any]]) -> str:
     first = results[0]
     processes = max((r.get("processes", 2) for r in results if r["database"] == "PostgreSQL"),
@@ -376,7 +407,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
     hit = {"spread": "random over all lines", "hot": "100 lines"}
     rows = "\n".join(
         f"| {r['database']} | {hit[r['scenario']]}"
-        f" | {r['api']:,} | {r['raw']:,} | {r['ratio']:.0%} |"
+        f" | {r['api']:,} | {r['raw']:,} | {r['ratio']:.0%}"
+        f" | {_cpu_text(r['cpu']['api'])} | {_cpu_text(r['cpu']['raw'])} |"
         for r in results
     )
     return f"""## Usage charging through a served process
@@ -395,10 +427,13 @@ and the same distribution, written in `bench/charging.py`: per batch one `INSERT
 SELECT FROM unnest(…) ON CONFLICT DO NOTHING RETURNING` plus one grouped `UPDATE …
 FROM unnest(…)` in one transaction over asyncpg (SQLite: `executemany` of the same two
 statements), nothing else. Target on PostgreSQL: ≥ 30,000 records/s through the API and
-≥ 50 % of raw.
+≥ 50 % of raw. **CPU** is what the work cost per 10,000 records, in CPU seconds, read
+from `/proc` while it ran: for the API the served processes + the database's backends
+(SQLite: the served process alone, the database inside it), for raw the bench's own
+process + its backend — where the two cores went.
 
-| database | records hit | API records/s | raw records/s | API / raw |
-|---|---|---:|---:|---:|
+| database | records hit | API records/s | raw records/s | API / raw | API CPU s | raw CPU s |
+|---|---|---:|---:|---:|---:|---:|
 {rows}
 
 Command: `python bench/charging.py --postgres URL` (or `scripts/bench --only charging`).

@@ -139,3 +139,57 @@ def measured_line(results: list[dict[str, Any]]) -> str:
     )
     when = results[0].get("measured_at") if results else None
     return f"Measured {when or now_utc()}; load average (1, 5, 15 min) before → after: {loads}."
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process ``pid`` has used so far, from ``/proc`` (0.0 where
+    the process is gone or there is no ``/proc``)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backend_pids(db_name: str) -> list[int]:
+    """The PostgreSQL server processes serving connections to database ``db_name`` on this
+    machine (their process title: ``postgres: <user> <database> <client> <state>``)."""
+    pids = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            title = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        words = title.split()
+        if len(words) >= 3 and words[0] == "postgres:" and words[2] == db_name:
+            pids.append(int(proc.name))
+    return pids
+
+
+class CpuMeter:
+    """CPU seconds used between :meth:`start` and :meth:`stop` by fixed processes and by
+    the backends of a PostgreSQL database (looked up at both ends: a pool may open
+    connections meanwhile; a backend that exits in between is not counted)."""
+
+    def __init__(self, pids: list[int], db_name: str | None = None) -> None:
+        self.pids = pids
+        self.db_name = db_name
+        self.used: dict[str, float] = {}
+
+    def _now(self) -> tuple[float, dict[int, float]]:
+        backends = {p: cpu_seconds(p) for p in backend_pids(self.db_name)} if self.db_name else {}
+        return sum(cpu_seconds(p) for p in self.pids), backends
+
+    def start(self) -> None:
+        self._start = self._now()
+
+    def stop(self) -> dict[str, float]:
+        """``{"processes": s, "database": s}`` used since :meth:`start`."""
+        own, backends = self._now()
+        before = self._start[1]
+        self.used = {
+            "processes": own - self._start[0],
+            "database": sum(v - before.get(p, 0.0) for p, v in backends.items()),
+        }
+        return self.used
