@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import zlib
 
 import httpx
+import pytest
 
 from openmvno.db import unit_of_work
+from openmvno.receipts import pdf as receipt_pdf
 from openmvno.receipts.pdf import cjk_font
 from openmvno.receipts.service import next_value
 from openmvno.runtime import Runtime
@@ -86,6 +89,34 @@ async def test_html_and_pdf_in_chinese(client: httpx.AsyncClient, rt: Runtime) -
     text = _pdf_unicode_text(pdf.content)
     for word in ("收据", "7天流量", "王小明", "合计"):
         assert all(ch in text for ch in word), word
+
+
+async def test_a_receipt_being_drawn_keeps_no_other_request_waiting(
+    client: httpx.AsyncClient, rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first PDF of a process cuts the font (seconds of CPU): while one is drawn, the
+    process answers other requests. The drawing here waits until the test has had its
+    answer to another request; drawn on the event loop it would wait in vain."""
+    headers, ids = await _bought(client, rt)
+    drawing, release = threading.Event(), threading.Event()
+    released: list[bool] = []
+    draw = receipt_pdf.render_pdf
+
+    def held_draw(*args: object, **kwargs: object) -> bytes:
+        drawing.set()
+        released.append(release.wait(timeout=10))
+        return draw(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(receipt_pdf, "render_pdf", held_draw)
+    fetch = asyncio.create_task(client.get(f"/api/v1/receipts/{ids[0]}.pdf", headers=headers))
+    assert await asyncio.to_thread(drawing.wait, 10)
+    meanwhile = await client.get(f"/api/v1/receipts/{ids[0]}", headers=headers)
+    assert meanwhile.status_code == 200
+    release.set()
+    got = await fetch
+    assert got.status_code == 200
+    assert got.content.startswith(b"%PDF")
+    assert released == [True]
 
 
 def test_a_simplified_chinese_face_is_found() -> None:

@@ -18,6 +18,7 @@ read as a font is made again.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import hashlib
@@ -36,6 +37,7 @@ from pathlib import Path
 from fpdf import FPDF
 from fpdf.fonts import FontFace
 
+from openmvno.config import Settings
 from openmvno.receipts.models import Receipt
 from openmvno.receipts.service import context
 
@@ -289,3 +291,13 @@ def render_pdf(receipt: Receipt, *, language: str, operator: str, font_path: str
         for row in rows:
             table.row(row)
     return bytes(pdf.output())
+
+
+async def render_pdf_off_loop(receipt: Receipt, *, language: str, settings: Settings) -> bytes:
+    """:func:`render_pdf` with the operator's settings, in a worker thread: the first
+    receipt of a process cuts the working font (seconds of CPU), and no other request
+    of the process should wait for that."""
+    return await asyncio.to_thread(
+        render_pdf, receipt, language=language, operator=settings.operator_name,
+        font_path=settings.receipt_font_path, cache_dir=settings.font_cache_dir,
+    )

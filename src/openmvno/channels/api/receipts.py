@@ -61,12 +61,8 @@ def _html(receipt: Receipt, rt: RT, language: str) -> HTMLResponse:
     return HTMLResponse(html, headers=_PRIVATE)
 
 
-def _pdf(receipt: Receipt, rt: RT, language: str) -> Response:
-    data = pdf.render_pdf(
-        receipt, language=language, operator=rt.settings.operator_name,
-        font_path=rt.settings.receipt_font_path,
-        cache_dir=rt.settings.font_cache_dir,
-    )
+async def _pdf(receipt: Receipt, rt: RT, language: str) -> Response:
+    data = await pdf.render_pdf_off_loop(receipt, language=language, settings=rt.settings)
     headers = {**_PRIVATE, "Content-Disposition": f'inline; filename="{receipt.number}.pdf"'}
     return Response(data, media_type="application/pdf", headers=headers)
 
@@ -86,7 +82,7 @@ async def receipt_html(
 async def receipt_pdf(
     receipt_id: uuid.UUID, session: Session, rt: RT, me: Me, language: Language
 ) -> Response:
-    return _pdf(await _visible(session, rt, receipt_id, me), rt, language)
+    return await _pdf(await _visible(session, rt, receipt_id, me), rt, language)
 
 
 @router.get("/receipts/{receipt_id}")
@@ -118,7 +114,7 @@ async def guest_receipt_html(
 async def guest_receipt_pdf(
     token: GuestLink, session: Session, rt: RT, language: Language
 ) -> Response:
-    return _pdf(await _guest_receipt(session, token), rt, language)
+    return await _pdf(await _guest_receipt(session, token), rt, language)
 
 
 @router.get("/guest/orders/{token}/receipt", tags=["guest"])

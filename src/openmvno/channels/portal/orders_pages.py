@@ -9,7 +9,6 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.concurrency import run_in_threadpool
 
 from openmvno.accounts.identity import mask_phone
 from openmvno.accounts.models import Account
@@ -198,11 +197,8 @@ async def receipt_pdf(
         receipt = await _my_receipt(session, receipt_id, visitor.account)
     except NotFound:
         return not_found(request, visitor)
-    data = await run_in_threadpool(  # seconds of CPU the first time: off the event loop
-        pdf.render_pdf, receipt, language=request.state.language,
-        operator=rt.settings.operator_name, font_path=rt.settings.receipt_font_path,
-        cache_dir=rt.settings.font_cache_dir,
-    )
+    data = await pdf.render_pdf_off_loop(receipt, language=request.state.language,
+                                         settings=rt.settings)
     headers = {**PRIVATE, "Content-Disposition": f'attachment; filename="{receipt.number}.pdf"'}
     return Response(data, media_type="application/pdf", headers=headers)
 

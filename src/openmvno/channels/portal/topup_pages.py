@@ -15,7 +15,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from openmvno.channels.portal.order_views import guest_path, method_choices, pay_form
 from openmvno.channels.portal.payment_pages import create_and_pay, pay_or_resume, result_page
@@ -299,11 +298,8 @@ async def guest_receipt_pdf(
         receipt = await _guest_receipt(session, token)
     except NotFound:
         return not_found(request, visitor)
-    data = await run_in_threadpool(  # seconds of CPU the first time: off the event loop
-        pdf.render_pdf, receipt, language=request.state.language,
-        operator=rt.settings.operator_name, font_path=rt.settings.receipt_font_path,
-        cache_dir=rt.settings.font_cache_dir,
-    )
+    data = await pdf.render_pdf_off_loop(receipt, language=request.state.language,
+                                         settings=rt.settings)
     headers = {**PRIVATE, "Content-Disposition": f'attachment; filename="{receipt.number}.pdf"'}
     return Response(data, media_type="application/pdf", headers=headers)
 
