@@ -214,6 +214,21 @@ async def pay(
                              headers=headers or {})
 
 
+async def paid_plan_order(
+    client: httpx.AsyncClient, rt: Runtime, plan_code: str = "D7", **who: Any
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """A new subscriber (``who``: as :func:`subscriber`) with a line buys ``plan_code``
+    for it and pays from a funded wallet: their headers and the order as created."""
+    await seed_plans(rt)
+    headers, me = await subscriber(client, **who)
+    line = await give_line(rt, me)
+    await fund_wallet(rt, me, 10000)
+    created = (await order(client, headers, {"kind": "plan", "plan_code": plan_code,
+                                             "line_id": str(line.id)})).json()
+    assert (await pay(client, headers, created["id"], "wallet")).status_code == 201
+    return headers, created
+
+
 def reference_of(payment_response: httpx.Response) -> str:
     url = payment_response.json()["next_action"]["url"]
     return str(url.rsplit("/", 1)[1])

@@ -21,6 +21,7 @@ from tests.orders.helpers import (
     fund_wallet,
     give_line,
     order,
+    paid_plan_order,
     pay,
     seed_esims,
     seed_plans,
@@ -271,13 +272,7 @@ async def test_history_is_mine_newest_first_and_paginated(
 async def test_success_notice_and_provisioning_job_go_out(
     client: httpx.AsyncClient, rt: Runtime, deliver: object
 ) -> None:
-    await seed_plans(rt)
-    headers, me = await subscriber(client, email="li@example.com")
-    line = await give_line(rt, me)
-    await fund_wallet(rt, me, 10000)
-    o = (await order(client, headers, {"kind": "plan", "plan_code": "M30",
-                                       "line_id": str(line.id)})).json()
-    await pay(client, headers, o["id"], "wallet")
+    headers, o = await paid_plan_order(client, rt, "M30", email="li@example.com")
     async with unit_of_work(rt.sessions) as s:
         sms = await s.scalar(select(OutboxMessage).where(
             OutboxMessage.dedupe_key == f"order-done-sms:{o['id']}"))

@@ -17,18 +17,12 @@ from openmvno.orders.models import Order, ProvisioningState
 from openmvno.orders.provisioning import provision
 from openmvno.runtime import Runtime
 from openmvno.worker.runner import drain
-from tests.orders.helpers import fund_wallet, give_line, order, pay, seed_plans, subscriber
+from tests.orders.helpers import paid_plan_order
 
 
 async def _paid_plan_order(client: httpx.AsyncClient, rt: Runtime) -> uuid.UUID:
-    await seed_plans(rt)
-    headers, me = await subscriber(client)
-    line = await give_line(rt, me)
-    await fund_wallet(rt, me, 10000)
-    o = (await order(client, headers, {"kind": "plan", "plan_code": "D7",
-                                       "line_id": str(line.id)})).json()
-    await pay(client, headers, o["id"], "wallet")
-    return uuid.UUID(o["id"])
+    _, created = await paid_plan_order(client, rt)
+    return uuid.UUID(created["id"])
 
 
 async def _job_of(rt: Runtime, order_id: uuid.UUID) -> OutboxMessage:
