@@ -188,45 +188,46 @@ Both cores stay busy for the whole storm (~1 % I/O wait): it is CPU. A third or 
 worker adds nothing on two cores. SQLite, one worker, 10,000 lines: 9.5 s.
 """,
     "charging": """\
-**Records on 100 hot lines meet both targets; records spread over 100,000 lines meet
-neither.** Two runs of 2026-12-03 evening, one after the other: hot 33,457/s = 67.7 % and
-39,513/s = 62.1 % of raw; spread 13,941/s = 39.0 % and 13,407/s = 38.1 % of raw (raw
-spread 35,792 and 35,235/s: this machine ran at about half the raw speed it showed in the
-morning, 66,000/s, so the ratio is the figure to read, not the rate).
+**Records on 100 hot lines meet both targets in this run (34,526/s = 58.3 % of raw);
+records spread over 100,000 lines meet neither (11,789/s = 31.6 %).** Runs differ a lot
+on this machine: in eight more runs of spread the same morning (fresh fsync-on cluster),
+raw alone did 35,400–52,700/s and the API 11,000–17,100/s, 28–40 % of raw; in three of
+hot, raw 69,000–81,000/s and the API 32,700–39,400/s, 47–48 % of raw. The rates and the
+ratio move with the machine's luck; the CPU columns hardly move: they are the figures to
+read.
 
-What moved it that evening (spread 26–30 % → 38–39 %, hot ~54 % → 62–68 %): the bench
-had started `serve --workers 2`, whose two processes share one listening socket; the
-process that wakes first accepts every connection waiting, and the bench's two
-keep-alive connections often both landed in one process while the other idled (seen in
-`ps`: one process's CPU time grew, the other's stood still). The bench now runs two
-`serve` processes, each request in flight on its own connection to its own process, as
-a load balancer dealing connections to the process with the fewest would
-(docs/OPERATIONS.md tells operators to spread a peer's connections so). Both processes
-and both PostgreSQL backends are then busy: the two cores are the limit.
+**What limits spread is CPU.** Per 10,000 spread records the API path costs about 1.3
+CPU seconds (0.54–0.62 in the served processes, 0.74–0.81 in PostgreSQL's backends);
+raw costs 0.22–0.26, on one connection. The cores are 80–95 % busy while the API runs
+(the rest is two batches waiting for each other's bucket locks and commits; four
+requests in flight instead of two gain nothing). Half of raw needs the API to spend at
+most four times raw's CPU per record (it has two cores to raw's one, and does not keep
+them quite full): it spends five to six times.
 
-Earlier the same day (spread; the hot figures rose with them):
-- `usage_records` keyed by `(peer_id, record_id)`: no sequence value and no second index
-  per record; the optimistic run no longer looks up the records sent before (a replay
-  makes the records' insert fall short and the batch runs again locking first);
-- `balance_entries` without the unused `account_id` index and with `order_id` indexed
-  only where set (23.2 % → 27.8 % of raw, spread);
-- one generic plan for every statement of a batch, each look-up joining its keys'
-  array to an index: the buckets' read had been planned as a parallel scan of the whole
-  table (142 → 87 ms for 9,500 lines).
+Where a spread batch's PostgreSQL time goes (`pg_stat_statements`, 20 batches,
+2026-12-04): the ledger's ~9,500 entries with the trigger's grouped bucket update
+309 ms, the usage rows 208 ms, the buckets' unlocked read 126 ms, their lock 98 ms, the
+lines 77 ms. Alone on the same data: the entries' insert without its trigger 110–200 ms
+(its indexes — id, key, bucket — about 50 ms of it; the order's foreign key check per
+row perhaps as much, too noisy to tell), the trigger's grouped update 100–145 ms. A
+trial that moved the balances by one grouped UPDATE instead of the entries (not kept:
+no journal) reached 39–42 % of raw against 33–40 % for the product in alternating runs,
+and dropping the lock as well gained nothing more. So making the usage row itself the
+journal entry of a usage charge (no second insert) would lift spread into the low 40s,
+not to 50; the other half of the gap is the served processes' ~55 µs of Python per
+record (py-spy: flat — the batch's own loops over the records ~37 % of the busy
+samples, rating 8 %, validation 7 %, nothing else above 4 %).
 
-Where a spread batch of 10,000 goes (`pg_stat_statements` and py-spy, 2026-12-03, two
-processes, two requests in flight; times inside PostgreSQL include waiting for a core):
-the ledger's ~9,100 entries with the trigger's grouped bucket update 380–510 ms, the
-usage rows 285–370 ms, the buckets' lock 165–195 ms (part of it waiting for the other
-request's batch: two spread batches share ~900 buckets), their unlocked read ~180 ms,
-the lines 95–130 ms — against raw's insert of 115–150 ms plus its grouped update; and
-in each server process about as much CPU again in Python (parsing and validating 10,000
-records, rating, the arrays, the 10,000 answers; py-spy: no single place above 9 %, the
-JSON validation 9 %, rating 9 %). Per record the API path writes two rows (the record
-and its bucket's entry), each with indexes, checks and a trigger, where raw writes one
-narrow row. Half of raw needs about half of both: the usage row as the journal entry of
-a usage charge (one row per record, the trigger summing per bucket, so no second
-insert), and fewer Python passes per record — not done.
+What moved it on 2026-12-03 (spread 26–30 % → 38–39 % of raw that evening, hot ~54 %
+→ 62–68 %): two `serve` processes with each request in flight on its own connection
+to its own process, as a load balancer dealing connections to the process with the
+fewest would (`serve --workers 2` shares one listening socket, and both of the bench's
+keep-alive connections often landed in one process while the other idled;
+docs/OPERATIONS.md tells operators to spread a peer's connections so); `usage_records`
+keyed by `(peer_id, record_id)` (no sequence value, no second index per record) and no
+look-up of the records sent before on the optimistic run; `balance_entries` without
+the unused `account_id` index and with `order_id` indexed only where set; one generic
+plan for every statement of a batch, each look-up joining its keys' array to an index.
 """,
 }
 
