@@ -176,6 +176,7 @@ class CpuMeter:
         self.pids = pids
         self.db_name = db_name
         self.used: dict[str, float] = {}
+        self._start: tuple[float, dict[int, float]] = (0.0, {})
 
     def _now(self) -> tuple[float, dict[int, float]]:
         backends = {p: cpu_seconds(p) for p in backend_pids(self.db_name)} if self.db_name else {}
