@@ -6,14 +6,16 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from openmvno.adapters.sms.smpp_models import PartState, SmsPart
 from openmvno.adapters.sms.smpp_outbox import SmppSender, delivery_of
+from openmvno.adapters.sms.smpp_outbox import _claim_in as claim_in
 from openmvno.db import unit_of_work
 from openmvno.notifications import service as notifications
 from openmvno.notifications.models import OutboxMessage, OutboxState
 from openmvno.runtime import Runtime
+from tests.conftest import FrozenClock
 from tests.sms.conftest import Start
 from tests.sms.peer import Smsc, until
 
@@ -125,6 +127,27 @@ async def test_a_row_still_in_the_senders_hands_is_not_leased_again(smpp_rt: Run
         assert row is not None and row.claimed_until is None and row.attempts == 0
     sender._inflight.discard(oid)  # its task done: the next claim takes it
     assert [m.id for m, _ in await sender._claim_and_prepare(10)] == [oid]
+
+
+async def test_a_claim_takes_its_window_whatever_plan_the_database_picks(
+    smpp_rt: Runtime, frozen: FrozenClock
+) -> None:
+    """Statistics saying the outbox is (nearly) empty let PostgreSQL run a claim's
+    ``IN (… LIMIT n FOR UPDATE SKIP LOCKED)`` as the inner side of a nested loop, again
+    for every row: a bind with room for 4 took every due SMS. Here the planner is left
+    only that join: the claim still takes ``limit`` rows, the oldest due, in due order."""
+    queued = []
+    for i in range(6):
+        frozen.advance(seconds=1)
+        queued.append(await queue(smpp_rt, f"+86138000002{i:02d}", f"message {i}"))
+    claims = []
+    for _ in range(2):
+        async with unit_of_work(smpp_rt.sessions) as s:
+            if smpp_rt.engine.dialect.name == "postgresql":
+                await s.execute(text("SET LOCAL enable_hashjoin = off"))
+                await s.execute(text("SET LOCAL enable_mergejoin = off"))
+            claims.append([m.id for m in await claim_in(s, 4)])
+    assert claims == [queued[:4], queued[4:]]
 
 
 async def test_two_binds_share_the_outbox_and_each_message_goes_once(

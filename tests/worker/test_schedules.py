@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from typer.testing import CliRunner
 
 from openmvno.cli import app as cli_app
@@ -94,13 +94,31 @@ async def test_a_claim_takes_its_limit_even_where_the_table_looks_empty(rt: Runt
         first = await claim_due(session, OutboxMessage, due, order, 4, timedelta(minutes=2))
     async with unit_of_work(rt.sessions) as session:
         second = await claim_due(session, OutboxMessage, due, order, 4, timedelta(minutes=2))
-    assert [r.dedupe_key for r in first] == ["m:0", "m:1", "m:2", "m:3"]
+    assert sorted(r.dedupe_key for r in first) == ["m:0", "m:1", "m:2", "m:3"]
     assert sorted(r.dedupe_key for r in second) == ["m:4", "m:5"]
     async with unit_of_work(rt.sessions) as session:  # and a claim that changes rows at once
         moved = await update_due(session, OutboxMessage, due, order, 4,
                                  {"state": OutboxState.dead}, returning=[OutboxMessage.id])
     assert len(moved) == 4
     assert (await _states(rt))["pending"] == 2
+
+
+async def test_the_outbox_sends_a_batch_oldest_due_first(
+    rt: Runtime, frozen: FrozenClock
+) -> None:
+    """Queued last but due first: the claim picks by due time, and the batch goes out in
+    that order (``UPDATE … RETURNING`` by itself hands rows back in table order)."""
+    for i in reversed(range(4)):  # m:3 is queued first, m:0 last
+        frozen.advance(seconds=1)
+        await _queue(rt, 1, prefix=f"m{i}")
+        async with unit_of_work(rt.sessions) as session:
+            await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.dedupe_key == f"m{i}:0")
+                .values(next_attempt_at=frozen.now - timedelta(minutes=10 - i))
+            )
+    batch = await runner.claim(rt, 10)
+    assert [m.dedupe_key for m in batch] == ["m0:0", "m1:0", "m2:0", "m3:0"]
 
 
 @pytest.mark.skipif(not PG_URL, reason="SKIP LOCKED: two open transactions need PostgreSQL")

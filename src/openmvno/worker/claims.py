@@ -57,9 +57,11 @@ async def claim_due(
 ) -> list[Row[Any]]:
     """Claim up to ``limit`` rows of ``table`` matching ``due_clause`` that nobody holds,
     for ``lease``; returns the claimed rows (``columns``, default every column) in one
-    statement. ``claim_column`` names the lease column (``claimed_until``);
-    ``extra_values`` are set on the claimed rows in the same statement (e.g. an attempt
-    counter). Commit soon after: on PostgreSQL the rows stay locked until then."""
+    statement — in no set order: ``order_by`` chooses which rows are claimed, but
+    ``UPDATE … RETURNING`` keeps no order (sort them where order matters).
+    ``claim_column`` names the lease column (``claimed_until``); ``extra_values`` are set
+    on the claimed rows in the same statement (e.g. an attempt counter). Commit soon
+    after: on PostgreSQL the rows stay locked until then."""
     t = _table(table)
     statement = _claim(t, t, due_clause, order_by, limit, lease, claim_column, now, extra_values)
     returned = statement.returning(*(columns if columns is not None else t.c))
@@ -78,7 +80,8 @@ async def claim_due_objects(
     now: datetime | None = None,
     extra_values: dict[str, Any] | None = None,
 ) -> list[M]:
-    """:func:`claim_due` for a mapped class: the claimed rows as ORM objects."""
+    """:func:`claim_due` for a mapped class: the claimed rows as ORM objects (in no set
+    order)."""
     t = _table(model)
     statement = _claim(
         model, t, due_clause, order_by, limit, lease, claim_column, now, extra_values

@@ -165,9 +165,10 @@ def _claimable_here(rt: Runtime) -> ColumnElement[bool]:
 
 
 async def claim(rt: Runtime, limit: int) -> list[OutboxMessage]:
-    """Claim up to ``limit`` due rows for this process (one statement)."""
+    """Claim up to ``limit`` due rows for this process (one statement), oldest due first:
+    two messages to one person go out in the order they were queued."""
     async with unit_of_work(rt.sessions) as session:
-        return await claim_due_objects(
+        claimed = await claim_due_objects(
             session, OutboxMessage,
             (OutboxMessage.state == OutboxState.pending)
             & (OutboxMessage.next_attempt_at <= clock.now())
@@ -175,6 +176,7 @@ async def claim(rt: Runtime, limit: int) -> list[OutboxMessage]:
             [OutboxMessage.next_attempt_at], limit, timedelta(seconds=CLAIM_SECONDS),
             extra_values={"attempts": OutboxMessage.attempts + 1},
         )
+    return sorted(claimed, key=lambda m: (m.next_attempt_at, m.created_at))
 
 
 async def _finish(rt: Runtime, m: OutboxMessage, error: str | None) -> None:

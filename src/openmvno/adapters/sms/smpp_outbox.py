@@ -1,9 +1,10 @@
 """SMS from the outbox over an SMPP bind, and delivery receipts back onto the outbox rows.
 
 Run by ``openmvno smpp`` (one bind per process; any number of processes). Each process
-claims due SMS rows with one conditional ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP
-LOCKED)`` plus a lease, so a row is submitted by exactly one process at a time; the
-ordinary ``worker`` leaves SMS rows alone while ``sms_adapter=smpp``.
+claims due SMS rows with one statement (``worker.claims.claim_due``: ``SELECT … FOR
+UPDATE SKIP LOCKED`` picked once, then a lease set), so a row is submitted by exactly
+one process at a time; the ordinary ``worker`` leaves SMS rows alone while
+``sms_adapter=smpp``.
 
 Never twice: every part is recorded ``sending`` (committed) *before* its ``submit_sm``
 goes out, and its answer right after. A part whose answer never came (the link dropped)
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmvno import clock
@@ -44,6 +45,7 @@ from openmvno.config import Settings
 from openmvno.db import unit_of_work
 from openmvno.notifications.models import OutboxKind, OutboxMessage, OutboxState
 from openmvno.runtime import Runtime
+from openmvno.worker.claims import claim_due
 
 log = logging.getLogger("openmvno.smpp")
 
@@ -79,38 +81,27 @@ class Claimed:
     sensitive: bool
 
 
-def _claim_statement(limit: int, skip: Collection[uuid.UUID] = ()) -> Any:
-    now = clock.now()
-    conditions = [
-        OutboxMessage.kind == OutboxKind.sms,
-        OutboxMessage.state == OutboxState.pending,
-        OutboxMessage.next_attempt_at <= now,
-        or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
-    ]
-    if skip:  # still in this sender's hands (settled, its task not yet done): not leased again
-        conditions.append(OutboxMessage.id.not_in(list(skip)))
-    due = (
-        select(OutboxMessage.id)
-        .where(*conditions)
-        .order_by(OutboxMessage.next_attempt_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    return (
-        update(OutboxMessage)
-        .where(OutboxMessage.id.in_(due.scalar_subquery()))
-        .values(claimed_until=now + timedelta(seconds=CLAIM_SECONDS),
-                attempts=OutboxMessage.attempts + 1)
-        .returning(OutboxMessage.id, OutboxMessage.recipient, OutboxMessage.body,
-                   OutboxMessage.account_id, OutboxMessage.payload)
-        .execution_options(synchronize_session=False)
-    )
-
-
 async def _claim_in(
     session: AsyncSession, limit: int, skip: Collection[uuid.UUID] = ()
 ) -> list[Claimed]:
-    rows = (await session.execute(_claim_statement(limit, skip))).all()
+    """Claim up to ``limit`` due SMS rows (one statement, :func:`claim_due`), oldest due
+    first; rows in ``skip`` are still in this sender's hands (settled, their task not yet
+    done) and are not leased again."""
+    due = and_(
+        OutboxMessage.kind == OutboxKind.sms,
+        OutboxMessage.state == OutboxState.pending,
+        OutboxMessage.next_attempt_at <= clock.now(),
+        OutboxMessage.id.not_in(list(skip)) if skip else true(),
+    )
+    rows = await claim_due(
+        session, OutboxMessage, due, [OutboxMessage.next_attempt_at], limit,
+        timedelta(seconds=CLAIM_SECONDS),
+        columns=[OutboxMessage.id, OutboxMessage.recipient, OutboxMessage.body,
+                 OutboxMessage.account_id, OutboxMessage.payload,
+                 OutboxMessage.next_attempt_at, OutboxMessage.created_at],
+        extra_values={"attempts": OutboxMessage.attempts + 1},
+    )
+    rows.sort(key=lambda r: (r.next_attempt_at, r.created_at))
     return [Claimed(r.id, r.recipient, r.body, r.account_id,
                     bool((r.payload or {}).get("sensitive"))) for r in rows]
 
