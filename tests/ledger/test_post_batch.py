@@ -183,6 +183,8 @@ OPS = st.lists(
 @settings(
     max_examples=25,
     deadline=None,
+    derandomize=True,
+    database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(batches=st.lists(st.tuples(OPS, st.booleans()), min_size=1, max_size=4))

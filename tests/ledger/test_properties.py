@@ -123,6 +123,8 @@ async def _step(rt: Runtime, op: tuple[str, int, int, str], w: World) -> None:
 @settings(
     max_examples=60,
     deadline=None,
+    derandomize=True,
+    database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(ops=OPS)

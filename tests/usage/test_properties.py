@@ -36,7 +36,7 @@ def _cost(units: int, rate: int) -> int:
     return -(-(kb * rate) // 1024)
 
 
-@settings(max_examples=20, deadline=None,
+@settings(max_examples=20, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(batches=BATCHES, wallet=st.integers(0, 3000), rate=st.integers(0, 40),
        pays=st.booleans())

@@ -67,7 +67,9 @@ class BucketState:
     """Whether the bucket works in the home zone (False for a roaming pack)."""
     created_at: datetime | None = None
 
-    def order_key(self) -> tuple[int, int, float, int, float]:
+    def order_key(self) -> tuple[int, int, float, int, float, str]:
+        """Add-ons first, then nearest expiry, priority, the older bucket; the id last, so
+        two buckets alike in all of that are used in the same order however they were read."""
         until = self.valid_until
         created = self.created_at or self.valid_from
         return (
@@ -76,6 +78,7 @@ class BucketState:
             until.timestamp() if until is not None else 0.0,
             self.priority,
             created.timestamp(),
+            self.id,
         )
 
     def covers(self, zone: str, home_zone: str) -> bool:
@@ -203,7 +206,7 @@ def rate(
 
 
 def order(buckets: list[BucketState]) -> list[BucketState]:
-    """Rule 3: add-ons first, nearest expiry, priority, older first."""
+    """Rule 3: add-ons first, nearest expiry, priority, older first, then by id."""
     if len(buckets) < 2:
         return buckets
     return sorted(buckets, key=BucketState.order_key)

@@ -176,7 +176,7 @@ async def claim(rt: Runtime, limit: int) -> list[OutboxMessage]:
             [OutboxMessage.next_attempt_at], limit, timedelta(seconds=CLAIM_SECONDS),
             extra_values={"attempts": OutboxMessage.attempts + 1},
         )
-    return sorted(claimed, key=lambda m: (m.next_attempt_at, m.created_at))
+    return sorted(claimed, key=lambda m: (m.next_attempt_at, m.created_at, m.id))
 
 
 async def _finish(rt: Runtime, m: OutboxMessage, error: str | None) -> None:

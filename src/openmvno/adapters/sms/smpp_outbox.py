@@ -101,7 +101,7 @@ async def _claim_in(
                  OutboxMessage.next_attempt_at, OutboxMessage.created_at],
         extra_values={"attempts": OutboxMessage.attempts + 1},
     )
-    rows.sort(key=lambda r: (r.next_attempt_at, r.created_at))
+    rows.sort(key=lambda r: (r.next_attempt_at, r.created_at, r.id))
     return [Claimed(r.id, r.recipient, r.body, r.account_id,
                     bool((r.payload or {}).get("sensitive"))) for r in rows]
 
