@@ -134,7 +134,7 @@ async def dead(session: AsyncSession, *, limit: int = 20) -> Sequence[OutboxMess
     rows = await session.scalars(
         select(OutboxMessage)
         .where(OutboxMessage.state == OutboxState.dead)
-        .order_by(OutboxMessage.created_at.desc())
+        .order_by(OutboxMessage.created_at.desc(), OutboxMessage.id.desc())
         .limit(limit)
     )
     return rows.all()

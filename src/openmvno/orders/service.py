@@ -452,7 +452,7 @@ async def attempts_for(session: AsyncSession, order_id: uuid.UUID) -> list[Payme
     rows = await session.scalars(
         select(PaymentAttempt)
         .where(PaymentAttempt.order_id == order_id)
-        .order_by(PaymentAttempt.created_at)
+        .order_by(PaymentAttempt.created_at, PaymentAttempt.id)
     )
     return list(rows.all())
 
@@ -467,7 +467,7 @@ async def attempts_by_order(
         rows = await session.scalars(
             select(PaymentAttempt)
             .where(PaymentAttempt.order_id.in_(order_ids))
-            .order_by(PaymentAttempt.created_at)
+            .order_by(PaymentAttempt.created_at, PaymentAttempt.id)
         )
         for attempt in rows:
             if attempt.order_id is not None:  # always here; saved-card charges have none

@@ -468,7 +468,7 @@ async def remove_card(
         newest = await session.scalar(
             select(SavedCard).where(
                 SavedCard.account_id == account_id, SavedCard.state == CardState.active
-            ).order_by(SavedCard.created_at.desc()).limit(1)
+            ).order_by(SavedCard.created_at.desc(), SavedCard.id.desc()).limit(1)
         )
         if newest is not None:
             newest.is_default = True

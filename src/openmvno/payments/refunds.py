@@ -150,7 +150,7 @@ async def _by_key(session: AsyncSession, key: str) -> PaymentRefund | None:
 async def for_order(session: AsyncSession, order_id: uuid.UUID) -> list[PaymentRefund]:
     rows = await session.scalars(
         select(PaymentRefund).where(PaymentRefund.order_id == order_id)
-        .order_by(PaymentRefund.created_at)
+        .order_by(PaymentRefund.created_at, PaymentRefund.id)
     )
     return list(rows.all())
 

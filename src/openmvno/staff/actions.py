@@ -448,7 +448,7 @@ async def pending_refund_requests(session: AsyncSession) -> list[AuditEvent]:
         await session.scalars(
             select(AuditEvent)
             .where(AuditEvent.action == "refund.requested")
-            .order_by(AuditEvent.at.desc())
+            .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
             .limit(200)
         )
     ).all()

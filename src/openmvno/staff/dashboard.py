@@ -129,7 +129,7 @@ async def orders_csv(session: AsyncSession, start: date, end: date, tz: str) -> 
         await session.scalars(
             select(Order)
             .where(Order.created_at >= low, Order.created_at < high)
-            .order_by(Order.created_at)
+            .order_by(Order.created_at, Order.id)
         )
     ).all()
     out = io.StringIO()
@@ -177,7 +177,7 @@ async def payments_csv(session: AsyncSession, start: date, end: date, tz: str) -
             select(PaymentAttempt, Order.number)
             .outerjoin(Order, Order.id == PaymentAttempt.order_id)
             .where(PaymentAttempt.created_at >= low, PaymentAttempt.created_at < high)
-            .order_by(PaymentAttempt.created_at)
+            .order_by(PaymentAttempt.created_at, PaymentAttempt.id)
         )
     ).all()
     out = io.StringIO()

@@ -54,7 +54,7 @@ async def list_for(
         select(AccountNote, Account.name)
         .join(Account, Account.id == AccountNote.author_id)
         .where(AccountNote.account_id == account_id)
-        .order_by(AccountNote.created_at.desc())
+        .order_by(AccountNote.created_at.desc(), AccountNote.id.desc())
         .limit(limit)
     )
     return [(n, name) for n, name in rows.all()]

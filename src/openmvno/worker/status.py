@@ -90,7 +90,8 @@ async def status(
         found.outbox.append(OutboxReport(str(kind), due, waiting, claimed, sent, dead))
     found.outbox.sort(key=lambda r: r.kind)
     dead_rows = await session.scalars(
-        select(o).where(o.state == OutboxState.dead).order_by(o.created_at.desc()).limit(dead_limit)
+        select(o).where(o.state == OutboxState.dead).order_by(o.created_at.desc(), o.id.desc())
+        .limit(dead_limit)
     )
     found.dead = [
         DeadMessage(str(m.kind), m.recipient, m.attempts, m.last_error, m.created_at)

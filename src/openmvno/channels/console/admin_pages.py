@@ -207,7 +207,7 @@ async def plans_page(request: Request, desk: AdminDesk, session: Session) -> Res
                 AuditEvent.subject_type == "plan",
                 AuditEvent.action.in_(["plan.update", "plan.create", "plan.retire"]),
             )
-            .order_by(AuditEvent.at.desc())
+            .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
             .limit(100)
         )
     ).all()
@@ -643,7 +643,8 @@ async def audit_page(request: Request, desk: AdminDesk, session: Session, rt: RT
     end = _day(q.get("to"), today)
     low, high = dashboard._bounds(start, end, rt.settings.timezone)
     query = query.where(AuditEvent.at >= low, AuditEvent.at < high)
-    rows = (await session.execute(query.order_by(AuditEvent.at.desc()).limit(200))).all()
+    newest_first = query.order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(200)
+    rows = (await session.execute(newest_first)).all()
     return render(
         request,
         desk,

@@ -196,7 +196,7 @@ async def _screen(
         await session.scalars(
             select(Order)
             .where(Order.credited_account_id == account.id, Order.account_id.is_(None))
-            .order_by(Order.created_at.desc())
+            .order_by(Order.created_at.desc(), Order.id.desc())
             .limit(20)
         )
     ).all()
@@ -280,7 +280,7 @@ async def messages(
                 OutboxMessage.account_id == account.id,
                 OutboxMessage.kind.in_([OutboxKind.sms, OutboxKind.email]),
             )
-            .order_by(OutboxMessage.created_at.desc())
+            .order_by(OutboxMessage.created_at.desc(), OutboxMessage.id.desc())
             .limit(50)
         )
     ).all()
