@@ -29,16 +29,15 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserType, Playwright, sync_playwright
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmvno import clock
 from openmvno.config import Settings
 from openmvno.db import unit_of_work
 from openmvno.runtime import Runtime, build_runtime
+from tests.pg import PG_URL, fresh_pg_database
 from tests.shared_cache import shared_cache_dir
 
-PG_URL = os.environ.get("OPENMVNO_TEST_DATABASE_URL", "")
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
 WORKER_NO = int(re.sub(r"\D", "", WORKER) or 0)
 SECRET = "browser-test-secret-key-0123456789"
@@ -117,15 +116,6 @@ def _in_thread(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine to completion on a fresh loop in another thread."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(lambda: asyncio.run(factory())).result(timeout=60)
-
-
-async def _fresh_pg_database(name: str) -> str:
-    admin = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    await admin.dispose()
-    return PG_URL.rsplit("/", 1)[0] + "/" + name
 
 
 @dataclass(frozen=True)
@@ -259,7 +249,7 @@ def portal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PortalSe
     env.pop("OPENMVNO_DATABASE_URL", None)
     if PG_URL:
         env["OPENMVNO_DATABASE_URL"] = _in_thread(
-            lambda: _fresh_pg_database(f"openmvno_browser_{os.environ.get('OPENMVNO_TEST_DB_TAG', '')}{WORKER}")
+            lambda: fresh_pg_database(f"openmvno_browser_{os.environ.get('OPENMVNO_TEST_DB_TAG', '')}{WORKER}")
         )
     settings = Settings(
         data_dir=data_dir,

@@ -16,7 +16,6 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from openmvno import clock
 from openmvno.app import create_app
@@ -25,9 +24,9 @@ from openmvno.migrate import upgrade
 from openmvno.models import Base
 from openmvno.runtime import Runtime, build_runtime
 from openmvno.worker.runner import drain
+from tests.pg import PG_URL, fresh_pg_database
 from tests.shared_cache import shared_cache_dir
 
-PG_URL = os.environ.get("OPENMVNO_TEST_DATABASE_URL", "")
 WORKER = os.environ.get("OPENMVNO_TEST_DB_TAG", "") + os.environ.get("PYTEST_XDIST_WORKER", "gw0")
 """Names this run's databases; OPENMVNO_TEST_DB_TAG keeps parallel runs on one server apart."""
 
@@ -36,20 +35,11 @@ def pytest_report_header() -> str:
     return f"openmvno database: {'postgresql' if PG_URL else 'sqlite'}"
 
 
-async def _create_pg_database(url: str, name: str) -> str:
-    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    await admin.dispose()
-    return url.rsplit("/", 1)[0] + "/" + name
-
-
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One migrated database per xdist worker."""
     if PG_URL:
-        url = asyncio.run(_create_pg_database(PG_URL, f"openmvno_test_{WORKER}"))
+        url = asyncio.run(fresh_pg_database(f"openmvno_test_{WORKER}"))
     else:
         url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
     asyncio.run(upgrade(url))

@@ -7,25 +7,19 @@ import os
 from pathlib import Path
 
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from openmvno.migrate import MIGRATIONS, alembic_config, downgrade, upgrade
 from openmvno.models import Base
-
-PG_URL = os.environ.get("OPENMVNO_TEST_DATABASE_URL", "")
+from tests.pg import PG_URL, fresh_pg_database
 
 
 async def _fresh_url(tmp_path: Path) -> str:
     if not PG_URL:
         return f"sqlite+aiosqlite:///{tmp_path / 'mig.db'}"
     name = f"openmvno_mig_{os.environ.get('OPENMVNO_TEST_DB_TAG', '')}{os.environ.get('PYTEST_XDIST_WORKER', 'gw0')}"
-    admin = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    await admin.dispose()
-    return PG_URL.rsplit("/", 1)[0] + "/" + name
+    return await fresh_pg_database(name)
 
 
 async def _tables(url: str) -> set[str]:

@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from openmvno.db import UTCDateTime
 from openmvno.migrate import downgrade, upgrade
+from tests.pg import PG_URL, fresh_pg_database
 
-PG_URL = os.environ.get("OPENMVNO_TEST_DATABASE_URL", "")
 BEFORE = "20261125_ratelimit"
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
@@ -25,12 +25,7 @@ async def _fresh_url(tmp_path: Path) -> str:
     if not PG_URL:
         return f"sqlite+aiosqlite:///{tmp_path / 'guest-links.db'}"
     name = f"openmvno_guestmig_{os.environ.get('OPENMVNO_TEST_DB_TAG', '')}{os.environ.get('PYTEST_XDIST_WORKER', 'gw0')}"
-    admin = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    await admin.dispose()
-    return PG_URL.rsplit("/", 1)[0] + "/" + name
+    return await fresh_pg_database(name)
 
 
 def _table(name: str, *uuids: str, times: tuple[str, ...] = ("created_at", "updated_at"),
