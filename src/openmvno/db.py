@@ -265,8 +265,12 @@ def make_sessionmaker(engine: AsyncEngine) -> SessionFactory:
     return factory
 
 
-async def execute_alone(factory: async_sessionmaker[AsyncSession], statement: Executable) -> int:
-    """Run one writing statement as a transaction of its own; returns the rows it matched.
+async def execute_alone(
+    factory: async_sessionmaker[AsyncSession], statement: Executable,
+    params: dict[str, Any] | None = None,
+) -> int:
+    """Run one writing statement (with ``params`` for its bound parameters) as a
+    transaction of its own; returns the rows it matched.
 
     On PostgreSQL it runs in autocommit, one round trip (a unit of work costs three:
     BEGIN, the statement, COMMIT) — for a worker's bookkeeping after each delivered
@@ -275,10 +279,10 @@ async def execute_alone(factory: async_sessionmaker[AsyncSession], statement: Ex
     if isinstance(factory, SessionFactory) and factory.writer.dialect.name == "postgresql":
         async with factory.writer.connect() as conn:
             alone = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            done = await alone.execute(statement)
+            done = await alone.execute(statement, params)
             return int(done.rowcount)
     async with unit_of_work(factory) as session:
-        result = await session.execute(statement)
+        result = await session.execute(statement, params)
         return int(result.rowcount)  # type: ignore[attr-defined]
 
 
