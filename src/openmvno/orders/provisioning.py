@@ -12,7 +12,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from openmvno.adapters.provisioning import ProvisioningFailed, ProvisioningRequest, provisioner
 from openmvno.catalog.models import Plan
-from openmvno.db import execute_alone, unit_of_work
+from openmvno.db import Base, execute_alone, unit_of_work
 from openmvno.lines.models import Line
 from openmvno.notifications.models import OutboxMessage
 from openmvno.orders.models import Order, OrderKind, ProvisioningState
@@ -69,11 +69,8 @@ class _JsonMerged(FunctionElement[Any]):
     type = JSON()
     inherit_cache = True
 
-    def __init__(self, column: Any, extra: Any) -> None:
-        super().__init__(column, extra)
 
-
-ORDERS: Table = Order.__table__  # type: ignore[assignment]
+ORDERS: Table = Base.metadata.tables[Order.__tablename__]
 _RECORD_OUTCOME = (
     update(ORDERS).where(ORDERS.c.id == bindparam("o_id"))
     .values(provisioning=bindparam("o_state"),

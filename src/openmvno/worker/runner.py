@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, Table, bindparam, true, update
 
 from openmvno import clock
 from openmvno.adapters.registry import email_sender, sms_sender
-from openmvno.db import execute_alone, unit_of_work
+from openmvno.db import Base, execute_alone, unit_of_work
 from openmvno.notifications.models import OutboxKind, OutboxMessage, OutboxState
 from openmvno.ratelimit import service as ratelimit
 from openmvno.runtime import Runtime
@@ -144,7 +144,7 @@ async def settle_stuck_payments(rt: Runtime) -> int:
 
 
 REDACTED = "[delivered; the one-time code is not kept]"
-OUTBOX: Table = OutboxMessage.__table__  # type: ignore[assignment]
+OUTBOX: Table = Base.metadata.tables[OutboxMessage.__tablename__]
 _SENT = (
     update(OUTBOX).where(OUTBOX.c.id == bindparam("m_id"))
     .values(state=OutboxState.sent, sent_at=bindparam("m_sent_at"), last_error="",
