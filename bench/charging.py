@@ -34,6 +34,12 @@ with the same distribution: per batch one ``INSERT … SELECT FROM unnest(…) O
 asyncpg on one connection (SQLite: ``executemany`` of the same two statements through
 ``sqlite3``). Its own two tables, no index beyond the unique key: nothing the product
 does is in it (see ../shared/ENVIRONMENT.md).
+
+**Ceiling** bounds what any served process could do with the same statements: this
+machine's cores divided by the database's CPU per record while the API ran plus what
+validating the records costs (measured here on the same payloads). At that rate the
+database and validation alone would keep every core busy, with nothing left for HTTP,
+rating, building the statements or answering.
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import CpuMeter, libpq_dsn
 from reads import serving
 
+from openmvno.channels.api.usage import BATCH
 from openmvno.db import make_engine, make_sessionmaker, unit_of_work
 from openmvno.migrate import upgrade
 
@@ -201,6 +208,32 @@ async def through_api(ports: list[int], key: str, payloads: list[bytes],
         for client in clients:
             await client.aclose()
     return records / elapsed
+
+
+def validation_cpu(payloads: list[bytes]) -> float:
+    """CPU seconds per record this process spends validating ``payloads`` as the usage
+    route does (pydantic's JSON parser straight into the records): the best of three
+    rounds over the first five."""
+    sample = payloads[:5]
+    records = sum(len(BATCH.validate_json(p)["records"]) for p in sample)
+    best = float("inf")
+    for _ in range(3):
+        started = time.process_time()
+        for p in sample:
+            BATCH.validate_json(p)
+        best = min(best, (time.process_time() - started) / records)
+    return best
+
+
+def ceiling(cpu_per_10k: dict[str, float], validation: float) -> float | None:
+    """The most records/s the API could reach on this machine's cores if its served
+    processes spent nothing but validation: cores / (the database's CPU per record for
+    the API's own statements + validation's). ``None`` where the database works inside
+    the served process (SQLite)."""
+    database = cpu_per_10k["database"] / 10_000
+    if database == 0:
+        return None
+    return (os.cpu_count() or 1) / (database + validation)
 
 
 # --- the raw limit -------------------------------------------------------------------
@@ -366,14 +399,21 @@ def measure(database_url: str, *, lines: int, batches: int, batch: int,
                 "api": {k: v * 10_000 / records for k, v in api_cpu.used.items()},
                 "raw": {k: v * 10_000 / records for k, v in raw_cpu.used.items()},
             }
+            validation = validation_cpu(payloads)
+            most = ceiling(cpu["api"], validation)
             results.append({
                 "database": name, "scenario": scenario, "api": round(api), "raw": round(raw),
                 "ratio": api / raw, "lines": lines, "batch": batch, "batches": batches,
                 "concurrency": concurrency, "processes": processes, "cpu": cpu,
+                "validation_us": validation * 1e6,
+                "ceiling": None if most is None else round(most),
             })
             print(f"{name:<10} {scenario:<7} API {api:>9,.0f} records/s   "
                   f"raw {raw:>9,.0f} records/s   {api / raw:6.1%}   CPU s per 10,000:"
-                  f" API {_cpu_text(cpu['api'])}, raw {_cpu_text(cpu['raw'])}", flush=True)
+                  f" API {_cpu_text(cpu['api'])}, raw {_cpu_text(cpu['raw'])}"
+                  f"   validation {validation * 1e6:.1f} µs/record"
+                  f"   ceiling {_ceiling_text(None if most is None else round(most))}"
+                  " records/s", flush=True)
     return results
 
 
@@ -400,6 +440,17 @@ def _cpu_text(cpu: dict[str, float]) -> str:
     return f"{cpu['processes']:.2f} + {cpu['database']:.2f}"
 
 
+_HEADER = (
+    "| database | records hit | API records/s | raw records/s | API / raw | API CPU s"
+    " | raw CPU s | validation µs | ceiling records/s |\n"
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+
+def _ceiling_text(most: int | None) -> str:
+    return "—" if most is None else f"{most:,}"
+
+
 def markdown(results: list[dict[str, Any]]) -> str:
     first = results[0]
     processes = max((r.get("processes", 2) for r in results if r["database"] == "PostgreSQL"),
@@ -408,7 +459,9 @@ def markdown(results: list[dict[str, Any]]) -> str:
     rows = "\n".join(
         f"| {r['database']} | {hit[r['scenario']]}"
         f" | {r['api']:,} | {r['raw']:,} | {r['ratio']:.0%}"
-        f" | {_cpu_text(r['cpu']['api'])} | {_cpu_text(r['cpu']['raw'])} |"
+        f" | {_cpu_text(r['cpu']['api'])} | {_cpu_text(r['cpu']['raw'])}"
+        f" | {r['validation_us']:.1f}"
+        f" | {_ceiling_text(r['ceiling'])} |"
         for r in results
     )
     return f"""## Usage charging through a served process
@@ -430,10 +483,14 @@ statements), nothing else. Target on PostgreSQL: ≥ 30,000 records/s through th
 ≥ 50 % of raw. **CPU** is what the work cost per 10,000 records, in CPU seconds, read
 from `/proc` while it ran: for the API the served processes + the database's backends
 (SQLite: the served process alone, the database inside it), for raw the bench's own
-process + its backend — where the two cores went.
+process + its backend — where the two cores went. **Validation** is what validating
+these records as the route does (pydantic's JSON parser) costs per record, in µs, in the
+bench's process. **Ceiling** is the most the API could reach on this machine's
+{os.cpu_count()} cores if its served processes spent nothing but that validation: cores ÷
+(the database's CPU per record for the API's own statements + validation's) — no HTTP,
+no rating, no statement building, no answers.
 
-| database | records hit | API records/s | raw records/s | API / raw | API CPU s | raw CPU s |
-|---|---|---:|---:|---:|---:|---:|
+{_HEADER}
 {rows}
 
 Command: `python bench/charging.py --postgres URL` (or `scripts/bench --only charging`).

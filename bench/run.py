@@ -210,35 +210,38 @@ Both cores stay busy for the whole storm (~1 % I/O wait): it is CPU. A third or 
 worker adds nothing on two cores. SQLite, one worker, 10,000 lines: 9.5 s.
 """,
     "charging": """\
-**Records on 100 hot lines meet both targets in this run (34,526/s = 58.3 % of raw);
-records spread over 100,000 lines meet neither (11,789/s = 31.6 %).** Runs differ a lot
-on this machine: in eight more runs of spread the same morning (fresh fsync-on cluster),
-raw alone did 35,400–52,700/s and the API 11,000–17,100/s, 28–40 % of raw; in three of
-hot, raw 69,000–81,000/s and the API 32,700–39,400/s, 47–48 % of raw. The rates and the
-ratio move with the machine's luck; the CPU columns hardly move: they are the figures to
-read.
+**Records on 100 hot lines meet both targets in this run (38,746/s = 65.7 % of raw);
+records spread over 100,000 lines meet neither (14,196/s = 29.1 %).** The ceiling column
+says how far off spread is: with its served processes doing nothing but validation, the
+API could charge at most 27,518 spread records/s in this run — PostgreSQL's own CPU for
+the API's statements (0.68 s per 10,000 records) and validation (4.7 µs per record) would
+by then keep both cores busy. Runs differ a lot on this machine; the CPU columns move
+less, and they are the figures to read. In four runs of spread on 2026-12-04 (this one
+and three on a default fsync-on cluster): the API 14,178–18,851/s, raw 44,449–58,744/s,
+29–35 % of raw; the database's CPU 0.55–0.70 s per 10,000 records, validation 3.0–5.3
+µs per record, the ceiling 26,479–34,204/s.
 
-**What limits spread is CPU.** Per 10,000 spread records the API path costs about 1.3
-CPU seconds (0.54–0.62 in the served processes, 0.74–0.81 in PostgreSQL's backends);
-raw costs 0.22–0.26, on one connection. The cores are 80–95 % busy while the API runs
-(the rest is two batches waiting for each other's bucket locks and commits; four
-requests in flight instead of two gain nothing). Half of raw needs the API to spend at
-most four times raw's CPU per record (it has two cores to raw's one, and does not keep
-them quite full): it spends five to six times.
+**What limits spread is CPU.** Per 10,000 spread records the API path costs 0.94–1.21
+CPU seconds (0.39–0.51 in the served processes, 0.55–0.70 in PostgreSQL's backends);
+raw costs 0.18–0.22, on one connection. 30,000/s on two cores leaves 67 µs of CPU per
+record for everything, and the database's share alone is 55–70 µs of it: between
+nothing and ~8 µs per record would be left for HTTP, rating, building the statements,
+reading their rows back and answering, which cost ~40–50 µs now (py-spy: flat).
+Without the explicit bucket lock (about 12 % of the database's time below) ~7 µs more;
+with the usage row as the journal entry of its charge (no second insert, instead of the
+issue's entry per bucket per batch) perhaps ~15 µs more. Half of raw needs about the
+same: at 22,000–29,000/s (half of these runs' raw) the served processes would get
+10–30 µs per record.
 
 Where a spread batch's PostgreSQL time goes (`pg_stat_statements`, 20 batches,
-2026-12-04): the ledger's ~9,500 entries with the trigger's grouped bucket update
-309 ms, the usage rows 208 ms, the buckets' unlocked read 126 ms, their lock 98 ms, the
-lines 77 ms. Alone on the same data: the entries' insert without its trigger 110–200 ms
-(its indexes — id, key, bucket — about 50 ms of it; the order's foreign key check per
-row perhaps as much, too noisy to tell), the trigger's grouped update 100–145 ms. A
-trial that moved the balances by one grouped UPDATE instead of the entries (not kept:
-no journal) reached 39–42 % of raw against 33–40 % for the product in alternating runs,
-and dropping the lock as well gained nothing more. So making the usage row itself the
-journal entry of a usage charge (no second insert) would lift spread into the low 40s,
-not to 50; the other half of the gap is the served processes' ~55 µs of Python per
-record (py-spy: flat — the batch's own loops over the records ~37 % of the busy
-samples, rating 8 %, validation 7 %, nothing else above 4 %).
+2026-12-04 14:55 UTC, execution time per batch of 10,000): the ledger's ~9,500 entries
+with the trigger's grouped bucket update 291 ms, the usage rows 190 ms, the buckets'
+unlocked read 110 ms, their lock 88 ms, the lines 61 ms; raw's insert 103 ms and update
+58 ms. Alone on the same data (2026-12-04, earlier): the entries' insert without its
+trigger 110–200 ms (its indexes — id, key, bucket — about 50 ms of it), the trigger's
+grouped update 100–145 ms. A trial that moved the balances by one grouped UPDATE instead
+of the entries (not kept: no journal) reached 39–42 % of raw against 33–40 % for the
+product in alternating runs, and dropping the lock as well gained nothing more.
 
 What moved it on 2026-12-03 (spread 26–30 % → 38–39 % of raw that evening, hot ~54 %
 → 62–68 %): two `serve` processes with each request in flight on its own connection
