@@ -77,6 +77,7 @@ from openmvno.migrate import upgrade
 BENCH_DB = "openmvno_bench_usage"
 HOT_LINES = 100
 UNITS = 1024  # bytes per record: the buckets never run out
+CORES = os.cpu_count() or 1
 
 
 # --- setup ---------------------------------------------------------------------------
@@ -225,7 +226,7 @@ def validation_cpu(payloads: list[bytes]) -> float:
     return best
 
 
-def ceiling(cpu_per_10k: dict[str, float], validation: float) -> float | None:
+def ceiling(cpu_per_10k: dict[str, float], validation: float) -> int | None:
     """The most records/s the API could reach on this machine's cores if its served
     processes spent nothing but validation: cores / (the database's CPU per record for
     the API's own statements + validation's). ``None`` where the database works inside
@@ -233,7 +234,7 @@ def ceiling(cpu_per_10k: dict[str, float], validation: float) -> float | None:
     database = cpu_per_10k["database"] / 10_000
     if database == 0:
         return None
-    return (os.cpu_count() or 1) / (database + validation)
+    return round(CORES / (database + validation))
 
 
 # --- the raw limit -------------------------------------------------------------------
@@ -406,13 +407,13 @@ def measure(database_url: str, *, lines: int, batches: int, batch: int,
                 "ratio": api / raw, "lines": lines, "batch": batch, "batches": batches,
                 "concurrency": concurrency, "processes": processes, "cpu": cpu,
                 "validation_us": validation * 1e6,
-                "ceiling": None if most is None else round(most),
+                "ceiling": most,
             })
             print(f"{name:<10} {scenario:<7} API {api:>9,.0f} records/s   "
                   f"raw {raw:>9,.0f} records/s   {api / raw:6.1%}   CPU s per 10,000:"
                   f" API {_cpu_text(cpu['api'])}, raw {_cpu_text(cpu['raw'])}"
                   f"   validation {validation * 1e6:.1f} µs/record"
-                  f"   ceiling {_ceiling_text(None if most is None else round(most))}"
+                  f"   ceiling {_ceiling_text(most)}"
                   " records/s", flush=True)
     return results
 
@@ -486,7 +487,7 @@ from `/proc` while it ran: for the API the served processes + the database's bac
 process + its backend — where the two cores went. **Validation** is what validating
 these records as the route does (pydantic's JSON parser) costs per record, in µs, in the
 bench's process. **Ceiling** is the most the API could reach on this machine's
-{os.cpu_count()} cores if its served processes spent nothing but that validation: cores ÷
+{CORES} cores if its served processes spent nothing but that validation: cores ÷
 (the database's CPU per record for the API's own statements + validation's) — no HTTP,
 no rating, no statement building, no answers.
 
